@@ -1,0 +1,58 @@
+"""Simple latent-action agents: uniform random, and the CoLA policy prior."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from cola_gym.envs.base import LatentActionEnv
+
+
+class RandomAgent:
+    """Uniformly random latent codes (among the allowed ones)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, env: gym.Env) -> int:
+        """The next action for ``env``."""
+        allowed = np.flatnonzero(_unwrap(env).action_masks())
+        return int(self.rng.choice(allowed))
+
+
+class PolicyPriorAgent:
+    """Samples a_t from the CoLA policy pi(a_t | x_1..t) with top-k and temperature.
+
+    The release samples with top-k 40 of 64 codes at temperature 1; ``greedy`` takes the
+    argmax. Needs an env made with ``track_policy=True``.
+    """
+
+    def __init__(self, top_k: int = 40, temperature: float = 1.0, greedy: bool = False, seed: int | None = None) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+        self.top_k, self.temperature, self.greedy = top_k, temperature, greedy
+        self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+
+    def act(self, env: gym.Env) -> int:
+        """The next action for ``env``."""
+        base = _unwrap(env)
+        state = base.decoding_state
+        if state is None or state.policy_logits is None:
+            raise ValueError("PolicyPriorAgent needs an env made with track_policy=True, after reset().")
+        logits = state.policy_logits[0].float().cpu()
+        logits = logits.masked_fill(~torch.from_numpy(base.action_masks()), float("-inf"))
+        if self.greedy:
+            return int(logits.argmax())
+        values, indices = logits.topk(min(self.top_k, logits.numel()))
+        probs = torch.softmax(values / self.temperature, dim=-1)
+        return int(indices[torch.multinomial(probs, 1, generator=self.generator)])
+
+
+def _unwrap(env: gym.Env) -> LatentActionEnv:
+    base = env.unwrapped
+    if not isinstance(base, LatentActionEnv):
+        raise TypeError(f"expected a cola-gym env, got {type(base).__name__}")
+    return base

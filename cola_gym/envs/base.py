@@ -1,0 +1,326 @@
+"""The base latent-action env: owns decoding; tasks implement a few hooks.
+
+Each step the agent picks a latent code ``a_t`` in ``Discrete(K)``; the CoLA world model
+turns it into the next token (one cached decoder step). Text is produced in *turns*: a
+turn ends at an end-of-sequence token or when the task says the turn is complete. The
+task then scores it and either ends the episode or answers with a message, which is
+appended to the context as one cached prefill (multi-turn agents).
+
+A task subclasses :class:`LatentActionEnv` and implements:
+
+- :meth:`~LatentActionEnv._begin_episode`: choose the episode's content, return the
+  prompt as chat messages;
+- :meth:`~LatentActionEnv._end_turn`: score a finished turn (reward, end or continue);
+- optionally :meth:`~LatentActionEnv._turn_complete` (stop before an EOS token) and
+  :meth:`~LatentActionEnv._initial_info` (task keys of ``info``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from cola_gym.errors import EpisodeOverError, InvalidActionError
+from cola_gym.model import CoLAModel, DecoderSettings, DecodingState, shared_model
+from cola_gym.model.shared import register_shared_model
+
+Message = Mapping[str, str]
+ModelArg = str | os.PathLike[str] | CoLAModel | None
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """A task's verdict on a finished turn.
+
+    Attributes:
+        reward: reward of the step that finished the turn.
+        terminated: whether the episode ends here.
+        next_message: when the episode goes on, the message (a user turn: the task's
+            observation) appended before the model's next turn.
+        info: task keys merged into ``info`` from now on.
+    """
+
+    reward: float = 0.0
+    terminated: bool = True
+    next_message: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.terminated and self.next_message is None:
+            raise ValueError("a turn that does not end the episode needs a next_message")
+
+
+@dataclass(frozen=True)
+class EnvSnapshot:
+    """Everything :meth:`LatentActionEnv.restore` needs; cheap (tensor references only)."""
+
+    episode: int
+    state: DecodingState
+    messages: tuple[Message, ...]
+    rendered: str
+    transcript: str
+    turn_ids: tuple[int, ...]
+    num_tokens: int
+    task_info: tuple[tuple[str, Any], ...]
+    done: bool
+
+
+class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
+    """Text generation driven by latent actions.
+
+    Args:
+        model: a :class:`~cola_gym.model.CoLAModel`, a CoLA checkpoint directory, a plain
+            decoder (directory or Hub id: fresh heads), or ``None`` for the default model.
+            Models are loaded once per process and shared by every env.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` for a model loaded by reference.
+        quantization: ``"auto"``, ``"none"``, ``"4bit"`` or ``"8bit"`` (see ``DecoderSettings``).
+        dtype: decoder compute dtype, ``None`` for the device's default.
+        track_policy: keep the CoLA policy's KV cache and logits up to date each step
+            (needed by agents that read the prior, e.g. tree search); costs its blocks.
+        render_mode: ``None`` or ``"ansi"``.
+
+    Observation: ``float32[d]``, h_t, the decoder's final normalised hidden state at the
+    last position: the vector the LM head, the world model and the policy read.
+
+    ``info``: ``text`` (everything generated after the prompt), ``num_tokens`` and the
+    task's keys.
+    """
+
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 - Gymnasium's convention
+
+    def __init__(
+        self,
+        model: ModelArg = None,
+        *,
+        device: str = "auto",
+        quantization: str = "auto",
+        dtype: str | None = None,
+        track_policy: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.track_policy = track_policy
+        self._settings = DecoderSettings(quantization=quantization, device=device, dtype=dtype)  # type: ignore[arg-type]
+        if isinstance(model, CoLAModel):
+            self.model = model
+            self._model_ref = register_shared_model(model, self._settings)
+            self._picklable = model.name_or_path is not None
+        else:
+            self.model = shared_model(model, self._settings)
+            self._model_ref = None if model is None else str(model)
+            self._picklable = True
+        self._init_spaces()
+        self._episode = 0
+        self._clear_episode()
+
+    def _init_spaces(self) -> None:
+        self.num_actions = self.model.num_actions
+        self.action_space = gym.spaces.Discrete(self.num_actions)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.model.hidden_size,), dtype=np.float32)
+        self._stop_ids = self.model.stop_token_ids()
+        self._max_positions = getattr(self.model.decoder.config, "max_position_embeddings", None)
+
+    def _clear_episode(self) -> None:
+        self._state: DecodingState | None = None
+        self._messages: tuple[Message, ...] = ()
+        self._rendered = ""
+        self._transcript = ""
+        self._turn_ids: list[int] = []
+        self._num_tokens = 0
+        self._task_info: dict[str, Any] = {}
+        self._done = True
+
+    # ------------------------------------------------------------ task hooks
+    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Message]:
+        """Chooses the episode's content (use ``self.np_random``) and returns the prompt messages."""
+        raise NotImplementedError
+
+    def _turn_complete(self, turn_text: str) -> bool:
+        """Whether the turn is finished before any end-of-sequence token (default: never)."""
+        return False
+
+    def _end_turn(self, turn_text: str) -> TurnOutcome:
+        """Scores a finished turn; ``turn_text`` excludes the end-of-sequence token."""
+        raise NotImplementedError
+
+    def _initial_info(self) -> dict[str, Any]:
+        """The task's ``info`` keys at the start of an episode (keep the key set stable)."""
+        return {}
+
+    # ------------------------------------------------------------ Gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts an episode: the task picks its content, the prompt is prefilled once."""
+        super().reset(seed=seed)
+        self._clear_episode()
+        self._messages = tuple(dict(m) for m in self._begin_episode(options or {}))
+        self._rendered = self._render_messages(self._messages)
+        ids = self._encode(self._rendered, first=True)
+        self._state = self.model.start(torch.tensor([ids]), track_policy=self.track_policy)
+        self._task_info = self._initial_info()
+        self._done = False
+        self._episode += 1
+        return self._observation(), self._info("")
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Decodes one token under latent action ``action``."""
+        code = self._check_action(action)
+        if self._state is None or self._done:
+            raise EpisodeOverError(
+                "step() called " + ("before reset()" if self._state is None else "after the episode ended")
+                + "; call reset() to start an episode."
+            )
+        token = int(self.model.next_tokens(self._state, torch.tensor([code]))[0])
+        self._num_tokens += 1
+        is_stop = token in self._stop_ids
+        if not is_stop:
+            self._turn_ids.append(token)
+        turn_text = self._decode(self._turn_ids)
+        if not is_stop and not self._turn_complete(turn_text):
+            self._state = self.model.append(self._state, torch.tensor([[token]]))
+            return self._observation(), 0.0, False, self._truncate_if_context_full(), self._info(turn_text)
+        outcome = self._end_turn(turn_text)
+        self._task_info.update(outcome.info)
+        if outcome.terminated:
+            self._done = True
+            self._transcript += turn_text
+            self._turn_ids = []
+            return self._observation(), float(outcome.reward), True, False, self._info("")
+        assert outcome.next_message is not None
+        self._continue_conversation(turn_text, [] if is_stop else [token], outcome.next_message)
+        return self._observation(), float(outcome.reward), False, self._truncate_if_context_full(), self._info("")
+
+    def action_masks(self) -> np.ndarray:
+        """``bool[K]``: which latent actions are allowed now (all of them by default)."""
+        return np.ones(self.num_actions, dtype=bool)
+
+    def render(self) -> str | None:
+        """The prompt and the text so far (``render_mode="ansi"``)."""
+        if self.render_mode != "ansi":
+            return None
+        return self._rendered + self._transcript + self._decode(self._turn_ids)
+
+    # ------------------------------------------------------------ snapshots
+    def snapshot(self) -> EnvSnapshot:
+        """The episode's current point; :meth:`restore` returns to it (cheap: no tensor copies)."""
+        if self._state is None:
+            raise EpisodeOverError("snapshot() needs an episode: call reset() first.")
+        return EnvSnapshot(
+            episode=self._episode,
+            state=self._state,
+            messages=self._messages,
+            rendered=self._rendered,
+            transcript=self._transcript,
+            turn_ids=tuple(self._turn_ids),
+            num_tokens=self._num_tokens,
+            task_info=tuple(self._task_info.items()),
+            done=self._done,
+        )
+
+    def restore(self, snapshot: EnvSnapshot) -> np.ndarray:
+        """Returns the episode to ``snapshot`` (taken in this episode); returns its observation."""
+        if snapshot.episode != self._episode:
+            raise ValueError("this snapshot belongs to another episode; snapshots only restore within their episode.")
+        self._state = snapshot.state
+        self._messages = snapshot.messages
+        self._rendered = snapshot.rendered
+        self._transcript = snapshot.transcript
+        self._turn_ids = list(snapshot.turn_ids)
+        self._num_tokens = snapshot.num_tokens
+        self._task_info = dict(snapshot.task_info)
+        self._done = snapshot.done
+        return self._observation()
+
+    @property
+    def decoding_state(self) -> DecodingState | None:
+        """The current decoding state (``None`` before the first reset)."""
+        return self._state
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        if not self._picklable:
+            raise TypeError(
+                "This env holds an in-memory CoLAModel that was not loaded from a path, so it cannot be "
+                "pickled. Save the model (model.save_pretrained(dir)) and make the env with model=dir."
+            )
+        state = {k: v for k, v in self.__dict__.items() if k not in ("model", "_state", "_stop_ids")}
+        spec = state.get("spec")
+        if spec is not None and isinstance(spec.kwargs.get("model"), CoLAModel):
+            state["spec"] = dataclasses.replace(spec, kwargs={**spec.kwargs, "model": self._model_ref})
+        # A restored env starts between episodes: decoding state is not carried over.
+        state["_done"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.model = shared_model(self._model_ref, self._settings)
+        self._state = None
+        self._init_spaces()
+
+    # ------------------------------------------------------------ machinery
+    def _check_action(self, action: Any) -> int:
+        value = action
+        if isinstance(value, np.ndarray) and value.size == 1 and np.issubdtype(value.dtype, np.integer):
+            value = value.reshape(())
+        if isinstance(value, (bool, np.bool_)) or not self.action_space.contains(value):
+            raise InvalidActionError(
+                f"action must be an integer latent code in [0, {self.num_actions}), got {action!r} "
+                f"({type(action).__name__}); nothing was decoded."
+            )
+        return int(value)
+
+    def _observation(self) -> np.ndarray:
+        assert self._state is not None
+        return self._state.hidden[0].detach().to("cpu", torch.float32).numpy()
+
+    def _info(self, turn_text: str) -> dict[str, Any]:
+        return {"text": self._transcript + turn_text, "num_tokens": self._num_tokens, **self._task_info}
+
+    def _truncate_if_context_full(self) -> bool:
+        """Ends the episode (truncation) when the decoder's context window is full."""
+        assert self._state is not None
+        if self._max_positions is not None and self._state.length >= self._max_positions:
+            self._done = True
+        return self._done
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.model.tokenizer.decode(list(ids), skip_special_tokens=True) if ids else ""
+
+    def _encode(self, text: str, first: bool = False) -> list[int]:
+        tokenizer = self.model.tokenizer
+        add_special = first and not self._has_chat_template()
+        return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+    def _has_chat_template(self) -> bool:
+        return getattr(self.model.tokenizer, "chat_template", None) is not None
+
+    def _render_messages(self, messages: Sequence[Message]) -> str:
+        """The prompt text of ``messages``: the chat template when the model has one."""
+        if self._has_chat_template():
+            return str(
+                self.model.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+            )
+        return "".join(f"{m['content']}\n" for m in messages)
+
+    def _continue_conversation(self, turn_text: str, pending: list[int], message: str) -> None:
+        """Appends the end of the turn and the task's message in one cached prefill."""
+        assert self._state is not None
+        self._messages = (*self._messages, {"role": "assistant", "content": turn_text}, {"role": "user", "content": message})
+        consumed = self._rendered + turn_text
+        full = self._render_messages(self._messages)
+        shared = os.path.commonprefix([consumed, full])
+        suffix = full[len(shared) :]
+        self._state = self.model.append(self._state, torch.tensor([pending + self._encode(suffix)]))
+        self._transcript += turn_text + suffix
+        self._rendered = full
+        self._turn_ids = []

@@ -1,0 +1,188 @@
+"""Saving and loading CoLA checkpoints: JSON config + safetensors, never pickle.
+
+A checkpoint directory holds::
+
+    cola_config.json        format version, CoLAConfig, decoder reference and fingerprint
+    cola_heads.safetensors  the learned parts (IDM, codebook, world-model merge, policy)
+    decoder/                optional: the decoder itself (Hugging Face format + tokenizer)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cola_gym.errors import CheckpointError, ModelNotFoundError
+from cola_gym.model.config import CoLAConfig
+from cola_gym.model.decoders import EMBEDDED_DECODER, DecoderSettings, load_decoder
+from cola_gym.paths import looks_like_path
+
+if TYPE_CHECKING:
+    from cola_gym.model.cola import CoLAModel
+
+CONFIG_FILE = "cola_config.json"
+HEADS_FILE = "cola_heads.safetensors"
+DECODER_DIR = "decoder"
+FORMAT_VERSION = 1
+_FINGERPRINT_KEYS = ("model_type", "hidden_size", "vocab_size", "num_hidden_layers")
+
+
+def decoder_fingerprint(decoder_config: Any) -> dict[str, Any]:
+    """The decoder properties the heads depend on."""
+    return {key: getattr(decoder_config, key, None) for key in _FINGERPRINT_KEYS}
+
+
+def save_cola(model: CoLAModel, path: str | os.PathLike[str], store_decoder: bool = False) -> None:
+    """Writes ``model`` to the directory ``path`` (created if needed); files are replaced atomically.
+
+    Args:
+        model: the model to save.
+        path: target directory.
+        store_decoder: also write the decoder under ``path/decoder`` so the checkpoint is
+            self-contained; otherwise only a reference (path or Hub id) is recorded.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    if store_decoder:
+        if getattr(model.decoder, "is_quantized", False):
+            raise CheckpointError(
+                "A quantized decoder cannot be stored in a CoLA checkpoint; save with store_decoder=False "
+                "(the checkpoint then refers to the decoder by path or Hub id)."
+            )
+        model.decoder.save_pretrained(directory / DECODER_DIR)
+        model.tokenizer.save_pretrained(directory / DECODER_DIR)
+        reference = DECODER_DIR
+    else:
+        reference = model.decoder_name_or_path or EMBEDDED_DECODER
+        if looks_like_path(reference):
+            reference = str(Path(reference).expanduser().resolve())
+    tensors = {
+        f"{name}.{key}": value.detach().to("cpu").contiguous()
+        for name, part in model.heads().items()
+        for key, value in part.state_dict().items()
+    }
+    config = {
+        "format": "cola-gym",
+        "format_version": FORMAT_VERSION,
+        "cola_config": model.config.to_dict(),
+        "decoder": {"name_or_path": reference, "stored": store_decoder},
+        "decoder_fingerprint": decoder_fingerprint(model.decoder.config),
+    }
+    _atomic_write(directory / HEADS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    _atomic_write(directory / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+
+
+def load_cola(
+    name_or_path: str | os.PathLike[str] | None,
+    decoder: str | os.PathLike[str] | None = None,
+    settings: DecoderSettings | None = None,
+) -> CoLAModel:
+    """Loads a CoLA checkpoint, or puts fresh heads on a plain decoder (see ``CoLAModel.from_pretrained``)."""
+    from cola_gym.model.cola import CoLAModel
+
+    if name_or_path is None or str(name_or_path) == EMBEDDED_DECODER:
+        model = CoLAModel.from_decoder(decoder, settings=settings)
+        model.name_or_path = None
+        return model
+    name = str(name_or_path)
+    directory = Path(name).expanduser()
+    if looks_like_path(name) and not directory.is_dir():
+        raise ModelNotFoundError(f"No model directory at {directory} (from {name!r}); check the path.")
+    if not (directory / CONFIG_FILE).is_file():
+        # A plain decoder (local directory or Hub id): fresh, untrained heads.
+        model = CoLAModel.from_decoder(decoder or name, settings=settings)
+        model.name_or_path = name
+        return model
+    meta = _read_config(directory)
+    reference = decoder
+    if reference is None:
+        recorded = meta["decoder"]["name_or_path"]
+        reference = directory / recorded if meta["decoder"].get("stored") else recorded
+    decoder_model, tokenizer = load_decoder(reference, settings)
+    _check_fingerprint(directory, meta["decoder_fingerprint"], decoder_model.config)
+    config = meta["cola_config"]
+    name_for_decoder = None if reference in (None, EMBEDDED_DECODER) else str(reference)
+    model = CoLAModel(config, decoder_model, tokenizer, decoder_name_or_path=name_for_decoder)
+    _load_heads(model, directory / HEADS_FILE)
+    model.name_or_path = str(directory.resolve())
+    return model
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = directory / CONFIG_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not readable JSON ({err}); the checkpoint is corrupt, save it again.") from err
+    if not isinstance(meta, dict) or meta.get("format") != "cola-gym":
+        raise CheckpointError(f"{path} is not a cola-gym checkpoint config (no 'format': 'cola-gym').")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format_version {meta.get('format_version')!r}; this cola-gym reads version {FORMAT_VERSION}."
+        )
+    try:
+        meta["cola_config"] = CoLAConfig.from_dict(meta["cola_config"])
+        if not meta["cola_config"].is_resolved:
+            raise ValueError("some shapes are missing")
+        str(meta["decoder"]["name_or_path"])
+        dict(meta["decoder_fingerprint"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} has an invalid entry: {err}") from err
+    return meta
+
+
+def _check_fingerprint(directory: Path, expected: dict[str, Any], decoder_config: Any) -> None:
+    actual = decoder_fingerprint(decoder_config)
+    diffs = [f"{k}: checkpoint {expected.get(k)!r} vs decoder {actual[k]!r}" for k in ("hidden_size", "vocab_size")
+             if expected.get(k) != actual[k]]
+    if diffs:
+        raise CheckpointError(
+            f"The CoLA heads in {directory} were built for another decoder ({'; '.join(diffs)}). "
+            "Pass the decoder they were trained on (decoder=...)."
+        )
+
+
+def _load_heads(model: CoLAModel, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the checkpoint has a config but no head weights.")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); the checkpoint is corrupt.") from err
+    expected = {
+        f"{name}.{key}": value for name, part in model.heads().items() for key, value in part.state_dict().items()
+    }
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(
+            f"{label}: {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if keys
+        )
+        raise CheckpointError(f"{path} does not match its config ({details}).")
+    with torch.no_grad():
+        for key, value in expected.items():
+            value.copy_(tensors[key].to(dtype=value.dtype))
+
+
+def _atomic_write(target: Path, write: Any) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,254 @@
+"""The CoLA model: a frozen Llama-family decoder with latent-action heads.
+
+Language generation is an MDP over token prefixes; CoLA acts with a latent code a_t
+from a K-way codebook instead of a token. With ``h_t`` the decoder's final normalised
+state (Jia et al., ICML 2025, and the authors' release):
+
+- inverse dynamics model: ``(x_1..t, x_t+1) -> a_t``, decoder blocks over ``h``;
+- codebook: ``a_t -> e_a``;
+- world model: ``s = h_t``, ``s <- s + MLP([s; e_a])`` per merge layer, then
+  ``p(x_t+1) = softmax(lm_head(s))`` (``output_form="residual"``) or the release's
+  ``lm_head(final_norm(s) - h_t)`` (``output_form="paper"``); the token is its argmax;
+- policy: ``pi(a_t | x_1..t)``, decoder blocks over ``h`` with their own KV cache.
+
+The action never enters the decoder's layers, so one action -> one token costs one
+cached decoder step plus the small heads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from cola_gym.model.config import CoLAConfig
+from cola_gym.model.decoders import DecoderSettings, check_llama_family, load_decoder
+from cola_gym.model.decoding import DecodingState, KVPairs, cache_from_pairs, pairs_from_cache
+from cola_gym.model.heads import ActionCodebook, InverseDynamicsModel, LatentPolicy, WorldModelMerge, initialize_heads
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` 0/1 mask (left padding) -> ``[B, T]`` position ids, padding at 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class CoLAModel(nn.Module):
+    """A decoder (frozen) and the CoLA parts around it.
+
+    Args:
+        config: shapes of the heads; unresolved fields are filled from the decoder.
+        decoder: a Hugging Face Llama-family causal LM (optionally bitsandbytes-quantized).
+        tokenizer: its tokenizer.
+        decoder_name_or_path: how to find the decoder again (recorded in checkpoints).
+    """
+
+    def __init__(self, config: CoLAConfig, decoder: Any, tokenizer: Any, decoder_name_or_path: str | None = None) -> None:
+        super().__init__()
+        check_llama_family(decoder)
+        self.config = config if config.is_resolved else config.resolve(decoder.config)
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self.decoder_name_or_path = decoder_name_or_path or getattr(decoder.config, "_name_or_path", None)
+        self.name_or_path: str | None = None
+        decoder_config = decoder.config
+        width = decoder_config.hidden_size
+        # Hugging Face constructors draw from the global RNG: keep the caller's stream intact
+        # and initialise from an explicit generator instead.
+        with torch.random.fork_rng(devices=[]):
+            self.idm = InverseDynamicsModel(self.config, decoder_config, self.config.idm_num_layers)
+            self.codebook = ActionCodebook(self.config.num_actions, width)
+            self.world_model = WorldModelMerge(self.config, width)
+            self.policy = LatentPolicy(self.config, decoder_config, self.config.policy_num_layers)
+        generator = torch.Generator().manual_seed(self.config.init_seed)
+        std = getattr(decoder_config, "initializer_range", 0.02)
+        for part in self.heads().values():
+            initialize_heads(part, std, generator)
+            part.to(device=self.device, dtype=self.head_dtype)
+
+    @classmethod
+    def from_decoder(
+        cls,
+        decoder: str | os.PathLike[str] | None = None,
+        config: CoLAConfig | None = None,
+        settings: DecoderSettings | None = None,
+    ) -> CoLAModel:
+        """Fresh (untrained) CoLA heads on a decoder loaded by path, Hub id, or the default."""
+        model, tokenizer = load_decoder(decoder, settings)
+        name = None if decoder is None else str(decoder)
+        return cls(config or CoLAConfig(), model, tokenizer, decoder_name_or_path=name)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str] | None = None,
+        *,
+        decoder: str | os.PathLike[str] | None = None,
+        settings: DecoderSettings | None = None,
+    ) -> CoLAModel:
+        """Loads a saved CoLA model; a plain decoder checkpoint gets fresh heads.
+
+        Args:
+            name_or_path: a directory written by :meth:`save_pretrained`, a plain Hugging
+                Face decoder (directory or Hub id), or ``None`` for the default model.
+            decoder: overrides the decoder the checkpoint refers to.
+            settings: device, dtype and quantization of the decoder.
+        """
+        from cola_gym.model.checkpoint import load_cola
+
+        return load_cola(name_or_path, decoder=decoder, settings=settings)
+
+    def save_pretrained(self, path: str | os.PathLike[str], store_decoder: bool = False) -> None:
+        """Writes config + head weights (safetensors); ``store_decoder`` also copies the decoder."""
+        from cola_gym.model.checkpoint import save_cola
+
+        save_cola(self, path, store_decoder=store_decoder)
+
+    # ----------------------------------------------------------------- parts
+    def heads(self) -> dict[str, nn.Module]:
+        """The learned CoLA parts (everything but the decoder), by name."""
+        return {"idm": self.idm, "codebook": self.codebook, "world_model": self.world_model, "policy": self.policy}
+
+    @property
+    def decoder_base(self) -> nn.Module:
+        """The decoder without its LM head (embeddings, layers, final norm)."""
+        return self.decoder.get_decoder()
+
+    @property
+    def lm_head(self) -> nn.Module:
+        """The decoder's LM head."""
+        return self.decoder.get_output_embeddings()
+
+    @property
+    def final_norm(self) -> nn.Module:
+        """The decoder's final norm."""
+        return self.decoder_base.norm
+
+    @property
+    def device(self) -> torch.device:
+        """Where the LM head (and the CoLA heads) live."""
+        return self.lm_head.weight.device
+
+    @property
+    def head_dtype(self) -> torch.dtype:
+        """Dtype of the CoLA heads: the decoder's compute dtype (its LM head is never quantized)."""
+        return self.lm_head.weight.dtype
+
+    @property
+    def num_actions(self) -> int:
+        """K."""
+        return self.config.num_actions
+
+    @property
+    def hidden_size(self) -> int:
+        """d, the decoder's width (size of h_t)."""
+        return int(self.decoder.config.hidden_size)
+
+    def stop_token_ids(self) -> frozenset[int]:
+        """Token ids that end a turn: the tokenizer's and the generation config's EOS ids."""
+        ids: set[int] = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.decoder.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source is not None:
+                ids.update(int(i) for i in source)
+        return frozenset(ids)
+
+    # ----------------------------------------------------- whole sequences
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T]`` tokens -> ``[B, T, d]`` h, the decoder's final normalised states."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        out = self.decoder_base(input_ids=input_ids, attention_mask=mask, position_ids=positions_from_mask(mask))
+        return out.last_hidden_state
+
+    def idm_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, d]`` h of a whole text -> ``[B, T - 1, K]`` IDM logits of a_0 .. a_T-2."""
+        mask, positions = self._mask_and_positions(hidden, attention_mask)
+        return self.idm.action_logits(hidden.to(self.head_dtype), mask, positions)
+
+    def policy_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, d]`` h -> ``[B, T, K]`` policy logits (position t chooses a_t)."""
+        mask, positions = self._mask_and_positions(hidden, attention_mask)
+        return self.policy(hidden.to(self.head_dtype), mask, positions)
+
+    def world_model_logits(self, hidden: torch.Tensor, action_embedding: torch.Tensor) -> torch.Tensor:
+        """h_t ``[..., d]`` and e_a ``[..., d]`` -> next-token logits ``[..., V]``."""
+        state = self.world_model(hidden.to(self.head_dtype), action_embedding)
+        if self.config.output_form == "paper":
+            state = self.final_norm(state) - hidden
+        return self.lm_head(state.to(self.lm_head.weight.dtype))
+
+    def decoder_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The bare decoder's next-token logits ``[..., V]`` from h ``[..., d]``."""
+        return self.lm_head(hidden)
+
+    def _mask_and_positions(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = attention_mask
+        if mask is None:
+            mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        return mask, positions_from_mask(mask)
+
+    # ------------------------------------------------------------ decoding
+    @torch.inference_mode()
+    def start(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, track_policy: bool = True
+    ) -> DecodingState:
+        """Prefills a batch of (left-padded) prompts ``[B, T]`` into a fresh decoding state."""
+        batch = input_ids.shape[0]
+        empty = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        return self._advance((), () if track_policy else None, empty, input_ids, attention_mask)
+
+    @torch.inference_mode()
+    def append(
+        self, state: DecodingState, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> DecodingState:
+        """Feeds ``[B, n]`` more tokens (one cached prefill; left padding marked by ``attention_mask``)."""
+        return self._advance(state.decoder_kv, state.policy_kv, state.attention_mask, input_ids, attention_mask)
+
+    @torch.inference_mode()
+    def next_token_logits(self, state: DecodingState, actions: torch.Tensor) -> torch.Tensor:
+        """World-model logits ``[B, V]`` of the next token under actions ``[B]``."""
+        return self.world_model_logits(state.hidden, self.codebook(actions.to(self.device)))
+
+    @torch.inference_mode()
+    def next_tokens(self, state: DecodingState, actions: torch.Tensor) -> torch.Tensor:
+        """The token ``[B]`` each action produces (greedy under the world model)."""
+        return self.next_token_logits(state, actions).argmax(-1)
+
+    @torch.inference_mode()
+    def step(self, state: DecodingState, actions: torch.Tensor) -> tuple[torch.Tensor, DecodingState]:
+        """One latent action -> one token: returns the tokens ``[B]`` and the advanced state."""
+        tokens = self.next_tokens(state, actions)
+        return tokens, self.append(state, tokens[:, None])
+
+    def _advance(
+        self,
+        decoder_kv: KVPairs,
+        policy_kv: KVPairs | None,
+        past_mask: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+    ) -> DecodingState:
+        input_ids = input_ids.to(self.device)
+        chunk_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(self.device)
+        mask = torch.cat([past_mask, chunk_mask.long()], dim=1)
+        positions = positions_from_mask(mask)[:, -input_ids.shape[1] :]
+        cache = cache_from_pairs(decoder_kv)
+        hidden = self.decoder_base(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        ).last_hidden_state
+        new_policy_kv, policy_logits = None, None
+        if policy_kv is not None:
+            policy_cache = cache_from_pairs(policy_kv)
+            policy_logits = self.policy(hidden.to(self.head_dtype), mask, positions, policy_cache)[:, -1]
+            new_policy_kv = pairs_from_cache(policy_cache)
+        return DecodingState(
+            decoder_kv=pairs_from_cache(cache),
+            policy_kv=new_policy_kv,
+            hidden=hidden[:, -1],
+            policy_logits=policy_logits,
+            attention_mask=mask,
+        )

@@ -1,0 +1,1 @@
+"""Task rewards: pure functions of the model's text."""

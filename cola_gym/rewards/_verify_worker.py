@@ -1,0 +1,52 @@
+"""Worker process for :mod:`cola_gym.rewards.verifier`: math-verify over stdin/stdout.
+
+Run as a script (not imported by the parent): reads one JSON request per line,
+``{"gold": ..., "predicted": ...}``, and answers ``{"equal": bool}`` or
+``{"error": "..."}``. The parent owns the time limit and kills this process when a
+comparison runs over it, which is why math-verify's own signal-based timeouts are off.
+"""
+
+import json
+import logging
+import os
+import sys
+
+
+def _as_latex(answer: str) -> str:
+    if "$" in answer or "\\boxed" in answer or "\\(" in answer:
+        return answer
+    return f"${answer}$"
+
+
+def _limit_memory(max_bytes: int = 4 << 30) -> None:
+    # A hostile answer must not exhaust the machine's memory before the time limit hits.
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def main() -> None:
+    logging.disable(logging.CRITICAL)
+    _limit_memory()
+    sys.path.extend(p for p in json.loads(os.environ.get("COLA_GYM_VERIFIER_PATH", "[]")) if p not in sys.path)
+    from math_verify import parse, verify
+
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            gold = parse(_as_latex(request["gold"]), parsing_timeout=None)
+            predicted = parse(_as_latex(request["predicted"]), parsing_timeout=None)
+            reply = {"equal": bool(gold and predicted and verify(gold, predicted, timeout_seconds=None))}
+        except Exception as err:  # noqa: BLE001 - any failure of the verifier scores the answer wrong
+            reply = {"error": f"{type(err).__name__}: {err}"[:500]}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Time-limited symbolic answer comparison with math-verify.
+
+math-verify's own time limit uses ``signal.alarm``, which only works in the main thread.
+Some inputs (``9^{9^{9^{9}}}``) make sympy run for ever, and model output is untrusted, so
+comparisons run in a worker process that is killed when one overruns. The worker is a
+plain script started with ``sys.executable`` (not ``multiprocessing``), so user scripts
+need no ``__main__`` guard, and it works from any thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+logger = logging.getLogger(__name__)
+
+_WORKER = Path(__file__).with_name("_verify_worker.py")
+_PATH_VARIABLE = "COLA_GYM_VERIFIER_PATH"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one comparison.
+
+    Attributes:
+        equal: whether the answers are mathematically equivalent (``False`` unless proven).
+        status: ``"ok"``, ``"timeout"`` (killed at the time limit) or ``"error"``
+            (unparseable input or a crashed worker).
+    """
+
+    equal: bool
+    status: Literal["ok", "timeout", "error"]
+
+
+class MathVerifier:
+    """math-verify in a worker process with a hard time limit per comparison.
+
+    Args:
+        timeout_s: time limit of one comparison, in seconds.
+        startup_timeout_s: time limit for starting the worker (imports sympy).
+
+    Thread-safe; one comparison at a time. The worker starts on first use and again
+    after a timeout.
+    """
+
+    def __init__(self, timeout_s: float = 5.0, startup_timeout_s: float = 120.0) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        self.timeout_s = timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._replies: queue.Queue[str | None] = queue.Queue()
+
+    def compare(self, gold: str, predicted: str) -> Verdict:
+        """Whether ``predicted`` is equivalent to ``gold`` (both LaTeX or plain math)."""
+        request = json.dumps({"gold": gold, "predicted": predicted}) + "\n"
+        with self._lock:
+            process = self._ensure_worker()
+            try:
+                assert process.stdin is not None
+                process.stdin.write(request)
+                process.stdin.flush()
+                line = self._replies.get(timeout=self.timeout_s)
+            except queue.Empty:
+                logger.info("math-verify ran over %.1f s; answer scored wrong", self.timeout_s)
+                self._stop_worker()
+                return Verdict(False, "timeout")
+            except OSError:
+                self._stop_worker()
+                return Verdict(False, "error")
+            if line is None:
+                self._stop_worker()
+                return Verdict(False, "error")
+        reply = json.loads(line)
+        if "error" in reply:
+            return Verdict(False, "error")
+        return Verdict(bool(reply["equal"]), "ok")
+
+    def close(self) -> None:
+        """Stops the worker process (a later comparison starts a new one)."""
+        with self._lock:
+            self._stop_worker()
+
+    def _ensure_worker(self) -> subprocess.Popen[str]:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        self._stop_worker()
+        self._replies = queue.Queue()
+        # Isolated mode (-I): neither the script's folder (which holds a ``math.py``) nor the
+        # working directory may shadow the standard library; the parent's path is passed on.
+        search_path = [p for p in sys.path if p and Path(p).resolve() != _WORKER.parent]
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-u", str(_WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, _PATH_VARIABLE: json.dumps(search_path)},
+        )
+        assert process.stdout is not None
+        threading.Thread(target=_pump, args=(process.stdout, self._replies), daemon=True).start()
+        try:
+            ready = self._replies.get(timeout=self.startup_timeout_s)
+        except queue.Empty:
+            ready = None
+        if ready is None:
+            process.kill()
+            raise RuntimeError(
+                f"The math-verify worker did not start within {self.startup_timeout_s:.0f} s; "
+                "check that math-verify is installed (pip install math-verify)."
+            )
+        self._process = process
+        return process
+
+    def _stop_worker(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    stream.close()
+            self._process = None
+
+
+def _pump(stream: IO[str], replies: queue.Queue[str | None]) -> None:
+    try:
+        for line in stream:
+            replies.put(line)
+    except (OSError, ValueError):
+        pass
+    replies.put(None)
+
+
+_DEFAULT: MathVerifier | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_verifier() -> MathVerifier:
+    """The process-wide verifier (5 s per comparison), shared by every env."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = MathVerifier()
+            atexit.register(_DEFAULT.close)
+        return _DEFAULT

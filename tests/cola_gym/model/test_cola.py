@@ -1,0 +1,142 @@
+"""The CoLA model on a tiny real Llama: identity at init, cached decoding, IDM timing, snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cola_gym.model import CoLAConfig, CoLAModel
+
+
+@pytest.fixture(scope="module")
+def fresh(tiny_decoder_dir: Path) -> CoLAModel:
+    return CoLAModel.from_pretrained(str(tiny_decoder_dir))
+
+
+def _texts(model: CoLAModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """A left-padded batch of two prompts."""
+    tokenizer = model.tokenizer
+    rows = [tokenizer(t)["input_ids"] for t in ("What is 2 + 3? Think step by step.", "Hello")]
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def test_untrained_world_model_reproduces_the_decoder_for_every_action(fresh: CoLAModel) -> None:
+    ids, mask = _texts(fresh)
+    with torch.no_grad():
+        hidden = fresh.hidden_states(ids, mask)
+        decoder_logits = fresh.decoder(input_ids=ids, attention_mask=mask).logits
+        for action in range(fresh.num_actions):
+            actions = torch.full(ids.shape, action)
+            logits = fresh.world_model_logits(hidden, fresh.codebook(actions))
+            assert torch.equal(logits, fresh.lm_head(hidden))
+    # and the states are the decoder's own (same positions as its forward with padding)
+    assert torch.allclose(fresh.lm_head(hidden)[mask.bool()], decoder_logits[mask.bool()], atol=1e-5)
+
+
+def test_paper_output_form_is_available(tiny_decoder_dir: Path, fresh: CoLAModel) -> None:
+    paper = CoLAModel(CoLAConfig(output_form="paper"), fresh.decoder, fresh.tokenizer)
+    hidden = torch.randn(3, fresh.hidden_size)
+    with torch.no_grad():
+        logits = paper.world_model_logits(hidden, paper.codebook(torch.tensor([0, 1, 2])))
+        expected = paper.lm_head(paper.final_norm(hidden) - hidden)
+    assert torch.allclose(logits, expected)
+
+
+def test_cached_decoding_equals_full_reencoding_token_for_token(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    prompt = torch.tensor([model.tokenizer("Solve: 12 * 7 = ?")["input_ids"]])
+    generator = torch.Generator().manual_seed(0)
+    actions = torch.randint(0, model.num_actions, (48,), generator=generator)
+    state = model.start(prompt, track_policy=True)
+    tokens = []
+    for action in actions:
+        token, state = model.step(state, action[None])
+        tokens.append(int(token))
+    assert len(set(tokens)) > 5, "the perturbed world model should follow its actions"
+
+    sequence = prompt[0].tolist()
+    with torch.no_grad():
+        for action, token in zip(actions.tolist(), tokens, strict=True):
+            hidden = model.hidden_states(torch.tensor([sequence]))[:, -1]
+            expected = model.world_model_logits(hidden, model.codebook(torch.tensor([action]))).argmax(-1)
+            assert int(expected) == token
+            sequence.append(token)
+        hidden = model.hidden_states(torch.tensor([sequence]))
+        policy = model.policy_logits(hidden)
+    assert torch.allclose(state.hidden, hidden[:, -1], atol=1e-5)
+    assert torch.allclose(state.policy_logits, policy[:, -1], atol=1e-4)
+
+
+def test_batched_left_padded_decoding_equals_single_rows(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    ids, mask = _texts(model)
+    actions = torch.tensor([[3, 9], [17, 17], [60, 1], [5, 44]])
+    batch = model.start(ids, mask, track_policy=True)
+    batch_tokens = []
+    for step_actions in actions:
+        tokens, batch = model.step(batch, step_actions)
+        batch_tokens.append(tokens)
+    for row in range(2):
+        real = ids[row][mask[row].bool()][None]
+        single = model.start(real, track_policy=True)
+        for step, step_actions in enumerate(actions):
+            token, single = model.step(single, step_actions[row : row + 1])
+            assert int(token) == int(batch_tokens[step][row])
+        assert torch.allclose(single.hidden[0], batch.hidden[row], atol=1e-5)
+        assert torch.allclose(single.policy_logits[0], batch.policy_logits[row], atol=1e-4)
+
+
+def test_a_state_is_its_own_snapshot(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    root = model.start(torch.tensor([model.tokenizer("Once upon a time")["input_ids"]]), track_policy=True)
+    keys_before = [k.clone() for k, _ in root.decoder_kv]
+
+    def rollout(state, actions):
+        out = []
+        for action in actions:
+            token, state = model.step(state, torch.tensor([action]))
+            out.append(int(token))
+        return out, state
+
+    first, _ = rollout(root, [1, 2, 3, 4])
+    rollout(root, [50, 51, 52])  # another branch from the same root
+    again, _ = rollout(root, [1, 2, 3, 4])
+    assert first == again
+    assert all(torch.equal(k, before) for (k, _), before in zip(root.decoder_kv, keys_before, strict=True))
+    copy = root.select([0])
+    assert copy.length == root.length and torch.equal(copy.hidden, root.hidden)
+
+
+def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    base = model.tokenizer("The cat sat on the mat and then it slept.")["input_ids"]
+    t = 4
+
+    def idm(tokens: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return model.idm_logits(model.hidden_states(torch.tensor([tokens])))[0]
+
+    logits = idm(base)
+    assert logits.shape == (len(base) - 1, model.num_actions)
+    later = [*base[: t + 2], *(x + 1 for x in base[t + 2 :])]  # change tokens after x_t+1
+    assert torch.allclose(idm(later)[t], logits[t], atol=1e-5)
+    nxt = [*base[: t + 1], base[t + 1] + 1, *base[t + 2 :]]  # change x_t+1 itself
+    assert not torch.allclose(idm(nxt)[t], logits[t], atol=1e-5)
+
+
+def test_initialisation_is_seeded_and_leaves_the_global_rng_alone(fresh: CoLAModel) -> None:
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    a = CoLAModel(CoLAConfig(init_seed=7), fresh.decoder, fresh.tokenizer)
+    assert torch.equal(torch.rand(3), expected_draw)
+    b = CoLAModel(CoLAConfig(init_seed=7), fresh.decoder, fresh.tokenizer)
+    c = CoLAModel(CoLAConfig(init_seed=8), fresh.decoder, fresh.tokenizer)
+    assert torch.equal(a.policy.out.weight, b.policy.out.weight)
+    assert not torch.equal(a.policy.out.weight, c.policy.out.weight)
+    assert all(not p.requires_grad for p in a.decoder.parameters())
