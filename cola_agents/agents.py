@@ -28,7 +28,9 @@ class PolicyPriorAgent:
     argmax. Needs an env made with ``track_policy=True``.
     """
 
-    def __init__(self, top_k: int = 40, temperature: float = 1.0, greedy: bool = False, seed: int | None = None) -> None:
+    def __init__(
+        self, top_k: int = 40, temperature: float = 1.0, greedy: bool = False, seed: int | None = None
+    ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if temperature <= 0:

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 from tqdm import tqdm
@@ -16,8 +17,11 @@ from cola_agents.agents import PolicyPriorAgent, RandomAgent
 
 
 def _episode(args: argparse.Namespace) -> int:
-    kwargs: dict[str, object] = {"track_policy": args.agent != "random", "device": args.device,
-                                 "quantization": args.quantization}
+    kwargs: dict[str, Any] = {
+        "track_policy": args.agent != "random",
+        "device": args.device,
+        "quantization": args.quantization,
+    }
     if args.model is not None:
         kwargs["model"] = args.model
     if args.data_dir is not None:
@@ -27,8 +31,11 @@ def _episode(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     env = gym.make(args.env, **kwargs)
     loaded = time.perf_counter()
-    agent = RandomAgent(args.seed) if args.agent == "random" else PolicyPriorAgent(greedy=args.agent == "greedy",
-                                                                                   seed=args.seed)
+    agent = (
+        RandomAgent(args.seed)
+        if args.agent == "random"
+        else PolicyPriorAgent(greedy=args.agent == "greedy", seed=args.seed)
+    )
     options = {} if args.problem_index is None else {"problem_index": args.problem_index}
     _, info = env.reset(seed=args.seed, options=options)
     base = env.unwrapped
@@ -36,7 +43,8 @@ def _episode(args: argparse.Namespace) -> int:
     reward, terminated, truncated = 0.0, False, False
     with tqdm(total=total, desc="decoding", unit="tok") as progress:
         while not (terminated or truncated):
-            _, reward, terminated, truncated, info = env.step(agent.act(env))
+            _, step_reward, terminated, truncated, info = env.step(agent.act(env))
+            reward = float(step_reward)
             progress.update(1)
     problem = getattr(base, "problem", None)
     print(f"\n=== {args.env} problem {info.get('problem_index')} ===")
@@ -49,8 +57,10 @@ def _episode(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"reference: {problem.answer}")
     ended = "terminated" if terminated else "truncated (step limit)"
-    print(f"reward: {reward:g}  ({ended} after {info['num_tokens']} tokens; "
-          f"load {loaded - started:.1f} s, decode {time.perf_counter() - loaded:.1f} s)")
+    print(
+        f"reward: {reward:g}  ({ended} after {info['num_tokens']} tokens; "
+        f"load {loaded - started:.1f} s, decode {time.perf_counter() - loaded:.1f} s)"
+    )
     env.close()
     return 0
 
@@ -62,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     episode = commands.add_parser("episode", help="run one episode and print text, answer and reward")
     episode.add_argument("--env", default="CoLA-Math500-v0", choices=sorted(cola_gym.ENV_IDS))
     episode.add_argument("--model", help="CoLA checkpoint or decoder (path or Hub id); default: the embedded model")
-    episode.add_argument("--agent", choices=("policy", "greedy", "random"), default="policy",
-                         help="policy: sample the CoLA policy prior (top-k 40); greedy: its argmax; random: uniform")
+    episode.add_argument(
+        "--agent",
+        choices=("policy", "greedy", "random"),
+        default="policy",
+        help="policy: sample the CoLA policy prior (top-k 40); greedy: its argmax; random: uniform",
+    )
     episode.add_argument("--problem-index", type=int, help="problem to solve (default: drawn with --seed)")
     episode.add_argument("--seed", type=int, default=0)
     episode.add_argument("--max-steps", type=int, help="token limit (default: the env's)")

@@ -27,6 +27,6 @@ def looks_like_path(name: str) -> bool:
     return (
         name.startswith(("/", "./", "../", "~", "."))
         or name.count("/") > 1
-        or os.sep != "/" and os.sep in name
+        or (os.sep != "/" and os.sep in name)
         or Path(name).exists()
     )

@@ -114,24 +114,59 @@ def tiny_cola(tiny_cola_dir: Path) -> torch.nn.Module:
     return shared_model(str(tiny_cola_dir))
 
 
-def spell_tokens(model: torch.nn.Module, tokens: Sequence[int], strength: float = 50.0) -> None:
+def _direction_for(embeddings: torch.Tensor, token: int, max_steps: int = 2000) -> torch.Tensor:
+    """A vector v whose LM-head logits ``E v`` are highest at ``token`` by a margin of 1 (perceptron)."""
+    direction = embeddings[token].clone()
+    for _ in range(max_steps):
+        logits = embeddings @ direction
+        target = logits[token].clone()
+        logits[token] = -float("inf")
+        rival = int(logits.argmax())
+        margin = target - logits[rival]
+        if margin > 0:
+            return direction / margin
+        direction += embeddings[token] - embeddings[rival]
+    raise AssertionError(f"token {token} cannot be made the argmax of the LM head")
+
+
+def spell_tokens(model: torch.nn.Module, tokens: Sequence[int], strength: float = 100.0) -> None:
     """Sets a one-merge world model so that action ``i`` emits ``tokens[i]`` whatever the prefix.
 
     Codes are orthonormal (needs K <= d); the merge MLP's gate and up projections pick out
-    the code, and its output adds ``strength * E[tokens[i]]`` (E: the LM head rows) to h_t.
+    the code, and its output adds a vector whose logits favour ``tokens[i]`` by ``strength``.
     """
     num_actions, width = model.num_actions, model.hidden_size
     assert len(model.world_model.layers) == 1 and len(tokens) <= num_actions <= width
     codes = torch.linalg.qr(torch.randn(width, num_actions, generator=torch.Generator().manual_seed(0)))[0]
-    embeddings = model.lm_head.weight.detach()
+    embeddings = model.lm_head.weight.detach().float()
     merge = model.world_model.layers[0]
     assert merge.gate_proj.out_features == num_actions
+    gate = 20.0  # silu(20) = 20 to 8 digits: the chosen code's unit passes, the others give silu(0) = 0
     with torch.no_grad():
         model.codebook.proj.weight.copy_(codes)
         merge.gate_proj.weight.zero_()
         merge.up_proj.weight.zero_()
-        merge.gate_proj.weight[:, width:] = 20.0 * codes.t()
+        merge.gate_proj.weight[:, width:] = gate * codes.t()
         merge.up_proj.weight[:, width:] = codes.t()
         merge.down_proj.weight.zero_()
         for action, token in enumerate(tokens):
-            merge.down_proj.weight[:, action] = strength * embeddings[token] / 20.0
+            merge.down_proj.weight[:, action] = strength * _direction_for(embeddings, token) / gate
+
+
+@pytest.fixture(scope="session")
+def speller(tiny_decoder_dir: Path) -> tuple[torch.nn.Module, Callable[[str], list[int]]]:
+    """``(model, spell)``: ``spell(text)`` rewires the world model to write ``text`` and
+    returns the actions that write it (action i -> the text's i-th distinct token)."""
+    from cola_gym.model import CoLAConfig, CoLAModel
+
+    base = CoLAModel.from_pretrained(str(tiny_decoder_dir))
+    config = CoLAConfig(num_actions=32, merge_num_layers=1, merge_intermediate_size=32)
+    model = CoLAModel(config, base.decoder, base.tokenizer)
+
+    def spell(text: str) -> list[int]:
+        tokens = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        vocabulary = list(dict.fromkeys(tokens))
+        spell_tokens(model, vocabulary)
+        return [vocabulary.index(t) for t in tokens]
+
+    return model, spell

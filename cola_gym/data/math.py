@@ -174,9 +174,10 @@ def _parse_row(dataset: MathDataset, row: Any) -> MathProblem | str:
     if not isinstance(row, Mapping):
         return f"expected a JSON object, got {type(row).__name__}"
     problem, answer_text = row.get(dataset.problem_field), row.get(dataset.answer_field)
-    for field, value in ((dataset.problem_field, problem), (dataset.answer_field, answer_text)):
-        if not isinstance(value, str) or not value.strip():
-            return f"field {field!r} is missing or not a non-empty string"
+    if not isinstance(problem, str) or not problem.strip():
+        return f"field {dataset.problem_field!r} is missing or not a non-empty string"
+    if not isinstance(answer_text, str) or not answer_text.strip():
+        return f"field {dataset.answer_field!r} is missing or not a non-empty string"
     answer = answer_text.strip() if dataset.answer_is == "answer" else gold_answer(answer_text, dataset.answer_format)
     if not answer:
         return f"no reference answer can be read from field {dataset.answer_field!r}"
@@ -204,7 +205,11 @@ def _parse_rows(dataset: MathDataset, rows: Iterable[Any], origin: str) -> tuple
     if skipped:
         logger.warning(
             "%s: skipped %d malformed row(s) of %d: %s%s",
-            origin, len(skipped), len(skipped) + len(problems), "; ".join(skipped[:3]), " ..." if len(skipped) > 3 else "",
+            origin,
+            len(skipped),
+            len(skipped) + len(problems),
+            "; ".join(skipped[:3]),
+            " ..." if len(skipped) > 3 else "",
         )
     return tuple(problems)
 

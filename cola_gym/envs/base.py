@@ -87,13 +87,15 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         render_mode: ``None`` or ``"ansi"``.
 
     Observation: ``float32[d]``, h_t, the decoder's final normalised hidden state at the
-    last position: the vector the LM head, the world model and the policy read.
+    last position: the vector the LM head, the world model and the policy read. Its
+    bounds are exact: an RMS-normalised vector has no component above ``sqrt(d)``
+    times the norm's weight.
 
     ``info``: ``text`` (everything generated after the prompt), ``num_tokens`` and the
     task's keys.
     """
 
-    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 - Gymnasium's convention
+    metadata = {"render_modes": ["ansi"], "render_fps": 10}  # noqa: RUF012 - Gymnasium's convention
 
     def __init__(
         self,
@@ -125,13 +127,15 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
     def _init_spaces(self) -> None:
         self.num_actions = self.model.num_actions
         self.action_space = gym.spaces.Discrete(self.num_actions)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.model.hidden_size,), dtype=np.float32)
+        bound = self.model.hidden_state_bound().numpy()
+        self.observation_space = gym.spaces.Box(-bound, bound, shape=bound.shape, dtype=np.float32)
         self._stop_ids = self.model.stop_token_ids()
         self._max_positions = getattr(self.model.decoder.config, "max_position_embeddings", None)
 
     def _clear_episode(self) -> None:
         self._state: DecodingState | None = None
         self._messages: tuple[Message, ...] = ()
+        self._prompt = ""
         self._rendered = ""
         self._transcript = ""
         self._turn_ids: list[int] = []
@@ -164,8 +168,8 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         self._clear_episode()
         self._messages = tuple(dict(m) for m in self._begin_episode(options or {}))
-        self._rendered = self._render_messages(self._messages)
-        ids = self._encode(self._rendered, first=True)
+        self._prompt = self._rendered = self._render_messages(self._messages)
+        ids = self._encode(self._prompt, first=True)
         self._state = self.model.start(torch.tensor([ids]), track_policy=self.track_policy)
         self._task_info = self._initial_info()
         self._done = False
@@ -177,7 +181,8 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         code = self._check_action(action)
         if self._state is None or self._done:
             raise EpisodeOverError(
-                "step() called " + ("before reset()" if self._state is None else "after the episode ended")
+                "step() called "
+                + ("before reset()" if self._state is None else "after the episode ended")
                 + "; call reset() to start an episode."
             )
         token = int(self.model.next_tokens(self._state, torch.tensor([code]))[0])
@@ -208,7 +213,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         """The prompt and the text so far (``render_mode="ansi"``)."""
         if self.render_mode != "ansi":
             return None
-        return self._rendered + self._transcript + self._decode(self._turn_ids)
+        return self._prompt + self._transcript + self._decode(self._turn_ids)
 
     # ------------------------------------------------------------ snapshots
     def snapshot(self) -> EnvSnapshot:
@@ -240,6 +245,11 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         self._task_info = dict(snapshot.task_info)
         self._done = snapshot.done
         return self._observation()
+
+    @property
+    def prompt_text(self) -> str:
+        """The episode's prompt as the decoder read it (chat template applied)."""
+        return self._prompt
 
     @property
     def decoding_state(self) -> DecodingState | None:
@@ -315,10 +325,14 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
     def _continue_conversation(self, turn_text: str, pending: list[int], message: str) -> None:
         """Appends the end of the turn and the task's message in one cached prefill."""
         assert self._state is not None
-        self._messages = (*self._messages, {"role": "assistant", "content": turn_text}, {"role": "user", "content": message})
+        self._messages = (
+            *self._messages,
+            {"role": "assistant", "content": turn_text},
+            {"role": "user", "content": message},
+        )
         consumed = self._rendered + turn_text
         full = self._render_messages(self._messages)
-        shared = os.path.commonprefix([consumed, full])
+        shared = os.path.commonprefix([consumed, full])  # noqa: RUF071 - a character prefix is meant
         suffix = full[len(shared) :]
         self._state = self.model.append(self._state, torch.tensor([pending + self._encode(suffix)]))
         self._transcript += turn_text + suffix

@@ -28,10 +28,12 @@ class MathEnv(LatentActionEnv):
         model: see :class:`~cola_gym.envs.base.LatentActionEnv`.
         **env_kwargs: ``device``, ``quantization``, ``dtype``, ``track_policy``, ``render_mode``.
 
-    ``reset(options={"problem_index": i})`` picks problem ``i``; otherwise the problem is
-    drawn from the env's seeded RNG. ``info`` carries ``text``, ``answer`` (the extracted
-    answer, ``""`` until the episode ends), ``is_correct``, ``problem_index`` and
-    ``num_tokens``.
+    ``reset(options={"problem_index": i})`` picks problem ``i``;
+    ``reset(options={"problem": text, "answer": reference})`` poses your own problem
+    (``problem_index`` -1); otherwise the problem is drawn from the env's seeded RNG.
+
+    ``info`` carries ``text``, ``answer`` (the extracted answer, ``""`` until the episode
+    ends), ``is_correct``, ``problem_index`` and ``num_tokens``.
     """
 
     def __init__(
@@ -59,6 +61,18 @@ class MathEnv(LatentActionEnv):
         self.problems = load_math_problems(self.dataset, self.split, self._data_dir)
 
     def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Message]:
+        self.problem = self._choose_problem(options)
+        content = self.problem.problem
+        if self.dataset.instruction:
+            content = f"{content}\n{self.dataset.instruction}"
+        return [{"role": "user", "content": content}]
+
+    def _choose_problem(self, options: Mapping[str, Any]) -> MathProblem:
+        if "problem" in options:
+            problem, answer = options["problem"], options.get("answer")
+            if not isinstance(problem, str) or not isinstance(answer, str) or not problem.strip() or not answer.strip():
+                raise ValueError("options['problem'] needs options['answer'] too; both non-empty strings")
+            return MathProblem(index=-1, problem=problem, answer=answer.strip())
         index = options.get("problem_index")
         if index is None:
             index = int(self.np_random.integers(len(self.problems)))
@@ -67,11 +81,7 @@ class MathEnv(LatentActionEnv):
                 f"options['problem_index'] must be an int in [0, {len(self.problems)}) for "
                 f"{self.dataset.name}/{self.split}, got {index!r}"
             )
-        self.problem = self.problems[index]
-        content = self.problem.problem
-        if self.dataset.instruction:
-            content = f"{content}\n{self.dataset.instruction}"
-        return [{"role": "user", "content": content}]
+        return self.problems[index]
 
     def _turn_complete(self, turn_text: str) -> bool:
         return answer_is_complete(turn_text, self.dataset.answer_format)

@@ -120,7 +120,9 @@ def _read_config(directory: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} is not readable JSON ({err}); the checkpoint is corrupt, save it again.") from err
+        raise CheckpointError(
+            f"{path} is not readable JSON ({err}); the checkpoint is corrupt, save it again."
+        ) from err
     if not isinstance(meta, dict) or meta.get("format") != "cola-gym":
         raise CheckpointError(f"{path} is not a cola-gym checkpoint config (no 'format': 'cola-gym').")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -140,8 +142,11 @@ def _read_config(directory: Path) -> dict[str, Any]:
 
 def _check_fingerprint(directory: Path, expected: dict[str, Any], decoder_config: Any) -> None:
     actual = decoder_fingerprint(decoder_config)
-    diffs = [f"{k}: checkpoint {expected.get(k)!r} vs decoder {actual[k]!r}" for k in ("hidden_size", "vocab_size")
-             if expected.get(k) != actual[k]]
+    diffs = [
+        f"{k}: checkpoint {expected.get(k)!r} vs decoder {actual[k]!r}"
+        for k in ("hidden_size", "vocab_size")
+        if expected.get(k) != actual[k]
+    ]
     if diffs:
         raise CheckpointError(
             f"The CoLA heads in {directory} were built for another decoder ({'; '.join(diffs)}). "

@@ -44,12 +44,14 @@ class CoLAModel(nn.Module):
         decoder_name_or_path: how to find the decoder again (recorded in checkpoints).
     """
 
-    def __init__(self, config: CoLAConfig, decoder: Any, tokenizer: Any, decoder_name_or_path: str | None = None) -> None:
+    def __init__(
+        self, config: CoLAConfig, decoder: Any, tokenizer: Any, decoder_name_or_path: str | None = None
+    ) -> None:
         super().__init__()
         check_llama_family(decoder)
         self.config = config if config.is_resolved else config.resolve(decoder.config)
-        self.decoder = decoder
-        self.tokenizer = tokenizer
+        self.decoder: Any = decoder
+        self.tokenizer: Any = tokenizer
         self.decoder_name_or_path = decoder_name_or_path or getattr(decoder.config, "_name_or_path", None)
         self.name_or_path: str | None = None
         decoder_config = decoder.config
@@ -57,10 +59,10 @@ class CoLAModel(nn.Module):
         # Hugging Face constructors draw from the global RNG: keep the caller's stream intact
         # and initialise from an explicit generator instead.
         with torch.random.fork_rng(devices=[]):
-            self.idm = InverseDynamicsModel(self.config, decoder_config, self.config.idm_num_layers)
+            self.idm = InverseDynamicsModel(self.config, decoder_config, self.config.require("idm_num_layers"))
             self.codebook = ActionCodebook(self.config.num_actions, width)
             self.world_model = WorldModelMerge(self.config, width)
-            self.policy = LatentPolicy(self.config, decoder_config, self.config.policy_num_layers)
+            self.policy = LatentPolicy(self.config, decoder_config, self.config.require("policy_num_layers"))
         generator = torch.Generator().manual_seed(self.config.init_seed)
         std = getattr(decoder_config, "initializer_range", 0.02)
         for part in self.heads().values():
@@ -111,29 +113,30 @@ class CoLAModel(nn.Module):
         return {"idm": self.idm, "codebook": self.codebook, "world_model": self.world_model, "policy": self.policy}
 
     @property
-    def decoder_base(self) -> nn.Module:
+    def decoder_base(self) -> Any:
         """The decoder without its LM head (embeddings, layers, final norm)."""
         return self.decoder.get_decoder()
 
     @property
-    def lm_head(self) -> nn.Module:
+    def lm_head(self) -> Any:
         """The decoder's LM head."""
         return self.decoder.get_output_embeddings()
 
     @property
-    def final_norm(self) -> nn.Module:
+    def final_norm(self) -> Any:
         """The decoder's final norm."""
         return self.decoder_base.norm
 
     @property
     def device(self) -> torch.device:
         """Where the LM head (and the CoLA heads) live."""
-        return self.lm_head.weight.device
+        return torch.device(self.lm_head.weight.device)
 
     @property
     def head_dtype(self) -> torch.dtype:
         """Dtype of the CoLA heads: the decoder's compute dtype (its LM head is never quantized)."""
-        return self.lm_head.weight.dtype
+        dtype: torch.dtype = self.lm_head.weight.dtype
+        return dtype
 
     @property
     def num_actions(self) -> int:
@@ -144,6 +147,19 @@ class CoLAModel(nn.Module):
     def hidden_size(self) -> int:
         """d, the decoder's width (size of h_t)."""
         return int(self.decoder.config.hidden_size)
+
+    def hidden_state_bound(self) -> torch.Tensor:
+        """``float32[d]``: no component of h_t can exceed this in absolute value.
+
+        ``RMSNorm(x)_i = w_i x_i / rms(x)`` and ``|x_i| <= sqrt(d) rms(x)``, so
+        ``|h_i| <= sqrt(d) |w_i|`` (plus ``|b_i|`` for a norm with a bias); 1 % margin for rounding.
+        """
+        norm = self.final_norm
+        bound = self.hidden_size**0.5 * norm.weight.detach().abs().float().cpu()
+        bias = getattr(norm, "bias", None)
+        if bias is not None:
+            bound = bound + bias.detach().abs().float().cpu()
+        return bound * 1.01 + 1e-3
 
     def stop_token_ids(self) -> frozenset[int]:
         """Token ids that end a turn: the tokenizer's and the generation config's EOS ids."""

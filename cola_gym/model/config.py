@@ -134,6 +134,13 @@ class CoLAConfig:
             merge_intermediate_size=self.merge_intermediate_size or head_intermediate,
         )
 
+    def require(self, name: str) -> int:
+        """The value of a shape field that :meth:`resolve` has filled."""
+        value = getattr(self, name)
+        if not isinstance(value, int):
+            raise ValueError(f"{name} is not set yet; call config.resolve(decoder_config) first")
+        return value
+
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-ready dict."""
         return dataclasses.asdict(self)

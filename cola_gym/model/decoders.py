@@ -73,7 +73,9 @@ class DecoderSettings:
         return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
 
 
-def load_decoder(name_or_path: str | os.PathLike[str] | None = None, settings: DecoderSettings | None = None) -> tuple[Any, Any]:
+def load_decoder(
+    name_or_path: str | os.PathLike[str] | None = None, settings: DecoderSettings | None = None
+) -> tuple[Any, Any]:
     """Loads a Llama-family causal LM and its tokenizer, frozen and in eval mode.
 
     Args:
@@ -104,7 +106,7 @@ def load_decoder(name_or_path: str | os.PathLike[str] | None = None, settings: D
         kwargs["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         where = f"the local directory {source}" if local else f"the Hugging Face Hub id {source!r}"
         raise ModelNotFoundError(
@@ -153,15 +155,17 @@ def check_llama_family(model: Any) -> None:
             ("decoder layers", base is not None and hasattr(base, "layers")),
             ("a final norm", base is not None and hasattr(base, "norm")),
             ("an LM head (get_output_embeddings())", head is not None),
-            ("hidden_size/num_hidden_layers/intermediate_size in its config",
-             all(hasattr(config, k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size"))),
+            (
+                "hidden_size/num_hidden_layers/intermediate_size in its config",
+                all(hasattr(config, k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size")),
+            ),
         )
         if not ok
     ]
     if missing:
         raise UnsupportedDecoderError(
             f"{type(model).__name__} is not a Llama-family causal LM: it lacks {', '.join(missing)}. "
-            "CoLA wraps models such as Llama, SmolLM, Mistral or Qwen2."
+            "CoLA wraps models such as Llama, SmolLM or Qwen2."
         )
 
 
@@ -236,7 +240,7 @@ def _convert_embedded_decoder(target: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = "SmolLM2-135M-Instruct"
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
     model.load_state_dict(loaded.state_dict())
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:

@@ -9,6 +9,7 @@ number of branches (tree search) can grow from one state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -30,7 +31,8 @@ def cache_from_pairs(pairs: KVPairs) -> DynamicCache:
 
 def pairs_from_cache(cache: DynamicCache) -> KVPairs:
     """The ``(keys, values)`` tensors a cache holds now."""
-    return tuple((layer.keys, layer.values) for layer in cache.layers)
+    layers = cast(list[DynamicLayer], cache.layers)
+    return tuple((cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values)) for layer in layers)
 
 
 def _select_pairs(pairs: KVPairs, rows: torch.Tensor) -> KVPairs:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
 from transformers.cache_utils import DynamicCache
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from cola_gym.model.config import CoLAConfig
 
@@ -21,11 +22,11 @@ def trunk_config(config: CoLAConfig, decoder_config: Any, num_layers: int) -> Ll
     rope = getattr(decoder_config, "rope_parameters", None)
     return LlamaConfig(
         vocab_size=1,
-        hidden_size=config.head_hidden_size,
-        intermediate_size=config.head_intermediate_size,
+        hidden_size=config.require("head_hidden_size"),
+        intermediate_size=config.require("head_intermediate_size"),
         num_hidden_layers=num_layers,
-        num_attention_heads=config.head_num_attention_heads,
-        num_key_value_heads=config.head_num_key_value_heads,
+        num_attention_heads=config.require("head_num_attention_heads"),
+        num_key_value_heads=config.require("head_num_key_value_heads"),
         max_position_embeddings=decoder_config.max_position_embeddings,
         rms_norm_eps=decoder_config.rms_norm_eps,
         rope_parameters=dict(rope) if rope else None,
@@ -42,13 +43,15 @@ class HeadTrunk(nn.Module):
 
     def __init__(self, config: CoLAConfig, decoder_config: Any, num_layers: int) -> None:
         super().__init__()
-        width = config.head_hidden_size
+        width = config.require("head_hidden_size")
         self.in_proj: nn.Module = (
-            nn.Identity() if width == decoder_config.hidden_size else nn.Linear(decoder_config.hidden_size, width, bias=False)
+            nn.Identity()
+            if width == decoder_config.hidden_size
+            else nn.Linear(decoder_config.hidden_size, width, bias=False)
         )
         self.blocks = LlamaModel(trunk_config(config, decoder_config, num_layers))
         # The blocks read hidden states, never token ids.
-        self.blocks.embed_tokens = None
+        self.blocks.embed_tokens = None  # type: ignore[assignment]
 
     def forward(
         self,
@@ -84,7 +87,7 @@ class LatentActionHead(nn.Module):
     def __init__(self, config: CoLAConfig, decoder_config: Any, num_layers: int) -> None:
         super().__init__()
         self.trunk = HeadTrunk(config, decoder_config, num_layers)
-        self.out = nn.Linear(config.head_hidden_size, config.num_actions, bias=False)
+        self.out = nn.Linear(config.require("head_hidden_size"), config.num_actions, bias=False)
 
     def forward(
         self,
@@ -152,7 +155,7 @@ class WorldModelMerge(nn.Module):
     def __init__(self, config: CoLAConfig, hidden_size: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            MergeMLP(hidden_size, config.merge_intermediate_size) for _ in range(config.merge_num_layers)
+            MergeMLP(hidden_size, config.require("merge_intermediate_size")) for _ in range(config.merge_num_layers)
         )
 
     def forward(self, hidden: torch.Tensor, action_embedding: torch.Tensor) -> torch.Tensor:
@@ -175,7 +178,7 @@ def initialize_heads(module: nn.Module, std: float, generator: torch.Generator) 
                 sub.weight.normal_(0.0, std, generator=generator)
                 if sub.bias is not None:
                     sub.bias.zero_()
-            elif sub.__class__.__name__.endswith("RMSNorm"):
+            elif isinstance(sub, LlamaRMSNorm):
                 sub.weight.fill_(1.0)
         for sub in module.modules():
             if isinstance(sub, MergeMLP):

@@ -41,8 +41,10 @@ def main() -> None:
             request = json.loads(line)
             gold = parse(_as_latex(request["gold"]), parsing_timeout=None)
             predicted = parse(_as_latex(request["predicted"]), parsing_timeout=None)
-            reply = {"equal": bool(gold and predicted and verify(gold, predicted, timeout_seconds=None))}
-        except Exception as err:  # noqa: BLE001 - any failure of the verifier scores the answer wrong
+            reply: dict[str, object] = {
+                "equal": bool(gold and predicted and verify(gold, predicted, timeout_seconds=None))
+            }
+        except Exception as err:  # noqa: BLE001 - any verifier failure scores the answer wrong
             reply = {"error": f"{type(err).__name__}: {err}"[:500]}
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()

@@ -108,9 +108,7 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed("no box") is None, last_boxed(r"our answer is $\boxed 2$.")
     (True, '2')
     """
-    starts = sorted(
-        (i, i + len(cmd)) for cmd in _BOX_COMMANDS for i in _find_all(text, cmd)
-    )
+    starts = sorted((i, i + len(cmd)) for cmd in _BOX_COMMANDS for i in _find_all(text, cmd))
     if not starts:
         return None
     pairs = None
@@ -249,9 +247,7 @@ def answers_match(predicted: str, gold: str, verifier: MathVerifier | None = Non
     return MathGrade(predicted, verdict.equal, verdict.status)
 
 
-def grade_text(
-    text: str, gold: str, answer_format: AnswerFormat, verifier: MathVerifier | None = None
-) -> MathGrade:
+def grade_text(text: str, gold: str, answer_format: AnswerFormat, verifier: MathVerifier | None = None) -> MathGrade:
     """Extracts the answer from model ``text`` and grades it against ``gold`` (1/0 reward).
 
     >>> grade_text("... #### 18", "18", "gsm8k").is_correct

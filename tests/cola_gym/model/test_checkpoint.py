@@ -23,8 +23,9 @@ def _same_outputs(a: CoLAModel, b: CoLAModel) -> bool:
     prompt = torch.tensor([a.tokenizer("Round trip")["input_ids"]])
     sa, sb = a.start(prompt), b.start(prompt)
     actions = torch.arange(a.num_actions)
-    return torch.equal(a.next_tokens(sa.select([0] * a.num_actions), actions),
-                       b.next_tokens(sb.select([0] * b.num_actions), actions))
+    return torch.equal(
+        a.next_tokens(sa.select([0] * a.num_actions), actions), b.next_tokens(sb.select([0] * b.num_actions), actions)
+    )
 
 
 def test_round_trip_by_reference(tiny_cola: CoLAModel, tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_missing_model_paths(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="No model directory"):
         CoLAModel.from_pretrained(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFoundError, match="no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
         CoLAModel.from_pretrained(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):  # ModelNotFoundError is a FileNotFoundError
         CoLAModel.from_pretrained("./does/not/exist")

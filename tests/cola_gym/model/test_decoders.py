@@ -17,7 +17,10 @@ def test_the_embedded_default_is_smollm2_and_answers_sensibly(default_decoder_di
     assert type(model).__name__ == "LlamaForCausalLM"
     assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.vocab_size) == (576, 30, 49152)
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     out = model.generate(**prompt, max_new_tokens=12, do_sample=False)
     assert "5" in tokenizer.decode(out[0, prompt["input_ids"].shape[1] :])
@@ -33,7 +36,7 @@ def test_bitsandbytes_quantized_decoder_runs_on_cpu(
     prompt = torch.tensor([model.tokenizer("Quantized decoding works")["input_ids"]])
     state, reference = model.start(prompt, track_policy=True), tiny_cola.start(prompt, track_policy=True)
     for action in (1, 7, 30):
-        token, state = model.step(state, torch.tensor([action]))
+        _, state = model.step(state, torch.tensor([action]))
         _, reference = tiny_cola.step(reference, torch.tensor([action]))
     similarity = torch.nn.functional.cosine_similarity(state.hidden, reference.hidden).item()
     assert similarity > 0.9, f"{quantization} decoder drifted too far from fp32 (cosine {similarity:.3f})"
@@ -42,8 +45,9 @@ def test_bitsandbytes_quantized_decoder_runs_on_cpu(
 def test_auto_quantization_is_4bit_for_large_decoders_on_cuda_only(tiny_decoder_dir: Path, tmp_path: Path) -> None:
     from transformers import LlamaConfig
 
-    LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=22, num_attention_heads=32,
-                vocab_size=32000).save_pretrained(tmp_path)
+    LlamaConfig(
+        hidden_size=2048, intermediate_size=8192, num_hidden_layers=22, num_attention_heads=32, vocab_size=32000
+    ).save_pretrained(tmp_path)
     assert count_parameters(str(tmp_path)) > 1_000_000_000
     assert _choose_quantization(str(tmp_path), "auto", torch.device("cuda")) == "4bit"
     assert _choose_quantization(str(tmp_path), "auto", torch.device("cpu")) == "none"

@@ -1,0 +1,61 @@
+"""The ``cola-gym`` command and the simple agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+from cola_agents import PolicyPriorAgent, RandomAgent
+from cola_agents.cli import main
+
+
+def test_episode_command_prints_text_answer_and_reward(tiny_cola_dir: Path, data_dir: Path, capsys) -> None:
+    code = main(
+        [
+            "episode",
+            "--env",
+            "CoLA-GSM8K-v0",
+            "--model",
+            str(tiny_cola_dir),
+            "--data-dir",
+            str(data_dir),
+            "--max-steps",
+            "6",
+            "--problem-index",
+            "0",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Janet" in out  # GSM8K test problem 0
+    assert "=== model output ===" in out and "answer: (none)" in out and "reference: 18" in out
+    assert "reward: 0  (truncated (step limit) after 6 tokens" in out
+
+
+def test_episode_command_rejects_unknown_envs(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["episode", "--env", "CoLA-Nope-v0"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_policy_prior_agent_follows_the_policy(tiny_cola_dir: Path, data_dir: Path) -> None:
+    env = gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir), data_dir=str(data_dir), track_policy=True)
+    env.reset(seed=0)
+    greedy = PolicyPriorAgent(greedy=True)
+    logits = env.unwrapped.decoding_state.policy_logits[0]
+    assert greedy.act(env) == int(logits.argmax())
+    top1 = PolicyPriorAgent(top_k=1, seed=3)
+    assert top1.act(env) == int(logits.argmax())
+    sampled = {PolicyPriorAgent(top_k=5, seed=s).act(env) for s in range(20)}
+    assert sampled <= set(torch.topk(logits, 5).indices.tolist()) and len(sampled) > 1
+
+
+def test_policy_prior_agent_needs_a_tracked_policy(tiny_cola_dir: Path, data_dir: Path) -> None:
+    env = gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir), data_dir=str(data_dir))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="track_policy=True"):
+        PolicyPriorAgent().act(env)
+    assert 0 <= RandomAgent(seed=0).act(env) < 64

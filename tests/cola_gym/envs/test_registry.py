@@ -1,0 +1,79 @@
+"""Every registered id: Gymnasium's and SB3's checkers, a determinism rollout, pickling."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.utils.env_checker import data_equivalence
+
+import cola_gym
+
+IDS = cola_gym.ENV_IDS
+
+
+@pytest.fixture
+def make(tiny_cola_dir: Path, data_dir: Path):
+    def make_env(env_id: str, **kwargs):
+        return gym.make(env_id, model=str(tiny_cola_dir), data_dir=str(data_dir), **kwargs)
+
+    return make_env
+
+
+def test_the_math_ids_are_registered() -> None:
+    expected = {"CoLA-Math500-v0", "CoLA-MATH-v0", "CoLA-MATH-Train-v0", "CoLA-GSM8K-v0", "CoLA-GSM8K-Train-v0"}
+    assert expected <= set(IDS)
+    assert all(gym.spec(env_id).max_episode_steps for env_id in IDS)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_checkers_pass_without_warnings(env_id: str, make) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = make(env_id, render_mode="ansi")
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env, warn=True)
+        env.close()
+    ours = [w for w in caught if "gymnasium" in w.filename or "stable_baselines3" in w.filename]
+    assert not ours, [str(w.message) for w in ours]
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_same_seed_same_episode(env_id: str, make) -> None:
+    envs = [make(env_id), make(env_id)]
+    actions = np.random.default_rng(0).integers(0, envs[0].action_space.n, size=50)
+    trajectories = []
+    for env in envs:
+        steps = [env.reset(seed=7)]
+        for action in actions:
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps.append((obs, reward, terminated, truncated, info))
+            if terminated or truncated:
+                break
+        trajectories.append(steps)
+    assert data_equivalence(trajectories[0], trajectories[1])
+    assert len(trajectories[0]) > 1
+    # a different seed picks another problem
+    other, _ = envs[0].reset(seed=8)
+    assert trajectories[0][0][1]["problem_index"] != envs[0].unwrapped.problem.index or not np.array_equal(
+        other, trajectories[0][0][0]
+    )
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_pickled_env_behaves_the_same(env_id: str, make) -> None:
+    env = make(env_id)
+    env.reset(seed=3)
+    blob = pickle.dumps(env)
+    assert len(blob) < 200_000, "the model or the data set was pickled with the env"
+    restored = pickle.loads(blob)
+    assert restored.unwrapped.model is env.unwrapped.model
+    assert data_equivalence(env.reset(seed=11), restored.reset(seed=11))
+    assert data_equivalence(env.step(5), restored.step(5))
