@@ -135,8 +135,12 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3))
     bars = ax.bar(names, values, color=["#888888", "#1f77b4", "#ff7f0e"])
     for bar, name in zip(bars, names, strict=True):
-        ax.annotate(f"{report['ratio_to_decoder'][name]:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom")
+        ax.annotate(
+            f"{report['ratio_to_decoder'][name]:.2f}x",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+        )
     ax.set_ylabel("ms per token (batch 1)")
     ax.margins(y=0.15)
     ax.set_title(f"{report['model'].split(' ')[0]}: env step vs cached decoder step", fontsize=9)

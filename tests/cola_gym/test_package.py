@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -29,6 +30,8 @@ def test_import_registers_ids_without_torch() -> None:
 
 
 def test_the_wheel_carries_the_task_specs(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # build from a copy: setuptools writes build/ and egg-info/ into the tree
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "runs"))
     subprocess.run(
         [
             sys.executable,
@@ -40,7 +43,7 @@ def test_the_wheel_carries_the_task_specs(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(tmp_path),
-            str(REPO),
+            str(source),
         ],
         check=True,
         capture_output=True,

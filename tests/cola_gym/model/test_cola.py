@@ -140,3 +140,25 @@ def test_initialisation_is_seeded_and_leaves_the_global_rng_alone(fresh: CoLAMod
     assert torch.equal(a.policy.out.weight, b.policy.out.weight)
     assert not torch.equal(a.policy.out.weight, c.policy.out.weight)
     assert all(not p.requires_grad for p in a.decoder.parameters())
+
+
+def test_hidden_state_bound_holds_even_for_extreme_inputs(fresh: CoLAModel) -> None:
+    bound = fresh.hidden_state_bound()
+    width = fresh.hidden_size
+    spikes = torch.eye(width) * 1e4  # all the energy in one component: the RMS norm's worst case
+    noise = torch.randn(256, width, generator=torch.Generator().manual_seed(0)) * 100
+    with torch.no_grad():
+        normed = fresh.final_norm(torch.cat([spikes, -spikes, noise]))
+    assert (normed.abs() <= bound).all()
+    assert (normed.abs().amax(0) >= 0.95 * (bound - 1e-3) / 1.01).all()  # and it is tight
+
+
+def test_tracking_the_policy_does_not_change_decoding(tiny_cola: CoLAModel) -> None:
+    prompt = torch.tensor([tiny_cola.tokenizer("Same tokens either way")["input_ids"]])
+    with_policy, without = tiny_cola.start(prompt, track_policy=True), tiny_cola.start(prompt, track_policy=False)
+    assert without.policy_logits is None and with_policy.policy_logits is not None
+    for action in (4, 8, 15, 16, 23, 42):
+        token_a, with_policy = tiny_cola.step(with_policy, torch.tensor([action]))
+        token_b, without = tiny_cola.step(without, torch.tensor([action]))
+        assert int(token_a) == int(token_b)
+    assert torch.equal(with_policy.hidden, without.hidden)
