@@ -1,12 +1,20 @@
-"""Command line: ``cola-gym episode`` runs one episode and prints the text, answer and reward."""
+"""The ``cola-gym`` command.
+
+- ``cola-gym episode``: run one episode and print the text, the answer and the reward;
+- ``cola-gym train``: train one CoLA stage (1a, 1b, 2); ``torchrun`` makes it data-parallel;
+- ``cola-gym export``: copy a trained model, its heads at lower precision, with its card.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -65,6 +73,77 @@ def _episode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sources(specs: Sequence[str], args: argparse.Namespace, limit: int | None) -> list[Any]:
+    from cola_gym.training import TextSource
+
+    fields = {"text_field": args.text_field, "prompt_field": args.prompt_field, "response_field": args.response_field}
+    return [TextSource(spec, max_examples=limit, **(fields if spec.endswith(".jsonl") else {})) for spec in specs]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cola_gym.model import CoLAConfig, DecoderSettings
+    from cola_gym.training import TrainConfig
+    from cola_gym.training.pipeline import train_stage
+
+    config = TrainConfig(
+        stage=args.stage,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        learning_rate=args.lr,
+        min_learning_rate=args.min_lr,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        gumbel_tau=args.gumbel_tau,
+        entropy_bonus=args.entropy_bonus,
+        fta_actions=args.fta_actions,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        use_hidden_cache=not args.no_hidden_cache,
+        seed=args.seed,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+    )
+    settings = None
+    if args.device != "auto" or args.quantization != "auto":
+        settings = DecoderSettings(device=args.device, quantization=args.quantization)
+    metrics = train_stage(
+        config,
+        _sources(args.data, args, args.max_examples),
+        args.out,
+        model=args.model,
+        cola_config=CoLAConfig(num_actions=args.num_actions, scale=args.scale, init_seed=args.seed),
+        eval_sources=_sources(args.eval_data, args, args.eval_examples),
+        data_dir=args.data_dir,
+        settings=settings,
+        cache_root=args.cache_dir,
+        command="cola-gym " + shlex.join(args.argv),
+    )
+    if metrics:
+        print(json.dumps(metrics, indent=2))
+    print(f"trained model: {args.out}/final")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import shutil
+
+    import torch
+
+    from cola_gym.model import CoLAModel, DecoderSettings
+
+    model = CoLAModel.from_pretrained(args.model, settings=DecoderSettings(device="cpu"))
+    model.save_pretrained(args.out, dtype=getattr(torch, args.dtype))
+    for card in ("README.md", "training.json"):
+        if (Path(args.model) / card).is_file():
+            shutil.copy(Path(args.model) / card, Path(args.out) / card)
+    print(f"exported {args.model} -> {args.out} (heads in {args.dtype})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cola-gym`` argument parser."""
     parser = argparse.ArgumentParser(prog="cola-gym", description=__doc__)
@@ -85,6 +164,65 @@ def build_parser() -> argparse.ArgumentParser:
     episode.add_argument("--device", default="auto")
     episode.add_argument("--quantization", default="auto", choices=("auto", "none", "4bit", "8bit"))
     episode.set_defaults(run=_episode)
+
+    train = commands.add_parser(
+        "train",
+        help="train one CoLA stage (1a, 1b or 2)",
+        description="Train one CoLA stage. Re-running the same command resumes it.",
+    )
+    train.add_argument("--stage", required=True, choices=("1a", "1b", "2"))
+    train.add_argument(
+        "--model",
+        help="start from: a CoLA checkpoint (previous stage's final/), a decoder "
+        "(path or Hub id; fresh heads), default: the embedded decoder",
+    )
+    train.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="training source, repeatable: math:train, gsm8k:train, file.jsonl, file.txt",
+    )
+    train.add_argument("--eval-data", action="append", default=[], help="held-out source, repeatable (e.g. math:test)")
+    train.add_argument("--max-examples", type=int, help="use the first N examples of each training source")
+    train.add_argument("--eval-examples", type=int, default=64, help="first N examples of each held-out source")
+    train.add_argument("--text-field", help="JSON-lines field with a whole document")
+    train.add_argument("--prompt-field", help="JSON-lines field with the user turn")
+    train.add_argument("--response-field", help="JSON-lines field with the assistant turn")
+    train.add_argument("--data-dir", help="folder with the math data sets (default: $COLA_DATA_DIR)")
+    train.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, final/)")
+    train.add_argument("--cache-dir", help="hidden-state cache folder (default: beside --out)")
+    train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--batch-size", type=int, default=8, help="sequences per step and process")
+    train.add_argument("--seq-len", type=int, default=512)
+    train.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4 for stages 1a/1b, 5e-6 for 2)")
+    train.add_argument("--min-lr", type=float, help="final learning rate of the schedule")
+    train.add_argument("--schedule", choices=("cosine", "linear", "constant"), default="cosine")
+    train.add_argument("--warmup-steps", type=int, default=100)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--grad-clip", type=float, default=1.0)
+    train.add_argument("--gumbel-tau", type=float, default=2.0, help="stage 1a Gumbel-softmax temperature")
+    train.add_argument("--entropy-bonus", type=float, default=0.001, help="stage 1a entropy bonus weight")
+    train.add_argument(
+        "--fta-actions", choices=("idm", "policy"), default="idm", help="stage 2 actions: idm (FTA-I) or policy (FTA-P)"
+    )
+    train.add_argument("--lora-rank", type=int, default=0, help="stage 2: LoRA rank (0: full fine-tuning)")
+    train.add_argument("--lora-alpha", type=int, default=16)
+    train.add_argument("--no-hidden-cache", action="store_true", help="stages 1a/1b: run the decoder every step")
+    train.add_argument("--num-actions", type=int, default=64, help="K, for fresh heads")
+    train.add_argument("--scale", choices=("compact", "paper"), default="compact", help="head shapes for fresh heads")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--log-every", type=int, default=10)
+    train.add_argument("--eval-every", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=200)
+    train.add_argument("--device", default="auto")
+    train.add_argument("--quantization", default="auto", choices=("auto", "none", "4bit", "8bit"))
+    train.set_defaults(run=_train)
+
+    export = commands.add_parser("export", help="copy a trained model with its heads at lower precision")
+    export.add_argument("--model", required=True, help="a CoLA checkpoint directory")
+    export.add_argument("--out", required=True)
+    export.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    export.set_defaults(run=_export)
     return parser
 
 
@@ -93,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "transformers", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return int(args.run(args))
 
 

@@ -103,11 +103,12 @@ class MathDataset:
 
 @dataclass(frozen=True)
 class MathProblem:
-    """One problem with its reference answer."""
+    """One problem with its reference answer (and worked solution, where the data set has one)."""
 
     index: int
     problem: str
     answer: str
+    solution: str | None = None
 
 
 def load_math_problems(
@@ -178,10 +179,12 @@ def _parse_row(dataset: MathDataset, row: Any) -> MathProblem | str:
         return f"field {dataset.problem_field!r} is missing or not a non-empty string"
     if not isinstance(answer_text, str) or not answer_text.strip():
         return f"field {dataset.answer_field!r} is missing or not a non-empty string"
-    answer = answer_text.strip() if dataset.answer_is == "answer" else gold_answer(answer_text, dataset.answer_format)
+    if dataset.answer_is == "answer":
+        return MathProblem(index=-1, problem=problem, answer=answer_text.strip())
+    answer = gold_answer(answer_text, dataset.answer_format)
     if not answer:
         return f"no reference answer can be read from field {dataset.answer_field!r}"
-    return MathProblem(index=-1, problem=problem, answer=answer)
+    return MathProblem(index=-1, problem=problem, answer=answer, solution=answer_text)
 
 
 def _parse_rows(dataset: MathDataset, rows: Iterable[Any], origin: str) -> tuple[MathProblem, ...]:

@@ -5,6 +5,7 @@ A checkpoint directory holds::
     cola_config.json        format version, CoLAConfig, decoder reference and fingerprint
     cola_heads.safetensors  the learned parts (IDM, codebook, world-model merge, policy)
     decoder/                optional: the decoder itself (Hugging Face format + tokenizer)
+    decoder_adapter/        optional: LoRA adapters of a fine-tuned decoder (peft format)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "cola_config.json"
 HEADS_FILE = "cola_heads.safetensors"
 DECODER_DIR = "decoder"
+ADAPTER_DIR = "decoder_adapter"
 FORMAT_VERSION = 1
 _FINGERPRINT_KEYS = ("model_type", "hidden_size", "vocab_size", "num_hidden_layers")
 
@@ -37,20 +39,32 @@ def decoder_fingerprint(decoder_config: Any) -> dict[str, Any]:
     return {key: getattr(decoder_config, key, None) for key in _FINGERPRINT_KEYS}
 
 
-def save_cola(model: CoLAModel, path: str | os.PathLike[str], store_decoder: bool = False) -> None:
+def save_cola(
+    model: CoLAModel, path: str | os.PathLike[str], store_decoder: bool = False, dtype: torch.dtype | None = None
+) -> None:
     """Writes ``model`` to the directory ``path`` (created if needed); files are replaced atomically.
 
     Args:
         model: the model to save.
         path: target directory.
         store_decoder: also write the decoder under ``path/decoder`` so the checkpoint is
-            self-contained; otherwise only a reference (path or Hub id) is recorded.
+            self-contained; otherwise only a reference (path or Hub id) is recorded. A
+            decoder with LoRA adapters always stores just the adapters.
+        dtype: store the head weights in this dtype (e.g. ``torch.bfloat16`` halves the
+            file); they are cast back to the model's dtype on loading.
     """
     from safetensors.torch import save_file
 
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    if store_decoder:
+    adapter = None
+    if hasattr(model.decoder, "peft_config"):
+        model.decoder.save_pretrained(directory / ADAPTER_DIR)
+        adapter = ADAPTER_DIR
+        reference = model.decoder_name_or_path or EMBEDDED_DECODER
+        if looks_like_path(reference):
+            reference = str(Path(reference).expanduser().resolve())
+    elif store_decoder:
         if getattr(model.decoder, "is_quantized", False):
             raise CheckpointError(
                 "A quantized decoder cannot be stored in a CoLA checkpoint; save with store_decoder=False "
@@ -64,15 +78,18 @@ def save_cola(model: CoLAModel, path: str | os.PathLike[str], store_decoder: boo
         if looks_like_path(reference):
             reference = str(Path(reference).expanduser().resolve())
     tensors = {
-        f"{name}.{key}": value.detach().to("cpu").contiguous()
+        f"{name}.{key}": value.detach().to("cpu", dtype or value.dtype).contiguous()
         for name, part in model.heads().items()
         for key, value in part.state_dict().items()
     }
+    decoder_entry: dict[str, Any] = {"name_or_path": reference, "stored": store_decoder and adapter is None}
+    if adapter is not None:
+        decoder_entry["adapter"] = adapter
     config = {
         "format": "cola-gym",
         "format_version": FORMAT_VERSION,
         "cola_config": model.config.to_dict(),
-        "decoder": {"name_or_path": reference, "stored": store_decoder},
+        "decoder": decoder_entry,
         "decoder_fingerprint": decoder_fingerprint(model.decoder.config),
     }
     _atomic_write(directory / HEADS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
@@ -107,12 +124,28 @@ def load_cola(
         reference = directory / recorded if meta["decoder"].get("stored") else recorded
     decoder_model, tokenizer = load_decoder(reference, settings)
     _check_fingerprint(directory, meta["decoder_fingerprint"], decoder_model.config)
+    if meta["decoder"].get("adapter") and decoder is None:
+        decoder_model = _apply_adapter(decoder_model, directory / meta["decoder"]["adapter"])
     config = meta["cola_config"]
     name_for_decoder = None if reference in (None, EMBEDDED_DECODER) else str(reference)
     model = CoLAModel(config, decoder_model, tokenizer, decoder_name_or_path=name_for_decoder)
     _load_heads(model, directory / HEADS_FILE)
     model.name_or_path = str(directory.resolve())
     return model
+
+
+def _apply_adapter(decoder: Any, adapter_dir: Path) -> Any:
+    """The decoder with the checkpoint's LoRA adapters merged in (frozen, eval mode)."""
+    try:
+        from peft import PeftModel
+    except ImportError as err:
+        raise CheckpointError(f"{adapter_dir} holds LoRA adapters; loading them needs peft (pip install peft)") from err
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise CheckpointError(f"{adapter_dir} is missing or has no adapter_config.json; the checkpoint is incomplete.")
+    merged = PeftModel.from_pretrained(decoder, str(adapter_dir)).merge_and_unload()
+    merged.requires_grad_(False)
+    merged.eval()
+    return merged
 
 
 def _read_config(directory: Path) -> dict[str, Any]:

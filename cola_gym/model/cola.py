@@ -101,11 +101,16 @@ class CoLAModel(nn.Module):
 
         return load_cola(name_or_path, decoder=decoder, settings=settings)
 
-    def save_pretrained(self, path: str | os.PathLike[str], store_decoder: bool = False) -> None:
-        """Writes config + head weights (safetensors); ``store_decoder`` also copies the decoder."""
+    def save_pretrained(
+        self, path: str | os.PathLike[str], store_decoder: bool = False, dtype: torch.dtype | None = None
+    ) -> None:
+        """Writes config + head weights (safetensors); ``store_decoder`` also copies the decoder.
+
+        ``dtype`` (e.g. ``torch.bfloat16``) stores the heads at lower precision.
+        """
         from cola_gym.model.checkpoint import save_cola
 
-        save_cola(self, path, store_decoder=store_decoder)
+        save_cola(self, path, store_decoder=store_decoder, dtype=dtype)
 
     # ----------------------------------------------------------------- parts
     def heads(self) -> dict[str, nn.Module]:

@@ -1,0 +1,136 @@
+"""Configuration of one training stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Stage = Literal["1a", "1b", "2"]
+STAGES: tuple[Stage, ...] = ("1a", "1b", "2")
+Schedule = Literal["cosine", "linear", "constant"]
+
+# Learning rates of the authors' release: stage 1 cosine 1e-4 -> 4e-5; stage 2 5e-6.
+_DEFAULT_LR = {"1a": 1e-4, "1b": 1e-4, "2": 5e-6}
+_DEFAULT_MIN_LR = {"1a": 4e-5, "1b": 4e-5, "2": 5e-7}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One stage of CoLA training (Jia et al., ICML 2025, and the authors' release).
+
+    - ``"1a"``: inverse dynamics model + codebook + world-model merge, decoder frozen;
+      straight-through Gumbel-softmax on the IDM logits (``gumbel_tau``) with an entropy
+      bonus (``entropy_bonus``), next-token cross-entropy of the world model.
+    - ``"1b"``: behaviour cloning of the policy on the IDM's argmax actions.
+    - ``"2"``: fine-tuning under action guidance: actions fixed from the IDM (``"idm"``,
+      FTA-I) or the greedy policy (``"policy"``, FTA-P); the decoder and LM head train
+      (fully, or through LoRA adapters with ``lora_rank > 0``) on responses, prompt masked.
+
+    Attributes:
+        stage: ``"1a"``, ``"1b"`` or ``"2"``.
+        steps: optimizer steps.
+        batch_size: sequences per step and process.
+        seq_len: tokens per sequence (longer examples are cut).
+        learning_rate: peak learning rate (stage default when ``None``).
+        min_learning_rate: final learning rate of the cosine/linear schedule.
+        schedule: ``"cosine"``, ``"linear"`` or ``"constant"`` after warm-up.
+        warmup_steps: linear warm-up steps.
+        weight_decay: AdamW weight decay.
+        grad_clip: gradient-norm clip (0 disables).
+        gumbel_tau: Gumbel-softmax temperature (stage 1a).
+        entropy_bonus: weight of the per-position entropy bonus (stage 1a).
+        fta_actions: where stage 2 takes its actions: ``"idm"`` or ``"policy"``.
+        lora_rank: 0 for full fine-tuning in stage 2, else the LoRA rank.
+        lora_alpha: LoRA scaling numerator.
+        use_hidden_cache: stages 1a/1b read the frozen decoder's states from a
+            memory-mapped cache built once, instead of running the decoder every step.
+        seed: seed of data order, Gumbel noise and head initialisation.
+        log_every: steps between logged (and printed) metrics.
+        eval_every: steps between held-out evaluations (0: only at the end).
+        checkpoint_every: steps between checkpoints.
+        keep_checkpoints: checkpoints kept on disk (oldest deleted first).
+    """
+
+    stage: Stage
+    steps: int = 1000
+    batch_size: int = 8
+    seq_len: int = 512
+    learning_rate: float | None = None
+    min_learning_rate: float | None = None
+    schedule: Schedule = "cosine"
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    gumbel_tau: float = 2.0
+    entropy_bonus: float = 0.001
+    fta_actions: Literal["idm", "policy"] = "idm"
+    lora_rank: int = 0
+    lora_alpha: int = 16
+    use_hidden_cache: bool = True
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        for name in ("steps", "batch_size", "seq_len", "log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_every", "lora_rank"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.seq_len < 2:
+            raise ValueError(f"seq_len must be >= 2 (a token and its successor), got {self.seq_len}")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
+        if self.gumbel_tau <= 0:
+            raise ValueError(f"gumbel_tau must be > 0, got {self.gumbel_tau}")
+        if self.fta_actions not in ("idm", "policy"):
+            raise ValueError(f"fta_actions must be 'idm' (FTA-I) or 'policy' (FTA-P), got {self.fta_actions!r}")
+        if self.lora_rank and self.stage != "2":
+            raise ValueError("lora_rank applies to stage 2 only (stages 1a/1b train the heads, not the decoder)")
+        if self.peak_learning_rate <= 0 or self.final_learning_rate < 0:
+            raise ValueError("learning rates must be positive")
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """The learning rate after warm-up."""
+        return self.learning_rate if self.learning_rate is not None else _DEFAULT_LR[self.stage]
+
+    @property
+    def final_learning_rate(self) -> float:
+        """The learning rate at the last step (cosine and linear schedules)."""
+        if self.min_learning_rate is not None:
+            return self.min_learning_rate
+        return min(_DEFAULT_MIN_LR[self.stage], self.peak_learning_rate)
+
+    @property
+    def trains_decoder(self) -> bool:
+        """Stage 2 changes the decoder; stages 1a and 1b only the heads."""
+        return self.stage == "2"
+
+    def learning_rate_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based): warm-up, then the schedule."""
+        peak, final = self.peak_learning_rate, self.final_learning_rate
+        if step < self.warmup_steps:
+            return peak * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return peak
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps - 1))
+        if self.schedule == "linear":
+            return peak + (final - peak) * progress
+        return final + (peak - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)

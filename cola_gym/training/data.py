@@ -1,0 +1,204 @@
+"""Training text: math solutions, JSON-lines and plain-text corpora, tokenized for CoLA.
+
+Sources are written as strings (the command line uses the same forms):
+
+- ``"math:train"``, ``"gsm8k:train"``, ``"math:test"``: a data set of ``envs/math.toml``;
+  each problem becomes a chat (the problem plus the env's instruction as the user turn, the
+  worked solution as the assistant turn), exactly as the env prompts the model;
+- ``"path/to/file.jsonl"`` with ``text_field`` (one document per row) or with
+  ``prompt_field`` + ``response_field`` (a chat per row);
+- ``"path/to/file.txt"``: plain text, cut into ``seq_len``-token pieces.
+
+An example is a token sequence and the index where its response starts: everything is
+trained on in stages 1a/1b; stage 2 learns the response only (the prompt is masked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cola_gym.errors import DataFormatError, DataNotFoundError
+
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+_FINAL_HASH = re.compile(r"\n?####\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """One training corpus (see the module docstring for the forms of ``spec``).
+
+    Attributes:
+        spec: ``"<data set>:<split>"`` or a ``.jsonl`` / ``.txt`` path.
+        text_field: JSON-lines field holding a whole document.
+        prompt_field: JSON-lines field holding the user turn of a chat.
+        response_field: JSON-lines field holding the assistant turn.
+        max_examples: use at most this many examples (the first ones).
+    """
+
+    spec: str
+    text_field: str | None = None
+    prompt_field: str | None = None
+    response_field: str | None = None
+    max_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.is_file and self.spec.endswith(".jsonl"):
+            chat = self.prompt_field is not None and self.response_field is not None
+            if chat == (self.text_field is not None):
+                raise ValueError(
+                    f"{self.spec}: give either text_field, or prompt_field and response_field (JSON-lines fields)"
+                )
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"max_examples must be >= 1, got {self.max_examples}")
+
+    @property
+    def is_file(self) -> bool:
+        """Whether ``spec`` names a file (rather than a registered data set)."""
+        return self.spec.endswith((".jsonl", ".txt"))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description (for model cards and cache fingerprints)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """Token ids ``[T]`` and the position where the response (the trained-on part in stage 2) starts."""
+
+    ids: np.ndarray
+    response_start: int
+
+
+def gsm8k_solution_as_text(answer: str) -> str:
+    r"""A GSM8K answer in the env's format: calculator marks removed, ``#### n`` -> ``\boxed{n}``.
+
+    >>> gsm8k_solution_as_text("She sold 48/2 = <<48/2=24>>24 clips.\n#### 24")
+    'She sold 48/2 = 24 clips.\nThe final answer is $\\boxed{24}$.'
+    """
+    text = _CALCULATOR.sub("", answer)
+    return _FINAL_HASH.sub(lambda m: f"\nThe final answer is $\\boxed{{{m.group(1)}}}$.", text).strip()
+
+
+def load_examples(
+    sources: Sequence[TextSource],
+    tokenizer: Any,
+    seq_len: int,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> list[TokenizedExample]:
+    """Tokenizes every source (in order) into examples of at most ``seq_len`` tokens."""
+    examples: list[TokenizedExample] = []
+    for source in sources:
+        found = list(_examples_of(source, tokenizer, seq_len, data_dir))
+        if not found:
+            raise DataFormatError(f"{source.spec} produced no training examples")
+        examples.extend(found[: source.max_examples])
+    return examples
+
+
+def examples_fingerprint(examples: Sequence[TokenizedExample]) -> str:
+    """A short hash of the token content (identifies a corpus in caches and model cards)."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(np.int64(example.response_start).tobytes())
+        digest.update(example.ids.astype(np.int32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _examples_of(
+    source: TextSource, tokenizer: Any, seq_len: int, data_dir: str | os.PathLike[str] | None
+) -> Iterable[TokenizedExample]:
+    if not source.is_file:
+        for prompt, response in _math_chats(source.spec, data_dir):
+            yield _chat_example(tokenizer, prompt, response, seq_len)
+        return
+    path = Path(source.spec).expanduser()
+    if not path.is_file():
+        raise DataNotFoundError(f"training data file {path} does not exist")
+    if path.suffix == ".txt":
+        ids = tokenizer(path.read_text(encoding="utf-8"), add_special_tokens=True)["input_ids"]
+        for start in range(0, max(1, len(ids) - 1), seq_len):
+            piece = ids[start : start + seq_len]
+            if len(piece) >= 2:
+                yield TokenizedExample(np.asarray(piece, dtype=np.int32), 0)
+        return
+    for where, row in _jsonl_rows(path):
+        if source.text_field is not None:
+            text = _field(row, source.text_field, where)
+            ids = tokenizer(text, add_special_tokens=True)["input_ids"][:seq_len]
+            if len(ids) >= 2:
+                yield TokenizedExample(np.asarray(ids, dtype=np.int32), 0)
+        else:
+            assert source.prompt_field is not None and source.response_field is not None
+            prompt = _field(row, source.prompt_field, where)
+            yield _chat_example(tokenizer, prompt, _field(row, source.response_field, where), seq_len)
+
+
+def _math_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[str, str]]:
+    from cola_gym.data.math import MathDataset, load_math_problems
+    from cola_gym.registration import env_registrations, load_task_specs
+
+    name, _, split = spec.partition(":")
+    datasets = {
+        reg["kwargs"]["dataset"]["name"]: reg["kwargs"]["dataset"]
+        for reg in env_registrations(load_task_specs())
+        if isinstance(reg["kwargs"].get("dataset"), Mapping)
+    }
+    if name not in datasets or not split:
+        raise ValueError(
+            f"unknown training source {spec!r}: use '<data set>:<split>' with a data set of {sorted(datasets)}, "
+            "or a .jsonl / .txt file"
+        )
+    dataset = MathDataset.from_spec(datasets[name])
+    for problem in load_math_problems(dataset, split, data_dir):
+        if problem.solution is None:
+            raise DataFormatError(f"{spec} has reference answers but no worked solutions to train on")
+        solution = gsm8k_solution_as_text(problem.solution) if dataset.answer_format == "gsm8k" else problem.solution
+        prompt = f"{problem.problem}\n{dataset.instruction}" if dataset.instruction else problem.problem
+        yield prompt, solution
+
+
+def _chat_example(tokenizer: Any, prompt: str, response: str, seq_len: int) -> TokenizedExample:
+    """The prompt rendered as the env renders it, then the response and its end-of-turn marker."""
+    user = [{"role": "user", "content": prompt}]
+    if getattr(tokenizer, "chat_template", None) is not None:
+        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": response}], tokenize=False)
+        response_text = full[len(prompt_text) :] if full.startswith(prompt_text) else response
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    else:
+        response_text = response + (tokenizer.eos_token or "")
+        prompt_ids = tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]
+    response_ids = tokenizer(response_text, add_special_tokens=False)["input_ids"]
+    ids = (list(prompt_ids) + list(response_ids))[:seq_len]
+    return TokenizedExample(np.asarray(ids, dtype=np.int32), min(len(prompt_ids), len(ids)))
+
+
+def _jsonl_rows(path: Path) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{where} is not valid JSON ({err.msg})") from err
+            if not isinstance(row, Mapping):
+                raise DataFormatError(f"{where}: expected a JSON object")
+            yield where, row
+
+
+def _field(row: Mapping[str, Any], name: str, where: str) -> str:
+    value = row.get(name)
+    if not isinstance(value, str) or not value:
+        raise DataFormatError(f"{where}: field {name!r} is missing or not a non-empty string")
+    return value

@@ -1,0 +1,396 @@
+"""The training loop shared by all stages, on Hugging Face ``accelerate``.
+
+One :class:`CoLATrainer` runs one stage into a run directory::
+
+    run_dir/
+      run.json                  the stage config, model, data and command (a re-run must match)
+      checkpoints/step-NNNNNN/  loadable CoLA checkpoints + optimizer and trainer state
+      latest                    name of the newest complete checkpoint
+      tensorboard/              scalars: losses, code usage, accuracies, learning rate, tokens/s
+      final/                    the trained model and its model card (README.md)
+
+Running the same stage on the same run directory again resumes from ``latest`` and ends
+with the same weights as an uninterrupted run: data order and Gumbel noise are functions
+of (seed, step, process), and the optimizer state is checkpointed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cola_gym.errors import CheckpointError
+from cola_gym.training.config import TrainConfig
+from cola_gym.training.data import TokenizedExample, examples_fingerprint
+from cola_gym.training.hidden_cache import HiddenStateCache
+from cola_gym.training.model_card import write_model_card
+from cola_gym.training.objectives import Batch, StageObjective, code_usage_metrics, evaluation_metrics
+from cola_gym.training.state import STATE_FILE, latest_checkpoint, load_optimizer, save_optimizer, write_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+class CoLATrainer:
+    """Trains one stage of a :class:`~cola_gym.model.CoLAModel`.
+
+    Args:
+        model: the model to train (updated in place).
+        config: the stage configuration.
+        examples: tokenized training examples.
+        run_dir: where checkpoints, logs and the final model go.
+        eval_examples: held-out examples evaluated every ``config.eval_every`` steps and at the end.
+        cache_root: where hidden-state caches live (default ``run_dir/../hidden-cache``).
+        accelerator: an ``accelerate.Accelerator`` (one is made if ``None``).
+        description: extra facts for the model card (data sources, command line).
+        show_progress: draw a progress bar on the main process.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        config: TrainConfig,
+        examples: Sequence[TokenizedExample],
+        run_dir: str | os.PathLike[str],
+        *,
+        eval_examples: Sequence[TokenizedExample] = (),
+        cache_root: str | os.PathLike[str] | None = None,
+        accelerator: Any = None,
+        description: dict[str, Any] | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        from accelerate import Accelerator
+
+        if config.trains_decoder:
+            # Stage 2 learns responses only: an example cut before its response teaches nothing.
+            kept = [e for e in examples if e.response_start < len(e.ids) - 1]
+            if len(kept) < len(examples):
+                logger.warning(
+                    "%d of %d examples have no response within seq_len; skipped",
+                    len(examples) - len(kept),
+                    len(examples),
+                )
+            examples = kept
+        if not examples:
+            raise ValueError("no training examples (for stage 2: none with a response within seq_len)")
+        self.model = model
+        self.config = config
+        self.examples = list(examples)
+        self.eval_examples = list(eval_examples)
+        self.run_dir = Path(run_dir)
+        self.cache_root = Path(cache_root) if cache_root is not None else self.run_dir.parent / "hidden-cache"
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.description = dict(description or {})
+        self.show_progress = show_progress and self.accelerator.is_main_process
+        self.cache: HiddenStateCache | None = None
+        self._elapsed_before = 0.0
+        self._started = time.perf_counter()
+
+    # ------------------------------------------------------------------ public
+    def train(self, until_step: int | None = None) -> dict[str, float]:
+        """Runs (or resumes) the stage; returns the final evaluation metrics.
+
+        Args:
+            until_step: stop after this many optimizer steps in total (``None``: the
+                configured ``steps``); a later call resumes from the last checkpoint.
+        """
+        config, accelerator = self.config, self.accelerator
+        self._check_run_dir()
+        self._prepare_parameters()
+        if config.use_hidden_cache and not config.trains_decoder:
+            self.cache = HiddenStateCache.build(
+                self.model,
+                self.examples,
+                self.cache_root,
+                batch_size=config.batch_size,
+                rank=accelerator.process_index,
+                world_size=accelerator.num_processes,
+                barrier=accelerator.wait_for_everyone,
+                show_progress=self.show_progress,
+            )
+        objective = StageObjective(self.model, config)
+        parameters = [p for p in objective.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=config.peak_learning_rate, weight_decay=config.weight_decay)
+        objective, optimizer = accelerator.prepare(objective, optimizer)
+        start = self._resume(optimizer)
+        end = min(config.steps, until_step if until_step is not None else config.steps)
+        writer = self._tensorboard()
+        bar = self._progress_bar(start, end)
+        started, tokens = time.perf_counter(), 0
+        self._started = started
+        for step in range(start, end):
+            batch = self._batch(step).to(accelerator.device)
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            generator = torch.Generator().manual_seed(
+                config.seed * 1_000_003 + step * 1_009 + accelerator.process_index
+            )
+            loss, metrics = objective(batch, generator)
+            accelerator.backward(loss)
+            if config.grad_clip > 0:
+                metrics["grad_norm"] = torch.as_tensor(accelerator.clip_grad_norm_(parameters, config.grad_clip))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += batch.num_targets
+            done = step + 1
+            if done % config.log_every == 0 or done == end:
+                elapsed = time.perf_counter() - started
+                metrics.update(self._batch_evaluation(batch))
+                metrics["loss/total"] = loss.detach()
+                logged = self._log(
+                    writer,
+                    done,
+                    metrics,
+                    tokens * accelerator.num_processes / max(elapsed, 1e-9),
+                    config.learning_rate_at(step),
+                )
+                if bar is not None:
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logged.items() if k.startswith("loss")})
+            if config.eval_every and done % config.eval_every == 0 and done < config.steps:
+                self._log_eval(writer, done)
+            if done % config.checkpoint_every == 0 or done == end:
+                self._checkpoint(done, optimizer)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        final_metrics: dict[str, float] = {}
+        if end == config.steps:
+            final_metrics = self._log_eval(writer, end)
+            self._finish(final_metrics)
+        if writer is not None:
+            writer.close()
+        accelerator.wait_for_everyone()
+        return final_metrics
+
+    @property
+    def elapsed_s(self) -> float:
+        """Training wall time of this run so far, resumed sessions included."""
+        return self._elapsed_before + time.perf_counter() - self._started
+
+    # ------------------------------------------------------------------ parts
+    def _prepare_parameters(self) -> None:
+        model, config = self.model, self.config
+        model.requires_grad_(False)
+        if config.stage == "1a":
+            for part in (model.idm, model.codebook, model.world_model):
+                part.requires_grad_(True)
+        elif config.stage == "1b":
+            model.policy.requires_grad_(True)
+        elif config.lora_rank:
+            if not hasattr(model.decoder, "peft_config"):
+                from peft import LoraConfig, get_peft_model
+
+                targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+                lora = LoraConfig(r=config.lora_rank, lora_alpha=int(config.lora_alpha), target_modules=targets)
+                with torch.random.fork_rng(devices=[]):  # peft draws its init from the global RNG
+                    torch.manual_seed(config.seed)
+                    model.decoder = get_peft_model(model.decoder, lora)
+            for name, param in model.decoder.named_parameters():
+                param.requires_grad_("lora_" in name)
+        else:
+            model.decoder.requires_grad_(True)
+        model.train()
+        if not config.trains_decoder:
+            model.decoder.eval()
+
+    def _check_run_dir(self) -> None:
+        record = {
+            "config": self.config.to_dict(),
+            "cola_config": self.model.config.to_dict(),
+            "model": self.description.get("model"),
+            "examples": {"count": len(self.examples), "fingerprint": examples_fingerprint(self.examples)},
+        }
+        path = self.run_dir / "run.json"
+        if path.is_file():
+            existing = json.loads(path.read_text())
+            mismatched = sorted(k for k in record if existing.get(k) != record[k])
+            if mismatched:
+                raise CheckpointError(
+                    f"{self.run_dir} holds a run with a different {', '.join(mismatched)}; "
+                    "resume it with the same arguments, or choose another output directory."
+                )
+            return
+        if self.accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**record, "description": self.description}, indent=2))
+        self.accelerator.wait_for_everyone()
+
+    def _resume(self, optimizer: Any) -> int:
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            return 0
+        from cola_gym.model.checkpoint import HEADS_FILE, _load_heads
+
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        self._elapsed_before = float(state.get("elapsed_s", 0.0))
+        _load_heads(self.model, checkpoint / HEADS_FILE)
+        if self.config.trains_decoder:
+            self._load_decoder_weights(checkpoint)
+        load_optimizer(optimizer, checkpoint)
+        logger.info("resuming %s from step %d", self.run_dir, state["step"])
+        return int(state["step"])
+
+    def _load_decoder_weights(self, checkpoint: Path) -> None:
+        from safetensors.torch import load_file
+
+        decoder = self.model.decoder
+        if hasattr(decoder, "peft_config"):
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(
+                decoder, load_file(str(checkpoint / "decoder_adapter" / "adapter_model.safetensors"))
+            )
+            return
+        weights: dict[str, torch.Tensor] = {}
+        for file in sorted((checkpoint / "decoder").glob("*.safetensors")):
+            weights.update(load_file(str(file)))
+        missing, unexpected = decoder.load_state_dict(weights, strict=False)
+        tied = {"lm_head.weight"} if getattr(decoder.config, "tie_word_embeddings", False) else set()
+        if set(missing) - tied or unexpected:
+            raise CheckpointError(
+                f"decoder weights in {checkpoint} do not fit the model ({missing[:3]}, {unexpected[:3]})"
+            )
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - one trainer per run; the cache dies with it
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.examples))
+
+    def _batch(self, step: int) -> Batch:
+        config, accelerator = self.config, self.accelerator
+        first = (step * accelerator.num_processes + accelerator.process_index) * config.batch_size
+        rows = []
+        for position in range(first, first + config.batch_size):
+            epoch, offset = divmod(position, len(self.examples))
+            index = int(self._permutation(epoch)[offset])
+            if self.cache is not None:
+                ids, hidden, start = self.cache.example(index)
+            else:
+                ids, hidden, start = self.examples[index].ids, None, self.examples[index].response_start
+            rows.append((ids, hidden, start))
+        return collate(rows, only_responses=config.trains_decoder)
+
+    def _batch_evaluation(self, batch: Batch) -> dict[str, torch.Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return evaluation_metrics(self.model, batch)[0]
+        finally:
+            self.model.train(was_training)
+            if not self.config.trains_decoder:
+                self.model.decoder.eval()
+
+    def _log(self, writer: Any, step: int, metrics: dict[str, torch.Tensor], tokens_per_s: float, lr: float) -> dict:
+        reduced = {
+            k: float(self.accelerator.reduce(v.detach().float().reshape(()), "mean"))
+            for k, v in sorted(metrics.items())
+        }
+        reduced["speed/tokens_per_s"] = tokens_per_s
+        reduced["learning_rate"] = lr
+        if writer is not None:
+            for key, value in reduced.items():
+                writer.add_scalar(f"train/{key}", value, step)
+        return reduced
+
+    def _log_eval(self, writer: Any, step: int) -> dict[str, float]:
+        if not self.eval_examples or not self.accelerator.is_main_process:
+            return {}
+        totals: dict[str, float] = {}
+        weights = 0
+        actions = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for first in range(0, len(self.eval_examples), self.config.batch_size):
+                chunk = self.eval_examples[first : first + self.config.batch_size]
+                batch = collate([(e.ids, None, e.response_start) for e in chunk], only_responses=False)
+                batch = batch.to(self.accelerator.device)
+                count = batch.num_targets
+                batch_metrics, batch_actions = evaluation_metrics(self.model, batch)
+                for key, value in batch_metrics.items():
+                    if not key.startswith("codes/"):
+                        totals[key] = totals.get(key, 0.0) + float(value) * count
+                actions.append(batch_actions.cpu())
+                weights += count
+        finally:
+            self.model.train(was_training)
+            if not self.config.trains_decoder:
+                self.model.decoder.eval()
+        metrics: dict[str, float] = {k: v / max(weights, 1) for k, v in totals.items()}
+        usage = code_usage_metrics(torch.cat(actions), self.model.num_actions)
+        metrics.update({key: float(value) for key, value in usage.items()})
+        if "loss/decoder_ce" in metrics:
+            metrics["perplexity/decoder"] = math.exp(metrics["loss/decoder_ce"])
+        if writer is not None:
+            for key, value in metrics.items():
+                writer.add_scalar(f"eval/{key}", value, step)
+        logger.info("step %d eval: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        return metrics
+
+    def _checkpoint(self, step: int, optimizer: Any) -> None:
+        if self.accelerator.is_main_process:
+            elapsed = self.elapsed_s
+
+            def write(directory: Path) -> None:
+                self.model.save_pretrained(directory, store_decoder=self.config.trains_decoder)
+                save_optimizer(optimizer, directory)
+                state = {"step": step, "config": self.config.to_dict(), "elapsed_s": elapsed}
+                (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+            write_checkpoint(self.run_dir, step, write, keep=self.config.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+
+    def _finish(self, metrics: dict[str, float]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        final = self.run_dir / "final"
+        self.model.eval()
+        self.model.save_pretrained(final, store_decoder=self.config.trains_decoder)
+        description = {**self.description, "training_seconds": round(self.elapsed_s, 1)}
+        write_model_card(final, self.config, self.model, self.examples, metrics, description)
+
+    def _tensorboard(self) -> Any:
+        if not self.accelerator.is_main_process:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _progress_bar(self, start: int, end: int) -> Any:
+        if not self.show_progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=end, initial=start, desc=f"stage {self.config.stage}", unit="step")
+
+
+def collate(rows: Sequence[tuple[np.ndarray, np.ndarray | None, int]], only_responses: bool) -> Batch:
+    """Right-pads ``(ids, hidden or None, response_start)`` rows into a :class:`Batch`.
+
+    ``only_responses`` counts only targets inside the response (stage 2's prompt masking).
+    """
+    width = max(len(ids) for ids, _, _ in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    hidden = None
+    if rows[0][1] is not None:
+        hidden = torch.zeros(len(rows), width, rows[0][1].shape[-1], dtype=torch.float32)
+    loss_mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
+    for row, (tokens, states, start) in enumerate(rows):
+        length = len(tokens)
+        ids[row, :length] = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
+        attention[row, :length] = 1
+        if hidden is not None and states is not None:
+            hidden[row, :length] = torch.from_numpy(np.asarray(states, dtype=np.float32))
+        first_target = max(start - 1, 0) if only_responses else 0
+        loss_mask[row, first_target : length - 1] = True
+    return Batch(ids=ids, attention_mask=attention, loss_mask=loss_mask, hidden=hidden)

@@ -1,0 +1,79 @@
+"""TrainConfig validation and schedules; training data sources."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+from cola_gym.errors import DataFormatError, DataNotFoundError
+from cola_gym.training import TextSource, TrainConfig, load_examples
+
+
+def test_schedule_warms_up_then_decays_to_the_floor() -> None:
+    config = TrainConfig(stage="1a", steps=110, warmup_steps=10, learning_rate=1e-3, min_learning_rate=1e-4)
+    rates = [config.learning_rate_at(step) for step in range(110)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert rates[-1] == pytest.approx(1e-4, rel=1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
+    assert TrainConfig(stage="2").peak_learning_rate == 5e-6  # the release's stage-2 rate
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stage": "3"}, "stage must be one of"),
+        ({"stage": "1a", "steps": 0}, "steps must be >= 1"),
+        ({"stage": "1a", "lora_rank": 8}, "lora_rank applies to stage 2 only"),
+        ({"stage": "2", "fta_actions": "random"}, "FTA-I"),
+        ({"stage": "1a", "gumbel_tau": 0.0}, "gumbel_tau must be > 0"),
+        ({"stage": "1a", "seq_len": 1}, "seq_len must be >= 2"),
+    ],
+)
+def test_invalid_configs(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_math_examples_are_prompted_exactly_as_the_env_prompts(tiny_cola_dir: Path, data_dir: Path, tiny_cola) -> None:
+    examples = load_examples([TextSource("gsm8k:test", max_examples=3)], tiny_cola.tokenizer, 1024, data_dir)
+    env = gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir), data_dir=str(data_dir))
+    env.reset(options={"problem_index": 1})
+    prompt_ids = tiny_cola.tokenizer(env.unwrapped.prompt_text, add_special_tokens=False)["input_ids"]
+    example = examples[1]
+    assert example.ids[: example.response_start].tolist() == prompt_ids
+    response = tiny_cola.tokenizer.decode(example.ids[example.response_start :].tolist())
+    assert "<<" not in response and response.rstrip().endswith("The final answer is $\\boxed{3}$.<|im_end|>")
+
+
+def test_jsonl_and_text_sources(tiny_cola, tmp_path: Path) -> None:
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("\n".join(json.dumps({"q": f"What is {i} + 1?", "a": f"It is {i + 1}."}) for i in range(5)))
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"text": "A short document."}) + "\n\n" + json.dumps({"text": "Another one."}))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("word " * 300)
+    tokenizer = tiny_cola.tokenizer
+    pairs = load_examples([TextSource(str(chat), prompt_field="q", response_field="a")], tokenizer, 64)
+    assert len(pairs) == 5 and all(0 < e.response_start < len(e.ids) for e in pairs)
+    texts = load_examples([TextSource(str(docs), text_field="text")], tokenizer, 64)
+    assert len(texts) == 2 and all(e.response_start == 0 for e in texts)
+    pieces = load_examples([TextSource(str(corpus))], tokenizer, 64)
+    assert len(pieces) >= 4 and all(len(e.ids) <= 64 for e in pieces)
+
+
+def test_bad_sources_give_clear_errors(tiny_cola, tmp_path: Path) -> None:
+    tokenizer = tiny_cola.tokenizer
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        load_examples([TextSource(str(tmp_path / "missing.txt"))], tokenizer, 64)
+    with pytest.raises(ValueError, match="either text_field, or prompt_field and response_field"):
+        TextSource(str(tmp_path / "x.jsonl"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "ok"}) + "\n" + json.dumps({"body": "no text field"}) + "\n")
+    with pytest.raises(DataFormatError, match=r"bad\.jsonl:2: field 'text'"):
+        load_examples([TextSource(str(bad), text_field="text")], tokenizer, 64)
+    with pytest.raises(ValueError, match="unknown training source 'nope:train'"):
+        load_examples([TextSource("nope:train")], tokenizer, 64)
