@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from cola_gym.envs.base import LatentActionEnv
+from cola_gym.model.generation import sample_top_k
 
 
 class RandomAgent:
@@ -48,9 +49,7 @@ class PolicyPriorAgent:
         logits = logits.masked_fill(~torch.from_numpy(base.action_masks()), float("-inf"))
         if self.greedy:
             return int(logits.argmax())
-        values, indices = logits.topk(min(self.top_k, logits.numel()))
-        probs = torch.softmax(values / self.temperature, dim=-1)
-        return int(indices[torch.multinomial(probs, 1, generator=self.generator)])
+        return int(sample_top_k(logits[None], self.top_k, self.temperature, self.generator)[0])
 
 
 def _unwrap(env: gym.Env) -> LatentActionEnv:

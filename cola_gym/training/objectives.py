@@ -8,14 +8,18 @@ action of step ``t`` (which produces ``ids[:, t + 1]``) is read by the IDM at po
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cola_gym.training.config import TrainConfig
+from cola_gym.training.data import TokenizedExample
 
 
 @dataclass
@@ -195,3 +199,52 @@ def evaluation_metrics(model: Any, batch: Batch) -> tuple[dict[str, torch.Tensor
     metrics["acc/policy_vs_idm"] = (policy_actions == idm_actions).float().mean()
     metrics.update(code_usage_metrics(idm_actions, model.num_actions))
     return metrics, idm_actions
+
+
+def evaluate_examples(model: Any, examples: Sequence[TokenizedExample], batch_size: int = 8) -> dict[str, float]:
+    """:func:`evaluation_metrics` over a held-out set: token-weighted means, code usage over the whole set.
+
+    Also ``perplexity/decoder`` and ``perplexity/world_model_idm_actions``.
+    """
+    totals: dict[str, float] = {}
+    weight = 0
+    actions = []
+    for first in range(0, len(examples), batch_size):
+        chunk = examples[first : first + batch_size]
+        batch = collate([(e.ids, None, e.response_start) for e in chunk], only_responses=False).to(model.device)
+        metrics, batch_actions = evaluation_metrics(model, batch)
+        for key, value in metrics.items():
+            if not key.startswith("codes/"):
+                totals[key] = totals.get(key, 0.0) + float(value) * batch.num_targets
+        actions.append(batch_actions.cpu())
+        weight += batch.num_targets
+    result = {key: value / max(weight, 1) for key, value in totals.items()}
+    result.update(
+        {key: float(value) for key, value in code_usage_metrics(torch.cat(actions), model.num_actions).items()}
+    )
+    result["perplexity/decoder"] = math.exp(result["loss/decoder_ce"])
+    result["perplexity/world_model_idm_actions"] = math.exp(result["loss/world_model_ce_idm_actions"])
+    return result
+
+
+def collate(rows: Sequence[tuple[np.ndarray, np.ndarray | None, int]], only_responses: bool) -> Batch:
+    """Right-pads ``(ids, hidden or None, response_start)`` rows into a :class:`Batch`.
+
+    ``only_responses`` counts only targets inside the response (stage 2's prompt masking).
+    """
+    width = max(len(ids) for ids, _, _ in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    hidden = None
+    if rows[0][1] is not None:
+        hidden = torch.zeros(len(rows), width, rows[0][1].shape[-1], dtype=torch.float32)
+    loss_mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
+    for row, (tokens, states, start) in enumerate(rows):
+        length = len(tokens)
+        ids[row, :length] = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
+        attention[row, :length] = 1
+        if hidden is not None and states is not None:
+            hidden[row, :length] = torch.from_numpy(np.asarray(states, dtype=np.float32))
+        first_target = max(start - 1, 0) if only_responses else 0
+        loss_mask[row, first_target : length - 1] = True
+    return Batch(ids=ids, attention_mask=attention, loss_mask=loss_mask, hidden=hidden)

@@ -16,13 +16,13 @@ of (seed, step, process), and the optimizer state is checkpointed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
 from cola_gym.training.hidden_cache import HiddenStateCache
 from cola_gym.training.model_card import write_model_card
-from cola_gym.training.objectives import Batch, StageObjective, code_usage_metrics, evaluation_metrics
+from cola_gym.training.objectives import Batch, StageObjective, collate, evaluate_examples, evaluation_metrics
 from cola_gym.training.state import STATE_FILE, latest_checkpoint, load_optimizer, save_optimizer, write_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -279,15 +279,20 @@ class CoLATrainer:
             rows.append((ids, hidden, start))
         return collate(rows, only_responses=config.trains_decoder)
 
-    def _batch_evaluation(self, batch: Batch) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The model in eval mode for the block, back in its training modes after it."""
         self.model.eval()
         try:
-            return evaluation_metrics(self.model, batch)[0]
+            yield
         finally:
-            self.model.train(was_training)
+            self.model.train()
             if not self.config.trains_decoder:
                 self.model.decoder.eval()
+
+    def _batch_evaluation(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with self._evaluating():
+            return evaluation_metrics(self.model, batch)[0]
 
     def _log(self, writer: Any, step: int, metrics: dict[str, torch.Tensor], tokens_per_s: float, lr: float) -> dict:
         reduced = {
@@ -304,32 +309,8 @@ class CoLATrainer:
     def _log_eval(self, writer: Any, step: int) -> dict[str, float]:
         if not self.eval_examples or not self.accelerator.is_main_process:
             return {}
-        totals: dict[str, float] = {}
-        weights = 0
-        actions = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for first in range(0, len(self.eval_examples), self.config.batch_size):
-                chunk = self.eval_examples[first : first + self.config.batch_size]
-                batch = collate([(e.ids, None, e.response_start) for e in chunk], only_responses=False)
-                batch = batch.to(self.accelerator.device)
-                count = batch.num_targets
-                batch_metrics, batch_actions = evaluation_metrics(self.model, batch)
-                for key, value in batch_metrics.items():
-                    if not key.startswith("codes/"):
-                        totals[key] = totals.get(key, 0.0) + float(value) * count
-                actions.append(batch_actions.cpu())
-                weights += count
-        finally:
-            self.model.train(was_training)
-            if not self.config.trains_decoder:
-                self.model.decoder.eval()
-        metrics: dict[str, float] = {k: v / max(weights, 1) for k, v in totals.items()}
-        usage = code_usage_metrics(torch.cat(actions), self.model.num_actions)
-        metrics.update({key: float(value) for key, value in usage.items()})
-        if "loss/decoder_ce" in metrics:
-            metrics["perplexity/decoder"] = math.exp(metrics["loss/decoder_ce"])
+        with self._evaluating():
+            metrics = evaluate_examples(self.model, self.eval_examples, self.config.batch_size)
         if writer is not None:
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, step)
@@ -371,26 +352,3 @@ class CoLATrainer:
         from tqdm import tqdm
 
         return tqdm(total=end, initial=start, desc=f"stage {self.config.stage}", unit="step")
-
-
-def collate(rows: Sequence[tuple[np.ndarray, np.ndarray | None, int]], only_responses: bool) -> Batch:
-    """Right-pads ``(ids, hidden or None, response_start)`` rows into a :class:`Batch`.
-
-    ``only_responses`` counts only targets inside the response (stage 2's prompt masking).
-    """
-    width = max(len(ids) for ids, _, _ in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    attention = torch.zeros(len(rows), width, dtype=torch.long)
-    hidden = None
-    if rows[0][1] is not None:
-        hidden = torch.zeros(len(rows), width, rows[0][1].shape[-1], dtype=torch.float32)
-    loss_mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
-    for row, (tokens, states, start) in enumerate(rows):
-        length = len(tokens)
-        ids[row, :length] = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
-        attention[row, :length] = 1
-        if hidden is not None and states is not None:
-            hidden[row, :length] = torch.from_numpy(np.asarray(states, dtype=np.float32))
-        first_target = max(start - 1, 0) if only_responses else 0
-        loss_mask[row, first_target : length - 1] = True
-    return Batch(ids=ids, attention_mask=attention, loss_mask=loss_mask, hidden=hidden)

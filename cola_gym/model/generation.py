@@ -1,0 +1,75 @@
+"""Batched generation with latent actions: left padding, action samplers, rollouts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from cola_gym.model.decoding import DecodingState
+
+ActionChooser = Callable[[DecodingState], torch.Tensor]
+"""Maps a decoding state to the next actions ``[B]``."""
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> ``(ids [B, T], attention_mask [B, T])`` padded on the left.
+
+    >>> ids, mask = left_pad([[5, 6, 7], [8]])
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    """
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(sequences), width, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            ids[row, width - len(sequence) :] = torch.as_tensor(list(sequence), dtype=torch.long)
+            mask[row, width - len(sequence) :] = 1
+    return ids, mask
+
+
+def sample_top_k(logits: torch.Tensor, top_k: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """Samples ``[B]`` indices from ``[B, K]`` logits restricted to the top ``top_k`` (the release's sampler)."""
+    values, indices = logits.float().cpu().topk(min(top_k, logits.shape[-1]), dim=-1)
+    probs = torch.softmax(values / temperature, dim=-1)
+    picks = torch.multinomial(probs, 1, generator=generator)
+    return indices.gather(-1, picks).squeeze(-1)
+
+
+def policy_sampler(
+    top_k: int = 40, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> ActionChooser:
+    """Actions sampled from the CoLA policy (needs states that track the policy)."""
+    rng = generator or torch.Generator().manual_seed(0)
+
+    def choose(state: DecodingState) -> torch.Tensor:
+        if state.policy_logits is None:
+            raise ValueError("policy sampling needs a decoding state with track_policy=True")
+        return sample_top_k(state.policy_logits, top_k, temperature, rng)
+
+    return choose
+
+
+def greedy_policy(state: DecodingState) -> torch.Tensor:
+    """The policy's most likely action."""
+    if state.policy_logits is None:
+        raise ValueError("the greedy policy needs a decoding state with track_policy=True")
+    return state.policy_logits.argmax(-1).cpu()
+
+
+def uniform_sampler(num_actions: int, generator: torch.Generator | None = None) -> ActionChooser:
+    """Uniformly random latent actions."""
+    rng = generator or torch.Generator().manual_seed(0)
+    return lambda state: torch.randint(0, num_actions, (state.batch_size,), generator=rng)
+
+
+@torch.inference_mode()
+def rollout(model: Any, state: DecodingState, num_tokens: int, choose: ActionChooser) -> torch.Tensor:
+    """Decodes ``num_tokens`` tokens for every row; returns them, ``[B, num_tokens]``."""
+    tokens = []
+    for _ in range(num_tokens):
+        step_tokens, state = model.step(state, choose(state).to(model.device))
+        tokens.append(step_tokens.cpu())
+    return torch.stack(tokens, dim=1)
