@@ -73,3 +73,54 @@ def rollout(model: Any, state: DecodingState, num_tokens: int, choose: ActionCho
         step_tokens, state = model.step(state, choose(state).to(model.device))
         tokens.append(step_tokens.cpu())
     return torch.stack(tokens, dim=1)
+
+
+@torch.inference_mode()
+def sample_decoder(
+    model: Any,
+    state: DecodingState,
+    num_tokens: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The bare decoder's own continuation, ``[B, num_tokens]``: ancestral sampling, or greedy at temperature 0."""
+    rng = generator or torch.Generator().manual_seed(0)
+    tokens = []
+    for _ in range(num_tokens):
+        logits = model.decoder_logits(state.hidden).float().cpu()
+        if temperature == 0:
+            step_tokens = logits.argmax(-1)
+        else:
+            step_tokens = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=rng).squeeze(-1)
+        tokens.append(step_tokens)
+        state = model.append(state, step_tokens[:, None].to(model.device))
+    return torch.stack(tokens, dim=1)
+
+
+@torch.inference_mode()
+def decoder_perplexity(model: Any, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> float:
+    """Perplexity of ``continuations`` given ``prompts`` under the bare decoder (token-weighted)."""
+    total, count = 0.0, 0
+    for prompt, continuation in zip(prompts, continuations, strict=True):
+        if not continuation:
+            continue
+        ids = torch.tensor([list(prompt) + list(continuation)], device=model.device)
+        logits = model.decoder_logits(model.hidden_states(ids))[0, len(prompt) - 1 : -1].float()
+        target = torch.tensor(list(continuation), device=logits.device)
+        total += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+        count += len(continuation)
+    return float(torch.exp(torch.tensor(total / max(count, 1))))
+
+
+def cut_at_stop(tokens: Sequence[int], stop_ids: frozenset[int]) -> list[int]:
+    """The tokens before the first stop token.
+
+    >>> cut_at_stop([5, 6, 2, 7], frozenset({2}))
+    [5, 6]
+    """
+    out = []
+    for token in tokens:
+        if token in stop_ids:
+            break
+        out.append(int(token))
+    return out
