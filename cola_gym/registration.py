@@ -53,15 +53,29 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 if dataset not in datasets:
                     raise ValueError(f"{file_name}: env {entry['id']} names unknown dataset {dataset!r}")
                 kwargs["dataset"] = {"name": dataset, **datasets[dataset]}
-            registrations.append(
-                {
-                    "id": entry["id"],
-                    "entry_point": entry["entry_point"],
-                    "max_episode_steps": entry.get("max_episode_steps"),
-                    "kwargs": kwargs,
-                }
-            )
+            registration = {
+                "id": entry["id"],
+                "entry_point": entry["entry_point"],
+                "vector_entry_point": entry.get("vector_entry_point"),
+                "max_episode_steps": entry.get("max_episode_steps"),
+                "kwargs": kwargs,
+            }
+            registrations.append(registration)
+            if spec.get("token_twins"):
+                registrations.append(
+                    {**registration, "id": token_twin_id(entry["id"]), "kwargs": {**kwargs, "action_kind": "token"}}
+                )
     return registrations
+
+
+def token_twin_id(env_id: str) -> str:
+    """The id of an env's token-action twin.
+
+    >>> token_twin_id("CoLA-GSM8K-v0"), token_twin_id("CoLA-MATH-Train-v0")
+    ('CoLA-GSM8K-Token-v0', 'CoLA-MATH-Train-Token-v0')
+    """
+    name, _, version = env_id.rpartition("-")
+    return f"{name}-Token-{version}"
 
 
 def register_envs() -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cola_gym.data.math import MathDataset, MathProblem, load_math_problems
 from cola_gym.envs.base import LatentActionEnv, Message, ModelArg, TurnOutcome
+from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.rewards.math import answer_is_complete, grade_text
 
 
@@ -98,3 +99,9 @@ class MathEnv(LatentActionEnv):
     def _initial_info(self) -> dict[str, Any]:
         assert self.problem is not None
         return {"answer": "", "is_correct": False, "problem_index": self.problem.index}
+
+
+class MathVectorEnv(LatentActionVectorEnv):
+    """N math episodes decoded as one batch: what ``gym.make_vec(id, num_envs=N)`` builds."""
+
+    env_class = MathEnv
