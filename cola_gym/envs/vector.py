@@ -115,9 +115,11 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         """``bool[N, num_actions]``, each row's allowed actions."""
         return np.stack([env.action_masks() for env in self.envs])
 
-    def render(self) -> tuple[str | None, ...]:
+    def render(self) -> tuple[str, ...] | None:
         """Each row's rendering (``render_mode="ansi"``)."""
-        return tuple(env.render() for env in self.envs)
+        if self.render_mode != "ansi":
+            return None
+        return tuple(env.render() or "" for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
         """Nothing to release: the model is shared by the process."""

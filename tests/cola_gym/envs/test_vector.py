@@ -71,7 +71,7 @@ def test_episodes_of_different_lengths_and_multi_token_feeds(speller, data_dir: 
         row_actions = [actions_a[step] if step < len(actions_a) else 0, 1]
         rows = vector.step_rows(row_actions)
         for row, env in enumerate(singles):
-            obs, reward, terminated, truncated, info = env.step(row_actions[row])
+            obs, reward, terminated, truncated, _ = env.step(row_actions[row])
             assert (rows[row].reward, rows[row].terminated, rows[row].truncated) == (reward, terminated, truncated)
             expected_obs = obs if not (terminated or truncated) else rows[row].final_observation
             np.testing.assert_allclose(expected_obs, obs, atol=2e-4)
