@@ -76,16 +76,27 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
 
     # ------------------------------------------------------------ Gymnasium vector API
     def reset(
-        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | Sequence[dict[str, Any] | None] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Starts N episodes (``seed`` s seeds env i with s + i) with one batched prefill."""
+        """Starts N episodes with one batched prefill.
+
+        Args:
+            seed: an int s seeds env i with s + i; or one seed per env.
+            options: one dict for every env, or one per env.
+        """
         if seed is None or isinstance(seed, int):
             seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
         else:
             seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        prompts = [env.begin_episode(seed=s, options=options) for env, s in zip(self.envs, seeds, strict=True)]
+        per_env = [options] * self.num_envs if options is None or isinstance(options, dict) else list(options)
+        if len(seeds) != self.num_envs or len(per_env) != self.num_envs:
+            raise ValueError(f"got {len(seeds)} seeds and {len(per_env)} options for {self.num_envs} envs")
+        prompts = [
+            env.begin_episode(seed=s, options=o or None) for env, s, o in zip(self.envs, seeds, per_env, strict=True)
+        ]
         self._state = self._prefill(prompts)
         self._steps[:] = 0
         observations = self._observations()

@@ -1,0 +1,101 @@
+"""SB3 policies that start from the CoLA prior (the behaviour-cloned latent policy).
+
+RL from uniformly random latent actions is hopeless: almost every random code sequence
+is gibberish. These policies read the prior's log-probabilities from the observation
+(make the env with ``observation="hidden+prior"``) and add them to their action logits;
+the learned part of the logits starts at exactly zero, so before training the agent *is*
+the BC policy (its greedy completions equal the BC policy's), and training moves it away
+only where the reward says so. Pair with ``prior_kl_coef`` on the env and the same
+``ent_coef`` in the algorithm to keep it close to the prior (see ``LatentActionEnv``).
+
+    from stable_baselines3 import PPO
+    from cola_agents.policies import CoLAPriorPolicy
+    from cola_agents.sb3 import make_sb3_env
+
+    env = make_sb3_env("CoLA-GSM8K-Train-v0", n_envs=16, observation="hidden+prior")
+    PPO(CoLAPriorPolicy, env).learn(10_000)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+
+class PriorRecordingExtractor(FlattenExtractor):
+    """Flattens the observation and remembers its last ``num_actions`` entries (the prior)."""
+
+    def __init__(self, observation_space: gym.spaces.Box, num_actions: int) -> None:
+        super().__init__(observation_space)
+        self.num_actions = num_actions
+        self.prior_log_probs: torch.Tensor | None = None
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        self.prior_log_probs = observations[..., -self.num_actions :]
+        return super().forward(observations)
+
+
+class _PriorLogits:
+    """Action logits = prior log-probabilities (the observation's last K entries) + a residual.
+
+    Every SB3 actor-critic path runs the policy's features extractor on the observation
+    before it builds the action distribution; :class:`PriorRecordingExtractor` keeps the
+    prior from that call, and it is added when the distribution is built.
+    """
+
+    action_net: nn.Module
+    action_dist: Any
+    pi_features_extractor: PriorRecordingExtractor
+
+    @staticmethod
+    def _with_prior_extractor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise TypeError("the CoLA prior policies need a Discrete action space (latent codes)")
+        observation_space = kwargs.get("observation_space", args[0] if args else None)
+        if observation_space.shape[-1] <= action_space.n:
+            raise ValueError("make the env with observation='hidden+prior': the observation must end with the prior")
+        return {**kwargs, "features_extractor_class": PriorRecordingExtractor,
+                "features_extractor_kwargs": {"num_actions": int(action_space.n)}}  # fmt: skip
+
+    def _zero_residual(self) -> None:
+        with torch.no_grad():
+            for param in self.action_net.parameters():
+                param.zero_()
+
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor, *args: Any) -> Distribution:
+        prior = self.pi_features_extractor.prior_log_probs
+        assert prior is not None, "the features extractor runs before the action distribution"
+        return self.action_dist.proba_distribution(action_logits=self.action_net(latent_pi) + prior)
+
+
+class CoLAPriorPolicy(_PriorLogits, ActorCriticPolicy):
+    """``MlpPolicy`` for PPO, A2C and TRPO that starts as the CoLA prior."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **self._with_prior_extractor(args, kwargs))
+        self._zero_residual()
+
+
+class CoLAMaskablePriorPolicy(_PriorLogits, MaskableActorCriticPolicy):
+    """MaskablePPO's ``MlpPolicy`` that starts as the CoLA prior."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **self._with_prior_extractor(args, kwargs))
+        self._zero_residual()
+
+
+class CoLARecurrentPriorPolicy(_PriorLogits, RecurrentActorCriticPolicy):
+    """RecurrentPPO's ``MlpLstmPolicy`` that starts as the CoLA prior."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **self._with_prior_extractor(args, kwargs))
+        self._zero_residual()

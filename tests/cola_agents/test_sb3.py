@@ -1,0 +1,158 @@
+"""Stock SB3 / sb3-contrib algorithms on the batched CoLA VecEnv, and the prior policies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import ARS, QRDQN, TRPO, MaskablePPO, RecurrentPPO
+from stable_baselines3 import A2C, DQN, PPO
+
+from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy, CoLARecurrentPriorPolicy
+from cola_agents.sb3 import CoLAVecEnv, make_sb3_env
+from cola_gym.envs import LatentActionEnv, TurnOutcome
+from cola_gym.envs.math import MathEnv
+from cola_gym.envs.vector import LatentActionVectorEnv
+from cola_gym.model.generation import greedy_policy, rollout
+
+ALGORITHMS = {
+    "PPO": lambda env: PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=2, seed=0),
+    "A2C": lambda env: A2C("MlpPolicy", env, n_steps=8, seed=0),
+    "DQN": lambda env: DQN("MlpPolicy", env, learning_starts=32, buffer_size=1000, train_freq=4, seed=0),
+    "MaskablePPO": lambda env: MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=2, seed=0),
+    "RecurrentPPO": lambda env: RecurrentPPO("MlpLstmPolicy", env, n_steps=32, batch_size=32, n_epochs=2, seed=0),
+    "QR-DQN": lambda env: QRDQN("MlpPolicy", env, learning_starts=32, buffer_size=1000, train_freq=4, seed=0),
+    "TRPO": lambda env: TRPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0),
+    "ARS": lambda env: ARS("LinearPolicy", env, n_delta=2, n_top=1, seed=0),
+}
+
+
+@pytest.fixture
+def vec_env(tiny_cola_dir: Path, data_dir: Path):
+    def make(env_id: str = "CoLA-GSM8K-v0", n_envs: int = 4, **kwargs: Any):
+        return make_sb3_env(env_id, n_envs=n_envs, seed=0, model=str(tiny_cola_dir), data_dir=str(data_dir),
+                            max_episode_steps=12, **kwargs)  # fmt: skip
+
+    return make
+
+
+def _parameters(model: Any) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.policy.parameters()]
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_every_algorithm_trains_unmodified(name: str, vec_env) -> None:
+    env = vec_env(prior_kl_coef=0.1)  # a dense, action-dependent reward: every algorithm gets a signal
+    model = ALGORITHMS[name](env)
+    before = _parameters(model)
+    model.learn(256)
+    after = _parameters(model)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), f"{name} did not update"
+    assert len(model.ep_info_buffer) > 0  # finished episodes reached the logs
+    if name != "ARS":  # ARS books its own evaluation episodes
+        assert "is_correct" in model.ep_info_buffer[0]  # the task's accuracy, through VecMonitor
+
+
+def test_token_twin_trains_with_the_vocabulary_as_action_space(vec_env) -> None:
+    env = vec_env("CoLA-GSM8K-Token-v0", n_envs=2)
+    assert env.action_space.n == 49152
+    PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0).learn(32)
+
+
+def test_save_load_predict_round_trip(vec_env, tmp_path: Path) -> None:
+    env = vec_env()
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0)
+    model.learn(64)
+    obs = env.reset()
+    expected, _ = model.predict(obs, deterministic=True)
+    model.save(tmp_path / "ppo")
+    loaded = PPO.load(tmp_path / "ppo", env=env)
+    actual, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(expected, actual)
+
+
+class EvenCodesMathEnv(MathEnv):
+    """Only even latent codes are allowed; every code the env receives is recorded."""
+
+    seen: list[int] = []  # noqa: RUF012 - shared record for the test
+
+    def action_masks(self) -> np.ndarray:
+        masks = np.zeros(self.num_actions, dtype=bool)
+        masks[::2] = True
+        return masks
+
+    def check_action(self, action: Any) -> int:
+        code = super().check_action(action)
+        EvenCodesMathEnv.seen.append(code)
+        return code
+
+
+class EvenCodesVectorEnv(LatentActionVectorEnv):
+    env_class = EvenCodesMathEnv
+
+
+def test_maskable_ppo_respects_action_masks(tiny_cola_dir: Path, data_dir: Path) -> None:
+    dataset = gym.spec("CoLA-GSM8K-v0").kwargs["dataset"]
+    vector = EvenCodesVectorEnv(num_envs=4, max_episode_steps=12, model=str(tiny_cola_dir), data_dir=str(data_dir),
+                                dataset=dataset)  # fmt: skip
+    EvenCodesMathEnv.seen.clear()
+    MaskablePPO("MlpPolicy", CoLAVecEnv(vector), n_steps=32, batch_size=32, n_epochs=1, seed=0).learn(256)
+    assert len(EvenCodesMathEnv.seen) >= 256
+    assert all(code % 2 == 0 for code in EvenCodesMathEnv.seen)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "policy"),
+    [(PPO, CoLAPriorPolicy), (MaskablePPO, CoLAMaskablePriorPolicy), (RecurrentPPO, CoLARecurrentPriorPolicy)],
+)
+def test_prior_policies_start_as_the_bc_policy(algorithm, policy, vec_env, tiny_cola) -> None:
+    env = vec_env(n_envs=2, observation="hidden+prior")
+    agent = algorithm(policy, env, n_steps=16, batch_size=32, seed=0)
+    base = env.unwrapped.vector_env
+    obs = env.reset()
+    expected = rollout(tiny_cola, base.decoding_state, 10, greedy_policy)  # the BC policy's greedy completion
+    tokens = []
+    state, starts = None, np.ones(2, dtype=bool)
+    for _ in range(10):
+        actions, state = agent.predict(obs, state=state, episode_start=starts, deterministic=True)
+        starts = np.zeros(2, dtype=bool)
+        tokens.append(tiny_cola.next_tokens(base.decoding_state, torch.as_tensor(actions)))
+        obs, _, _, _ = env.step(actions)
+    assert torch.equal(torch.stack(tokens, dim=1), expected)
+    agent.learn(32)  # and it trains
+
+
+class FirstTokenEnv(LatentActionEnv):
+    """A one-token bandit on the real model: reward 1 when the first token is the target."""
+
+    target = 0
+
+    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Mapping[str, str]]:
+        return [{"role": "user", "content": "Say the magic word."}]
+
+    def _turn_complete(self, turn_text: str) -> bool:
+        return True
+
+    def _end_turn(self, turn_text: str) -> TurnOutcome:
+        return TurnOutcome(reward=float(self._turn_ids[:1] == [self.target]), info={})
+
+
+class FirstTokenVectorEnv(LatentActionVectorEnv):
+    env_class = FirstTokenEnv
+
+
+def test_ppo_learns_the_rewarded_latent_action(speller) -> None:
+    model, spell = speller
+    actions = spell(" apple banana cherry date elder fig grape")
+    FirstTokenEnv.target = model.tokenizer(" grape", add_special_tokens=False)["input_ids"][0]
+    env = CoLAVecEnv(FirstTokenVectorEnv(num_envs=8, max_episode_steps=2, model=model))
+    agent = PPO("MlpPolicy", env, n_steps=8, batch_size=64, n_epochs=4, learning_rate=3e-3, ent_coef=0.0, seed=0)
+    agent.learn(3000)
+    obs = env.reset()
+    chosen, _ = agent.predict(obs, deterministic=True)
+    assert (chosen == actions[-1]).all(), (chosen, actions[-1])
