@@ -24,7 +24,6 @@ import gymnasium as gym
 import torch
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
@@ -51,30 +50,28 @@ class _PriorLogits:
     prior from that call, and it is added when the distribution is built.
     """
 
-    action_net: nn.Module
-    action_dist: Any
-    pi_features_extractor: PriorRecordingExtractor
-
     @staticmethod
     def _with_prior_extractor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise TypeError("the CoLA prior policies need a Discrete action space (latent codes)")
         observation_space = kwargs.get("observation_space", args[0] if args else None)
-        if observation_space.shape[-1] <= action_space.n:
+        if not isinstance(observation_space, gym.spaces.Box) or observation_space.shape[-1] <= action_space.n:
             raise ValueError("make the env with observation='hidden+prior': the observation must end with the prior")
         return {**kwargs, "features_extractor_class": PriorRecordingExtractor,
                 "features_extractor_kwargs": {"num_actions": int(action_space.n)}}  # fmt: skip
 
     def _zero_residual(self) -> None:
+        action_net: nn.Module = getattr(self, "action_net")  # noqa: B009 - set by the SB3 base class
         with torch.no_grad():
-            for param in self.action_net.parameters():
+            for param in action_net.parameters():
                 param.zero_()
 
-    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor, *args: Any) -> Distribution:
-        prior = self.pi_features_extractor.prior_log_probs
-        assert prior is not None, "the features extractor runs before the action distribution"
-        return self.action_dist.proba_distribution(action_logits=self.action_net(latent_pi) + prior)
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor) -> Any:
+        extractor: PriorRecordingExtractor = getattr(self, "pi_features_extractor")  # noqa: B009
+        assert extractor.prior_log_probs is not None, "the features extractor runs before the action distribution"
+        logits = getattr(self, "action_net")(latent_pi) + extractor.prior_log_probs  # noqa: B009
+        return getattr(self, "action_dist").proba_distribution(action_logits=logits)  # noqa: B009
 
 
 class CoLAPriorPolicy(_PriorLogits, ActorCriticPolicy):
