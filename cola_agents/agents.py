@@ -57,3 +57,29 @@ def _unwrap(env: gym.Env) -> LatentActionEnv:
     if not isinstance(base, LatentActionEnv):
         raise TypeError(f"expected a cola-gym env, got {type(base).__name__}")
     return base
+
+
+class PriorAgent:
+    """The CoLA policy prior as an SB3-style agent: reads the prior from ``hidden+prior`` observations.
+
+    ``predict`` takes the argmax (``deterministic=True``) or samples the top-k codes; it
+    works on batches, so the shared evaluation code runs it like any SB3 model.
+    """
+
+    def __init__(self, num_actions: int, top_k: int = 40, temperature: float = 1.0, seed: int | None = None) -> None:
+        self.num_actions = num_actions
+        self.top_k, self.temperature = top_k, temperature
+        self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+
+    def predict(
+        self, observation: np.ndarray, state: object = None, episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:  # fmt: skip
+        """Actions ``[N]`` for observations ``[N, d + K]`` (or one observation ``[d + K]``)."""
+        log_probs = torch.as_tensor(np.atleast_2d(observation)[:, -self.num_actions :], dtype=torch.float32)
+        if deterministic:
+            actions = log_probs.argmax(-1)
+        else:
+            actions = sample_top_k(log_probs, self.top_k, self.temperature, self.generator)
+        actions_np = actions.numpy()
+        return (actions_np if np.ndim(observation) > 1 else actions_np[0]), None

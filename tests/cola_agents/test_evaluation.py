@@ -1,0 +1,40 @@
+"""The shared evaluation loop and the prior agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from cola_agents import PriorAgent
+from cola_agents.evaluation import evaluate
+
+
+def test_evaluation_runs_one_episode_per_problem(tiny_cola_dir: Path, data_dir: Path) -> None:
+    agent = PriorAgent(num_actions=64)
+    kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "observation": "hidden+prior",
+              "max_episode_steps": 9}  # fmt: skip
+    result = evaluate(agent, "CoLA-GSM8K-v0", [5, 1, 7], n_envs=2, **kwargs)
+    assert result.problem_indices == [5, 1, 7]
+    assert len(result.correct) == 3 and result.tokens == [9, 9, 9]  # nothing finished before the limit
+    summary = result.summary()
+    assert summary["accuracy"] == 0.0 and summary["problems"] == 3.0 and summary["tokens_per_s"] > 0
+    # the same problem, alone and greedily, gives the same text
+    env = gym.make("CoLA-GSM8K-v0", **kwargs)
+    obs, _ = env.reset(options={"problem_index": 1})
+    for _ in range(9):
+        action, _ = agent.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    assert result.answers[1] == info["answer"]
+
+
+def test_prior_agent_reads_the_prior_from_observations() -> None:
+    agent = PriorAgent(num_actions=4, top_k=2, seed=0)
+    obs = np.array([[0.5, 0.1, np.log(0.1), np.log(0.6), np.log(0.2), np.log(0.1)]] * 3)
+    actions, _ = agent.predict(obs, deterministic=True)
+    assert actions.tolist() == [1, 1, 1]
+    sampled = {int(agent.predict(obs[0], deterministic=False)[0]) for _ in range(50)}
+    assert sampled == {1, 2}  # the top 2 codes only
