@@ -89,7 +89,7 @@ def evaluate(
     for first in range(0, len(indices), n_envs):
         chunk = indices[first : first + n_envs]
         vector = gym.make_vec(env_id, num_envs=len(chunk), vectorization_mode="vector_entry_point", **env_kwargs)
-        obs, _ = vector.reset(options=[{"problem_index": i} for i in chunk])
+        obs, _ = vector.reset(options=[{"problem_index": i} for i in chunk])  # type: ignore[arg-type]
         returns = np.zeros(len(chunk))
         finished = np.zeros(len(chunk), dtype=bool)
         state, starts = None, np.ones(len(chunk), dtype=bool)
