@@ -31,6 +31,9 @@ HEADS_FILE = "cola_heads.safetensors"
 DECODER_DIR = "decoder"
 ADAPTER_DIR = "decoder_adapter"
 FORMAT_VERSION = 1
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "pretrained" / "smollm2-135m-instruct"
+"""The default model: CoLA heads trained for the embedded decoder, shipped inside the package."""
 _FINGERPRINT_KEYS = ("model_type", "hidden_size", "vocab_size", "num_hidden_layers")
 
 
@@ -104,6 +107,10 @@ def load_cola(
     """Loads a CoLA checkpoint, or puts fresh heads on a plain decoder (see ``CoLAModel.from_pretrained``)."""
     from cola_gym.model.cola import CoLAModel
 
+    if name_or_path is None and decoder is None and (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
+        model = load_cola(DEFAULT_MODEL_DIR, settings=settings)
+        model.name_or_path = None
+        return model
     if name_or_path is None or str(name_or_path) == EMBEDDED_DECODER:
         model = CoLAModel.from_decoder(decoder, settings=settings)
         model.name_or_path = None

@@ -93,7 +93,9 @@ class CoLAModel(nn.Module):
 
         Args:
             name_or_path: a directory written by :meth:`save_pretrained`, a plain Hugging
-                Face decoder (directory or Hub id), or ``None`` for the default model.
+                Face decoder (directory or Hub id: fresh heads), ``None`` for the default
+                model (the shipped heads on the embedded SmolLM2 decoder), or
+                ``"embedded:SmolLM2-135M-Instruct"`` for fresh heads on that decoder.
             decoder: overrides the decoder the checkpoint refers to.
             settings: device, dtype and quantization of the decoder.
         """
