@@ -18,6 +18,7 @@ cached decoder step plus the small heads.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -25,8 +26,15 @@ from torch import nn
 
 from cola_gym.model.config import CoLAConfig
 from cola_gym.model.decoders import DecoderSettings, check_llama_family, load_decoder
-from cola_gym.model.decoding import DecodingState, KVPairs, cache_from_pairs, pairs_from_cache
-from cola_gym.model.heads import ActionCodebook, InverseDynamicsModel, LatentPolicy, WorldModelMerge, initialize_heads
+from cola_gym.model.decoding import POLICY, Q_NETWORK, DecodingState, KVPairs, cache_from_pairs, pairs_from_cache
+from cola_gym.model.heads import (
+    ActionCodebook,
+    InverseDynamicsModel,
+    LatentActionHead,
+    LatentPolicy,
+    WorldModelMerge,
+    initialize_heads,
+)
 
 
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -63,6 +71,9 @@ class CoLAModel(nn.Module):
             self.codebook = ActionCodebook(self.config.num_actions, width)
             self.world_model = WorldModelMerge(self.config, width)
             self.policy = LatentPolicy(self.config, decoder_config, self.config.require("policy_num_layers"))
+            self.q_network: LatentActionHead | None = None
+            if self.config.q_network_num_layers:
+                self.q_network = LatentActionHead(self.config, decoder_config, self.config.q_network_num_layers)
         generator = torch.Generator().manual_seed(self.config.init_seed)
         std = getattr(decoder_config, "initializer_range", 0.02)
         for part in self.heads().values():
@@ -117,7 +128,11 @@ class CoLAModel(nn.Module):
     # ----------------------------------------------------------------- parts
     def heads(self) -> dict[str, nn.Module]:
         """The learned CoLA parts (everything but the decoder), by name."""
-        return {"idm": self.idm, "codebook": self.codebook, "world_model": self.world_model, "policy": self.policy}
+        parts: dict[str, nn.Module] = {"idm": self.idm, "codebook": self.codebook, "world_model": self.world_model,
+                                       "policy": self.policy}  # fmt: skip
+        if self.q_network is not None:
+            parts["q_network"] = self.q_network
+        return parts
 
     @property
     def decoder_base(self) -> Any:
@@ -217,19 +232,30 @@ class CoLAModel(nn.Module):
     # ------------------------------------------------------------ decoding
     @torch.inference_mode()
     def start(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, track_policy: bool = True
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        track_policy: bool = True,
+        track_q: bool = False,
     ) -> DecodingState:
-        """Prefills a batch of (left-padded) prompts ``[B, T]`` into a fresh decoding state."""
-        batch = input_ids.shape[0]
-        empty = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        return self._advance((), () if track_policy else None, empty, input_ids, attention_mask)
+        """Prefills a batch of (left-padded) prompts ``[B, T]`` into a fresh decoding state.
+
+        ``track_policy`` / ``track_q`` keep the policy's logits / the Q-network's values
+        (each with its own KV cache) up to date in every later state.
+        """
+        if track_q and self.q_network is None:
+            raise ValueError("this model has no Q-network (train one with `cola-gym train-q`)")
+        tracked = [name for name, on in ((POLICY, track_policy), (Q_NETWORK, track_q)) if on]
+        empty = torch.zeros(input_ids.shape[0], 0, dtype=torch.long, device=self.device)
+        return self._advance((), {name: () for name in tracked}, empty, input_ids, attention_mask)
 
     @torch.inference_mode()
     def append(
         self, state: DecodingState, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> DecodingState:
-        """Feeds ``[B, n]`` more tokens (one cached prefill; left padding marked by ``attention_mask``)."""
-        return self._advance(state.decoder_kv, state.policy_kv, state.attention_mask, input_ids, attention_mask)
+        """Feeds ``[B, n]`` more tokens (one cached prefill; padding marked by ``attention_mask``)."""
+        return self._advance(state.decoder_kv, state.head_kv, state.attention_mask, input_ids, attention_mask)
 
     @torch.inference_mode()
     def next_token_logits(self, state: DecodingState, actions: torch.Tensor) -> torch.Tensor:
@@ -247,10 +273,15 @@ class CoLAModel(nn.Module):
         tokens = self.next_tokens(state, actions)
         return tokens, self.append(state, tokens[:, None])
 
+    def _tracked_head(self, name: str) -> nn.Module:
+        head = self.policy if name == POLICY else self.q_network
+        assert head is not None
+        return head
+
     def _advance(
         self,
         decoder_kv: KVPairs,
-        policy_kv: KVPairs | None,
+        head_kv: Mapping[str, KVPairs],
         past_mask: torch.Tensor,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
@@ -263,15 +294,15 @@ class CoLAModel(nn.Module):
         hidden = self.decoder_base(
             input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
         ).last_hidden_state
-        new_policy_kv, policy_logits = None, None
-        if policy_kv is not None:
-            policy_cache = cache_from_pairs(policy_kv)
-            policy_logits = self.policy(hidden.to(self.head_dtype), mask, positions, policy_cache)[:, -1]
-            new_policy_kv = pairs_from_cache(policy_cache)
+        new_kv, outputs = {}, {}
+        for name, pairs in head_kv.items():
+            head_cache = cache_from_pairs(pairs)
+            outputs[name] = self._tracked_head(name)(hidden.to(self.head_dtype), mask, positions, head_cache)[:, -1]
+            new_kv[name] = pairs_from_cache(head_cache)
         return DecodingState(
             decoder_kv=pairs_from_cache(cache),
-            policy_kv=new_policy_kv,
             hidden=hidden[:, -1],
-            policy_logits=policy_logits,
             attention_mask=mask,
+            head_kv=new_kv,
+            head_outputs=outputs,
         )

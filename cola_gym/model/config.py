@@ -39,6 +39,8 @@ class CoLAConfig:
             computes the release's ``lm_head(final_norm(s) - h)``.
         scale: which rule fills the fields left as ``None``.
         init_seed: seed of the heads' random initialisation.
+        q_network_num_layers: blocks of the Q-network that tree search uses (a head over
+            ``h`` like the policy, K Q-values); 0 means the model has none.
     """
 
     num_actions: int = 64
@@ -53,10 +55,13 @@ class CoLAConfig:
     output_form: OutputForm = "residual"
     scale: Scale = "compact"
     init_seed: int = 0
+    q_network_num_layers: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_actions, int) or self.num_actions < 2:
             raise ValueError(f"num_actions must be an int >= 2 (the paper uses 64), got {self.num_actions!r}")
+        if self.q_network_num_layers < 0:
+            raise ValueError(f"q_network_num_layers must be >= 0 (0: no Q-network), got {self.q_network_num_layers}")
         if self.merge_num_layers < 0:
             raise ValueError(f"merge_num_layers must be >= 0, got {self.merge_num_layers}")
         for name in (

@@ -1,15 +1,18 @@
-"""Immutable decoding state: KV caches of the decoder and the policy, and the last ``h``.
+"""Immutable decoding state: KV caches of the decoder and the tracked heads, and the last ``h``.
 
 Hugging Face's dynamic cache grows by concatenation, so every step makes new key/value
 tensors and leaves the old ones untouched. A :class:`DecodingState` keeps references to
 those tensors, which makes a state its own snapshot: restoring it costs nothing, and any
 number of branches (tree search) can grow from one state.
+
+Besides the decoder, a state can *track* heads that read ``h`` with their own KV cache
+(the CoLA policy, the Q-network): their outputs at the last position are kept up to date.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -17,6 +20,9 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 
 KVPairs = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 """Per layer ``(keys, values)``, each ``[B, num_kv_heads, T, head_dim]``."""
+
+POLICY = "policy"
+Q_NETWORK = "q_network"
 
 
 def cache_from_pairs(pairs: KVPairs) -> DynamicCache:
@@ -36,8 +42,8 @@ def pairs_from_cache(cache: DynamicCache) -> KVPairs:
     return tuple((cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values)) for layer in layers)
 
 
-def _select_pairs(pairs: KVPairs, rows: torch.Tensor) -> KVPairs:
-    return tuple((keys[rows], values[rows]) for keys, values in pairs)
+def _map_pairs(pairs: KVPairs, function: Callable[[torch.Tensor], torch.Tensor]) -> KVPairs:
+    return tuple((function(keys), function(values)) for keys, values in pairs)
 
 
 @dataclass(frozen=True)
@@ -46,17 +52,18 @@ class DecodingState:
 
     Attributes:
         decoder_kv: the decoder's KV cache over all ``T`` positions consumed so far.
-        policy_kv: the policy blocks' KV cache, or ``None`` when the policy is not tracked.
         hidden: ``[B, d]`` h_t, the decoder's final normalised state at the last position.
-        policy_logits: ``[B, K]`` pi(a_t | x_1..t), or ``None`` when the policy is not tracked.
-        attention_mask: ``[B, T]`` 1 for tokens, 0 for (left) padding.
+        attention_mask: ``[B, T]`` 1 for tokens, 0 for padding.
+        head_kv: KV caches of the tracked heads, by head name.
+        head_outputs: ``[B, K]`` outputs of the tracked heads at the last position
+            (policy logits, Q-values), by head name.
     """
 
     decoder_kv: KVPairs
-    policy_kv: KVPairs | None
     hidden: torch.Tensor
-    policy_logits: torch.Tensor | None
     attention_mask: torch.Tensor
+    head_kv: Mapping[str, KVPairs] = field(default_factory=dict)
+    head_outputs: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -71,18 +78,42 @@ class DecodingState:
     @property
     def tracks_policy(self) -> bool:
         """Whether the policy's cache and logits are kept up to date."""
-        return self.policy_kv is not None
+        return POLICY in self.head_kv
 
-    def select(self, rows: torch.Tensor | list[int]) -> DecodingState:
-        """The sub-batch (or repeated rows) ``rows``: ``[B', ...]`` views of this state."""
-        index = torch.as_tensor(rows, dtype=torch.long, device=self.attention_mask.device)
+    @property
+    def policy_kv(self) -> KVPairs | None:
+        """The policy blocks' KV cache (``None`` when the policy is not tracked)."""
+        return self.head_kv.get(POLICY)
+
+    @property
+    def policy_logits(self) -> torch.Tensor | None:
+        """``[B, K]`` pi(a_t | x_1..t) (``None`` when the policy is not tracked)."""
+        return self.head_outputs.get(POLICY)
+
+    @property
+    def q_values(self) -> torch.Tensor | None:
+        """``[B, K]`` Q(x_1..t, a) of the Q-network (``None`` when it is not tracked)."""
+        return self.head_outputs.get(Q_NETWORK)
+
+    def _map(
+        self,
+        kv: Callable[[torch.Tensor], torch.Tensor],
+        rows: Callable[[torch.Tensor], torch.Tensor],
+        mask: Callable[[torch.Tensor], torch.Tensor],
+    ) -> DecodingState:
+        """A state with ``kv`` applied to every cache tensor, ``rows`` to per-row outputs, ``mask`` to the mask."""
         return DecodingState(
-            decoder_kv=_select_pairs(self.decoder_kv, index),
-            policy_kv=None if self.policy_kv is None else _select_pairs(self.policy_kv, index),
-            hidden=self.hidden[index],
-            policy_logits=None if self.policy_logits is None else self.policy_logits[index],
-            attention_mask=self.attention_mask[index],
+            decoder_kv=_map_pairs(self.decoder_kv, kv),
+            hidden=rows(self.hidden),
+            attention_mask=mask(self.attention_mask),
+            head_kv={name: _map_pairs(pairs, kv) for name, pairs in self.head_kv.items()},
+            head_outputs={name: rows(output) for name, output in self.head_outputs.items()},
         )
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> DecodingState:
+        """The sub-batch (or repeated rows) ``rows``: ``[B', ...]`` of this state."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.attention_mask.device)
+        return self._map(lambda t: t[index], lambda t: t[index], lambda t: t[index])
 
     def left_pad_to(self, width: int) -> DecodingState:
         """The same state with ``width - T`` padding columns added on the left."""
@@ -94,53 +125,10 @@ class DecodingState:
             shape = (*tensor.shape[:-2], extra, tensor.shape[-1])
             return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
 
-        return DecodingState(
-            decoder_kv=tuple((pad(k), pad(v)) for k, v in self.decoder_kv),
-            policy_kv=None if self.policy_kv is None else tuple((pad(k), pad(v)) for k, v in self.policy_kv),
-            hidden=self.hidden,
-            policy_logits=self.policy_logits,
-            attention_mask=torch.cat([self.attention_mask.new_zeros(self.batch_size, extra), self.attention_mask], 1),
-        )
+        def pad_mask(mask: torch.Tensor) -> torch.Tensor:
+            return torch.cat([mask.new_zeros(mask.shape[0], extra), mask], dim=1)
 
-    def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
-        """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
-        width = max(self.length, other.length)
-        base, new = self.left_pad_to(width), other.left_pad_to(width)
-        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.attention_mask.device)
-
-        def put(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-            result = target.clone()
-            result[index] = source
-            return result
-
-        def put_pairs(target: KVPairs | None, source: KVPairs | None) -> KVPairs | None:
-            if target is None or source is None:
-                return None
-            return tuple((put(tk, sk), put(tv, sv)) for (tk, tv), (sk, sv) in zip(target, source, strict=True))
-
-        logits = None
-        if base.policy_logits is not None and new.policy_logits is not None:
-            logits = put(base.policy_logits, new.policy_logits)
-        return DecodingState(
-            decoder_kv=put_pairs(base.decoder_kv, new.decoder_kv) or (),
-            policy_kv=put_pairs(base.policy_kv, new.policy_kv),
-            hidden=put(base.hidden, new.hidden),
-            policy_logits=logits,
-            attention_mask=put(base.attention_mask, new.attention_mask),
-        ).compact()
-
-    def keep_rows_where(self, keep: torch.Tensor, previous: DecodingState) -> DecodingState:
-        """``hidden`` and ``policy_logits`` of ``previous`` for rows where ``keep`` is false ``[B]``.
-
-        After a batched append in which some rows only received padding, those rows keep
-        the state of their last real token.
-        """
-        keep_column = keep.to(self.hidden.device)[:, None]
-        logits = self.policy_logits
-        if logits is not None and previous.policy_logits is not None:
-            logits = torch.where(keep_column, logits, previous.policy_logits)
-        return DecodingState(self.decoder_kv, self.policy_kv, torch.where(keep_column, self.hidden, previous.hidden),
-                             logits, self.attention_mask)  # fmt: skip
+        return self._map(pad, lambda t: t, pad_mask)
 
     def compact(self) -> DecodingState:
         """Drops leading columns that are padding in every row."""
@@ -148,14 +136,58 @@ class DecodingState:
         start = int(real[0]) if len(real) else 0
         if start == 0:
             return self
+        return self._map(lambda t: t[..., start:, :], lambda t: t, lambda m: m[:, start:])
 
-        def cut(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor[..., start:, :]
+    def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
+        """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
+        merged = stack_states([self, other])
+        order = list(range(self.batch_size))
+        for position, row in enumerate(rows):
+            order[row] = self.batch_size + position
+        return merged.select(order).compact()
 
+    def keep_rows_where(self, keep: torch.Tensor, previous: DecodingState) -> DecodingState:
+        """``hidden`` and head outputs of ``previous`` for rows where ``keep`` is false ``[B]``.
+
+        After a batched append in which some rows only received padding, those rows keep
+        the state of their last real token.
+        """
+        column = keep.to(self.hidden.device)[:, None]
         return DecodingState(
-            decoder_kv=tuple((cut(k), cut(v)) for k, v in self.decoder_kv),
-            policy_kv=None if self.policy_kv is None else tuple((cut(k), cut(v)) for k, v in self.policy_kv),
-            hidden=self.hidden,
-            policy_logits=self.policy_logits,
-            attention_mask=self.attention_mask[:, start:],
+            decoder_kv=self.decoder_kv,
+            hidden=torch.where(column, self.hidden, previous.hidden),
+            attention_mask=self.attention_mask,
+            head_kv=self.head_kv,
+            head_outputs={
+                name: torch.where(column, output, previous.head_outputs[name])
+                for name, output in self.head_outputs.items()
+            },
         )
+
+
+def stack_states(states: Sequence[DecodingState]) -> DecodingState:
+    """One batch of all rows of ``states`` (left-padded to a common length), in order.
+
+    The states must track the same heads; tree search stacks the states of many nodes
+    into one batch to expand them with one decoder step.
+    """
+    width = max(state.length for state in states)
+    padded = [state.left_pad_to(width) for state in states]
+    first = padded[0]
+    names = set(first.head_kv)
+    if any(set(state.head_kv) != names for state in padded):
+        raise ValueError("only states that track the same heads can be stacked")
+
+    def cat_pairs(all_pairs: Sequence[KVPairs]) -> KVPairs:
+        return tuple(
+            (torch.cat([p[i][0] for p in all_pairs]), torch.cat([p[i][1] for p in all_pairs]))
+            for i in range(len(all_pairs[0]))
+        )
+
+    return DecodingState(
+        decoder_kv=cat_pairs([s.decoder_kv for s in padded]),
+        hidden=torch.cat([s.hidden for s in padded]),
+        attention_mask=torch.cat([s.attention_mask for s in padded]),
+        head_kv={name: cat_pairs([s.head_kv[name] for s in padded]) for name in sorted(names)},
+        head_outputs={name: torch.cat([s.head_outputs[name] for s in padded]) for name in first.head_outputs},
+    )
