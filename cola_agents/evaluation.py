@@ -19,7 +19,11 @@ import cola_gym  # noqa: F401 - registers the ids
 
 
 class Predictor(Protocol):
-    """What :func:`evaluate` needs of an agent: SB3's ``predict`` signature."""
+    """What :func:`evaluate` needs of an agent: SB3's ``predict`` signature.
+
+    Agents that plan on the env's decoding state (MCTS, best-of-N) also have ``bind(env)``,
+    which :func:`evaluate` calls on every vector env it makes.
+    """
 
     def predict(
         self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -90,6 +94,8 @@ def evaluate(
         chunk = indices[first : first + n_envs]
         vector = gym.make_vec(env_id, num_envs=len(chunk), vectorization_mode="vector_entry_point", **env_kwargs)
         obs, _ = vector.reset(options=[{"problem_index": i} for i in chunk])  # type: ignore[arg-type]
+        if hasattr(agent, "bind"):  # planning agents act on the env's decoding state
+            agent.bind(vector)
         returns = np.zeros(len(chunk))
         finished = np.zeros(len(chunk), dtype=bool)
         state, starts = None, np.ones(len(chunk), dtype=bool)

@@ -80,11 +80,10 @@ class TokenOutcome:
 
 
 @dataclass(frozen=True)
-class EnvSnapshot:
-    """Everything :meth:`LatentActionEnv.restore` needs; cheap (tensor references only)."""
+class EpisodeText:
+    """The text side of an episode at one point (what :meth:`LatentActionEnv.consume_token` changes)."""
 
     episode: int
-    state: DecodingState
     messages: tuple[Message, ...]
     rendered: str
     transcript: str
@@ -92,6 +91,14 @@ class EnvSnapshot:
     num_tokens: int
     task_info: tuple[tuple[str, Any], ...]
     done: bool
+
+
+@dataclass(frozen=True)
+class EnvSnapshot:
+    """Everything :meth:`LatentActionEnv.restore` needs; cheap (tensor references only)."""
+
+    text: EpisodeText
+    state: DecodingState
 
 
 class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
@@ -106,6 +113,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         dtype: decoder compute dtype, ``None`` for the device's default.
         track_policy: keep the CoLA policy's KV cache and logits up to date each step
             (needed by agents that read the prior, e.g. tree search); costs its blocks.
+        track_q: likewise for the model's Q-network (tree search's TD checks and values).
         action_kind: ``"latent"`` (``Discrete(K)`` codes through the world model) or
             ``"token"`` (``Discrete(V)``: the token itself, the paper's token-level baseline).
         observation: ``"hidden"`` (h_t) or ``"hidden+prior"`` (h_t followed by the CoLA
@@ -135,6 +143,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         quantization: str = "auto",
         dtype: str | None = None,
         track_policy: bool = False,
+        track_q: bool = False,
         action_kind: ActionKind = "latent",
         observation: ObservationKind = "hidden",
         prior_kl_coef: float = 0.0,
@@ -153,6 +162,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_kind = observation
         self.prior_kl_coef = float(prior_kl_coef)
         self.track_policy = track_policy or observation == "hidden+prior" or self.prior_kl_coef > 0
+        self.track_q = track_q
         self._settings = DecoderSettings(quantization=quantization, device=device, dtype=dtype)  # type: ignore[arg-type]
         if isinstance(model, CoLAModel):
             self.model = model
@@ -212,7 +222,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts an episode: the task picks its content, the prompt is prefilled once."""
         ids = self.begin_episode(seed=seed, options=options)
-        self._state = self.model.start(torch.tensor([ids]), track_policy=self.track_policy)
+        self._state = self.model.start(torch.tensor([ids]), track_policy=self.track_policy, track_q=self.track_q)
         return self._observation(), self.current_info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -327,9 +337,18 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         """The episode's current point; :meth:`restore` returns to it (cheap: no tensor copies)."""
         if self._state is None:
             raise EpisodeOverError("snapshot() needs an episode: call reset() first.")
-        return EnvSnapshot(
+        return EnvSnapshot(text=self.text_snapshot(), state=self._state)
+
+    def restore(self, snapshot: EnvSnapshot) -> np.ndarray:
+        """Returns the episode to ``snapshot`` (taken in this episode); returns its observation."""
+        self.restore_text(snapshot.text)
+        self._state = snapshot.state
+        return self._observation()
+
+    def text_snapshot(self) -> EpisodeText:
+        """The text side of the episode now (tree search books many branches of one episode)."""
+        return EpisodeText(
             episode=self._episode,
-            state=self._state,
             messages=self._messages,
             rendered=self._rendered,
             transcript=self._transcript,
@@ -339,19 +358,17 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
             done=self._done,
         )
 
-    def restore(self, snapshot: EnvSnapshot) -> np.ndarray:
-        """Returns the episode to ``snapshot`` (taken in this episode); returns its observation."""
-        if snapshot.episode != self._episode:
+    def restore_text(self, text: EpisodeText) -> None:
+        """Returns the text side to ``text`` (taken in this episode)."""
+        if text.episode != self._episode:
             raise ValueError("this snapshot belongs to another episode; snapshots only restore within their episode.")
-        self._state = snapshot.state
-        self._messages = snapshot.messages
-        self._rendered = snapshot.rendered
-        self._transcript = snapshot.transcript
-        self._turn_ids = list(snapshot.turn_ids)
-        self._num_tokens = snapshot.num_tokens
-        self._task_info = dict(snapshot.task_info)
-        self._done = snapshot.done
-        return self._observation()
+        self._messages = text.messages
+        self._rendered = text.rendered
+        self._transcript = text.transcript
+        self._turn_ids = list(text.turn_ids)
+        self._num_tokens = text.num_tokens
+        self._task_info = dict(text.task_info)
+        self._done = text.done
 
     @property
     def prompt_text(self) -> str:

@@ -188,7 +188,7 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> DecodingState:
         ids, mask = left_pad(prompts)
-        return self.model.start(ids, mask, track_policy=self.envs[0].track_policy)
+        return self.model.start(ids, mask, track_policy=self.envs[0].track_policy, track_q=self.envs[0].track_q)
 
     def _feed(self, feeds: Sequence[Sequence[int]]) -> DecodingState:
         """Appends each row's tokens in one decoder call (rows with none get padding)."""

@@ -1,0 +1,186 @@
+"""Planning agents with SB3's ``predict()``: MCTS-Q and best-of-N, for single and vector envs.
+
+An agent is *bound* to the env it acts in (``agent.bind(env)``; the shared evaluation
+does it), because planning needs the env's decoding state, not only the observation. At
+the first step of an episode it plans the whole answer (batched over all rows of a
+vector env), then replays the plan one latent action per ``predict`` call; if the
+episode outlives the plan, it plans again from where it stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from cola_agents.mcts.config import MCTSConfig
+from cola_agents.mcts.env_model import CoLASearchModel, EnvHandle
+from cola_agents.mcts.interface import StateView, policy_action
+from cola_agents.mcts.search import SearchResult, search
+from cola_gym.envs.base import LatentActionEnv
+from cola_gym.envs.vector import LatentActionVectorEnv
+
+
+@dataclass
+class _Plan:
+    episode: int
+    start_tokens: int
+    actions: list[int]
+
+
+@dataclass
+class PlanningStats:
+    """What the agent spent: searches run and decoder tokens (expansions + rollouts)."""
+
+    searches: int = 0
+    tokens: int = 0
+    results: list[Any] = field(default_factory=list)
+
+
+class _PlanningAgent:
+    """Binds to an env, plans per episode, replays plans through ``predict``."""
+
+    search_model: CoLASearchModel
+
+    def __init__(self) -> None:
+        self.envs: list[LatentActionEnv] = []
+        self.vector: LatentActionVectorEnv | None = None
+        self.plans: dict[int, _Plan] = {}
+        self.stats = PlanningStats()
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Env arguments this agent needs (pass them to ``gym.make`` / ``evaluate``)."""
+        return {"track_policy": True}
+
+    def bind(self, env: Any) -> None:
+        """Acts in ``env`` from now on: a cola-gym env or vector env (wrappers allowed)."""
+        base = getattr(env, "unwrapped", env)
+        base = getattr(base, "vector_env", base)  # an SB3 CoLAVecEnv
+        if isinstance(base, LatentActionVectorEnv):
+            self.vector, self.envs = base, list(base.envs)
+        elif isinstance(base, LatentActionEnv):
+            self.vector, self.envs = None, [base]
+        else:
+            raise TypeError(f"cannot plan in {type(base).__name__}: bind a cola-gym env or vector env")
+        self.plans = {}
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:  # fmt: skip
+        """The next latent action of every bound env (SB3's signature; the observation is not needed)."""
+        if not self.envs:
+            raise RuntimeError("bind the agent to its env first: agent.bind(env)")
+        stale = [row for row, env in enumerate(self.envs) if not self._plan_covers(row, env)]
+        if stale:
+            roots = [self.search_model.root(self.envs[row], self._root_state(row)) for row in stale]
+            for row, actions in zip(stale, self._plan(roots), strict=True):
+                text = self.envs[row].text_snapshot()
+                self.plans[row] = _Plan(text.episode, text.num_tokens, actions)
+        actions = []
+        for row, env in enumerate(self.envs):
+            plan = self.plans[row]
+            actions.append(plan.actions[env.text_snapshot().num_tokens - plan.start_tokens])
+        array = np.array(actions, dtype=np.int64)
+        return (array if self.vector is not None else array[0]), None
+
+    def _plan_covers(self, row: int, env: LatentActionEnv) -> bool:
+        plan = self.plans.get(row)
+        text = env.text_snapshot()
+        return (
+            plan is not None
+            and plan.episode == text.episode
+            and 0 <= text.num_tokens - plan.start_tokens < len(plan.actions)
+        )
+
+    def _root_state(self, row: int) -> Any:
+        if self.vector is None:
+            return self.envs[0].decoding_state
+        state = self.vector.decoding_state
+        assert state is not None
+        return state.select([row])
+
+    def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
+        """One action sequence per root."""
+        raise NotImplementedError
+
+
+class MCTSAgent(_PlanningAgent):
+    """MCTS-Q over latent actions (see :mod:`cola_agents.mcts.search`).
+
+    Args:
+        model: the CoLA model of the envs it acts in (``env.unwrapped.model``).
+        config: search hyperparameters (the paper's by default; ``leaf_value="q_network"``
+            needs a model with a Q-network, ``"oracle"`` scores rollouts with the env's reward).
+    """
+
+    def __init__(self, model: Any, config: MCTSConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MCTSConfig()
+        self.search_model = CoLASearchModel(model)
+        self.has_q = model.q_network is not None
+        if self.config.leaf_value == "q_network" and not self.has_q:
+            raise ValueError(
+                "leaf_value='q_network' (honest search) needs a model with a Q-network (cola-gym train-q); "
+                "use MCTSConfig(leaf_value='oracle') for an upper bound with the env's reward"
+            )
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"track_policy": True, "track_q": self.has_q}
+
+    def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
+        results: list[SearchResult] = search(self.search_model, roots, self.config)
+        self.stats.searches += len(results)
+        self.stats.tokens += sum(result.tokens for result in results)
+        self.stats.results.extend(results)
+        # a root with nothing to search from falls back to the prior's best allowed action
+        return [result.actions or [_argmax_allowed(root[1])] for result, root in zip(results, roots, strict=True)]
+
+
+class BestOfNAgent(_PlanningAgent):
+    """Best-of-N: N policy samples per problem (batched), the best by the leaf score.
+
+    Args:
+        model: the CoLA model of the envs it acts in.
+        num_samples: N.
+        config: sampling (``rollout_policy``, ``rollout_top_k``, ``rollout_temperature``,
+            ``rollout_max_tokens``), scoring (``leaf_value``) and ``token_budget`` (samples
+            stop once it is spent), shared with MCTS so the two compare at equal budgets.
+    """
+
+    def __init__(self, model: Any, num_samples: int = 8, config: MCTSConfig | None = None) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.num_samples = num_samples
+        self.config = config or MCTSConfig()
+        self.search_model = CoLASearchModel(model)
+        self.has_q = model.q_network is not None
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"track_policy": True, "track_q": self.has_q}
+
+    def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.config.seed)
+        best: list[tuple[float, list[int]]] = [(-np.inf, []) for _ in roots]
+        spent = [0] * len(roots)
+        for _ in range(self.num_samples):
+            active = [i for i in range(len(roots)) if self.config.token_budget is None
+                      or spent[i] < self.config.token_budget]  # fmt: skip
+            if not active:
+                break
+            handles: list[EnvHandle] = [roots[i][0] for i in active]
+            for i, rollout in zip(active, self.search_model.rollout(handles, self.config, generator), strict=True):
+                spent[i] += len(rollout.actions)
+                if rollout.score > best[i][0]:
+                    best[i] = (rollout.score, rollout.actions)
+        self.stats.searches += len(roots)
+        self.stats.tokens += sum(spent)
+        return [actions or [_argmax_allowed(root[1])] for (_, actions), root in zip(best, roots, strict=True)]
+
+
+def _argmax_allowed(view: StateView) -> int:
+    return policy_action(view, MCTSConfig(rollout_policy="greedy"), torch.Generator())

@@ -1,0 +1,77 @@
+"""MCTS-Q hyperparameters, spelled out, with the paper's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+LeafValue = Literal["q_network", "oracle"]
+RolloutPolicy = Literal["sample", "greedy"]
+
+
+@dataclass(frozen=True)
+class MCTSConfig:
+    """Tree search over latent actions (CoLA's MCTS-Q, Jia et al., ICML 2025, and the release).
+
+    Attributes:
+        num_simulations: expansions per search (the paper: 64).
+        exploration_constant: c of PUCT = V(n) + c * P(n) * sqrt(N(parent)) / (N(n) + 1).
+        root_width: children of the root: its top-b untried actions under the prior (16).
+        node_width: children of every other node (2).
+        discount: gamma of the backup Q(n, a) = (R_child - R_n) + gamma * V_child and of the
+            Q-network's TD check (0.99).
+        macro_td_threshold: a new node becomes a macro step when the Q-network's one-step
+            TD error (Q(s, a) - gamma * max Q(s', .))^2 is below this (0.01).
+        macro_max_tokens: tokens a macro step adds at most (64).
+        rollout_max_tokens: tokens of a leaf evaluation's policy rollout at most (1024).
+        max_depth_tokens: nodes deeper than this (tokens below the root) are not expanded (2048).
+        leaf_value: how a rollout is scored: ``"q_network"`` (the Q-network's value of the
+            rollout's last step: honest test-time search) or ``"oracle"`` (the env's own
+            reward against the reference answer: for training data and upper bounds).
+        rollout_policy: ``"sample"`` (top-k, temperature, as the release) or ``"greedy"``.
+        rollout_top_k: top-k of sampled rollouts and macro steps (40).
+        rollout_temperature: temperature of sampled rollouts and macro steps (1.0).
+        stop_on_finished_answer: end a search as soon as an expansion finishes an answer.
+        parallel_expansions: nodes one tree expands per wave, batched in one decoder step
+            (1 = the paper's sequential search; more uses virtual visits to diversify).
+        token_budget: decoder tokens (expansions + rollouts) a search may spend; ``None`` = no cap.
+        seed: seed of the rollouts' sampling.
+    """
+
+    num_simulations: int = 64
+    exploration_constant: float = 0.7
+    root_width: int = 16
+    node_width: int = 2
+    discount: float = 0.99
+    macro_td_threshold: float = 0.01
+    macro_max_tokens: int = 64
+    rollout_max_tokens: int = 1024
+    max_depth_tokens: int = 2048
+    leaf_value: LeafValue = "q_network"
+    rollout_policy: RolloutPolicy = "sample"
+    rollout_top_k: int = 40
+    rollout_temperature: float = 1.0
+    stop_on_finished_answer: bool = True
+    parallel_expansions: int = 1
+    token_budget: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_simulations", "root_width", "node_width", "rollout_top_k", "parallel_expansions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("macro_max_tokens", "rollout_max_tokens", "max_depth_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"discount must be in [0, 1], got {self.discount}")
+        if self.exploration_constant < 0 or self.macro_td_threshold < 0:
+            raise ValueError("exploration_constant and macro_td_threshold must be >= 0")
+        if self.leaf_value not in ("q_network", "oracle"):
+            raise ValueError(f"leaf_value must be 'q_network' or 'oracle', got {self.leaf_value!r}")
+        if self.rollout_policy not in ("sample", "greedy"):
+            raise ValueError(f"rollout_policy must be 'sample' or 'greedy', got {self.rollout_policy!r}")
+        if self.rollout_temperature <= 0:
+            raise ValueError(f"rollout_temperature must be > 0, got {self.rollout_temperature}")
+        if self.token_budget is not None and self.token_budget < 1:
+            raise ValueError(f"token_budget must be >= 1 or None, got {self.token_budget}")

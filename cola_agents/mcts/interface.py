@@ -1,0 +1,85 @@
+"""What the search needs from a model (in the spirit of mctx's ``recurrent_fn``).
+
+The search never sees an environment: it holds opaque *handles* (a decoding state and
+whatever the model needs to continue from it) and asks the model, for many handles at
+once, to take one latent action each, or to roll out and score leaves. Batching happens
+behind this interface: one call, one decoder step for all handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from cola_agents.mcts.config import MCTSConfig
+
+
+@dataclass
+class StateView:
+    """What the search sees of a state.
+
+    Attributes:
+        prior: ``[K]`` the latent policy's probabilities pi(a | state).
+        allowed: ``[K]`` which actions may be taken.
+        q_values: ``[K]`` the Q-network's Q(state, a), or ``None`` without a Q-network.
+        finished: the episode ended at this state (answer complete, end of turn, limit).
+    """
+
+    prior: np.ndarray
+    allowed: np.ndarray
+    q_values: np.ndarray | None
+    finished: bool
+
+
+@dataclass
+class Step:
+    """The result of taking one action from a handle."""
+
+    handle: Any
+    token: int
+    view: StateView
+
+
+@dataclass
+class Rollout:
+    """A leaf evaluation: the policy's continuation and its score.
+
+    Attributes:
+        score: the Q-network's value of the last step, or the env's reward (oracle).
+        actions: the latent actions of the continuation.
+        finished: whether the continuation finished the episode.
+    """
+
+    score: float
+    actions: list[int]
+    finished: bool
+
+
+class SearchModel(Protocol):
+    """A batched model of the latent-action MDP."""
+
+    num_actions: int
+
+    def step(self, handles: Sequence[Any], actions: Sequence[int]) -> list[Step]:
+        """Takes ``actions[i]`` from ``handles[i]`` for every i (one batched decoder step)."""
+        ...
+
+    def rollout(self, handles: Sequence[Any], config: MCTSConfig, generator: torch.Generator) -> list[Rollout]:
+        """Rolls the policy out from every handle (batched) and scores the results."""
+        ...
+
+
+def policy_action(view: StateView, config: MCTSConfig, generator: torch.Generator) -> int:
+    """The rollout policy's action: top-k sampling (or the argmax) among allowed actions."""
+    probs = torch.as_tensor(view.prior, dtype=torch.float64) * torch.as_tensor(view.allowed, dtype=torch.float64)
+    if config.rollout_policy == "greedy":
+        return int(probs.argmax())
+    logits = probs.clamp_min(1e-30).log() / config.rollout_temperature
+    logits[~torch.as_tensor(view.allowed)] = -float("inf")
+    values, indices = logits.topk(min(config.rollout_top_k, int(view.allowed.sum())))
+    pick = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=generator)
+    return int(indices[pick])

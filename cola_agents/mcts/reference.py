@@ -1,0 +1,93 @@
+"""A re-encoding reference search model: what the authors' release does, one node at a time.
+
+Every expansion and every rollout token runs the decoder (and the policy and Q heads)
+over the whole text prefix, without caches or batching. It implements the same
+:class:`~cola_agents.mcts.interface.SearchModel` as :class:`CoLASearchModel`, so the same
+search run on both must build the same tree; benchmarks measure what caching saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cola_agents.mcts.config import MCTSConfig
+from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
+from cola_gym.envs.base import EpisodeText, LatentActionEnv
+from cola_gym.model import CoLAModel
+
+
+@dataclass(frozen=True)
+class TokenHandle:
+    """A branch as plain token ids (every consumed token), with its text side."""
+
+    env: LatentActionEnv
+    text: EpisodeText
+    ids: tuple[int, ...]
+    reward: float = 0.0
+    last_q: float | None = None
+
+
+class ReencodingSearchModel:
+    """The search model without KV caches: O(prefix) work per token."""
+
+    def __init__(self, model: CoLAModel) -> None:
+        self.model = model
+        self.num_actions = model.num_actions
+
+    def root(self, env: LatentActionEnv, ids: Sequence[int]) -> tuple[TokenHandle, StateView]:
+        """The root: an env's current point and every token its decoder consumed so far."""
+        handle = TokenHandle(env=env, text=env.text_snapshot(), ids=tuple(ids))
+        return handle, self._view(handle)[0]
+
+    @torch.inference_mode()
+    def step(self, handles: Sequence[TokenHandle], actions: Sequence[int]) -> list[Step]:
+        """One action per handle, each re-encoding its whole prefix."""
+        steps = []
+        for handle, action in zip(handles, actions, strict=True):
+            view, hidden = self._view(handle)
+            token = int(self.model.world_model_logits(hidden, self.model.codebook(torch.tensor([action]))).argmax())
+            handle.env.restore_text(handle.text)
+            outcome = handle.env.consume_token(token)
+            new = TokenHandle(env=handle.env, text=handle.env.text_snapshot(), ids=handle.ids + outcome.feed,
+                              reward=outcome.reward if outcome.terminated else 0.0,
+                              last_q=None if view.q_values is None else float(view.q_values[action]))  # fmt: skip
+            steps.append(Step(handle=new, token=token, view=self._view(new)[0]))
+        return steps
+
+    @torch.inference_mode()
+    def rollout(self, handles: Sequence[TokenHandle], config: MCTSConfig, generator: torch.Generator) -> list[Rollout]:
+        """Rolls out each handle in turn, re-encoding the prefix for every token."""
+        results = []
+        for handle in handles:
+            actions: list[int] = []
+            current, finished = handle, handle.text.done
+            while not finished and len(actions) < config.rollout_max_tokens:
+                view = self._view(current)[0]
+                action = policy_action(view, config, generator)
+                actions.append(action)
+                current = self.step([current], [action])[0].handle
+                finished = current.text.done
+            if config.leaf_value == "oracle":
+                score = current.reward if finished else 0.0
+            else:
+                score = 0.0 if current.last_q is None else current.last_q
+            results.append(Rollout(score=score, actions=actions, finished=finished))
+        return results
+
+    def _view(self, handle: TokenHandle) -> tuple[StateView, torch.Tensor]:
+        """The state's view and its last ``h`` ``[1, d]``, from a full re-encoding."""
+        model = self.model
+        with torch.inference_mode():
+            hidden = model.hidden_states(torch.tensor([handle.ids]))
+            prior = torch.softmax(model.policy_logits(hidden)[0, -1].float(), -1).numpy()
+            q_values = None
+            if model.q_network is not None:
+                q_values = model.q_network(hidden.to(model.head_dtype))[0, -1].float().numpy()
+        handle.env.restore_text(handle.text)
+        allowed = handle.env.action_masks()[: self.num_actions].astype(bool)
+        view = StateView(prior=prior.astype(np.float64), allowed=allowed, q_values=q_values, finished=handle.text.done)
+        return view, hidden[:, -1]

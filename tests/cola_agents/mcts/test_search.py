@@ -1,0 +1,144 @@
+"""The search core against bandits with known answers (in the style of mctx's tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from cola_agents.mcts import MCTSConfig, search
+from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
+from cola_agents.mcts.search import nodes
+
+
+@dataclass
+class TreeBandit:
+    """A depth-``depth`` tree MDP: ``rewards[sequence]`` at the end, 0 for unknown sequences.
+
+    Not a language model: the search's model interface with answers known in advance.
+    """
+
+    num_actions: int
+    depth: int
+    rewards: dict[tuple[int, ...], float]
+    prior_logits: np.ndarray
+    allowed: np.ndarray | None = None
+
+    def view(self, handle: tuple[int, ...]) -> StateView:
+        prior = np.exp(self.prior_logits - self.prior_logits.max())
+        allowed = np.ones(self.num_actions, dtype=bool) if self.allowed is None else self.allowed
+        return StateView(prior=prior / prior.sum(), allowed=allowed, q_values=None, finished=len(handle) >= self.depth)
+
+    def root(self) -> tuple[tuple[int, ...], StateView]:
+        return (), self.view(())
+
+    def step(self, handles: Sequence[tuple[int, ...]], actions: Sequence[int]) -> list[Step]:
+        return [Step(handle=(*h, a), token=a, view=self.view((*h, a))) for h, a in zip(handles, actions, strict=True)]
+
+    def rollout(self, handles: Sequence[tuple[int, ...]], config: MCTSConfig, generator: torch.Generator):
+        results = []
+        for handle in handles:
+            actions, current = [], handle
+            while len(current) < self.depth:
+                action = policy_action(self.view(current), config, generator)
+                actions.append(action)
+                current = (*current, action)
+            results.append(Rollout(score=self.rewards.get(current, 0.0), actions=actions, finished=True))
+        return results
+
+
+def one_step_bandit(best: int = 5, num_actions: int = 8) -> TreeBandit:
+    rewards = {(a,): 0.1 * a / num_actions for a in range(num_actions)}
+    rewards[(best,)] = 1.0
+    logits = -np.arange(num_actions, dtype=float)  # the prior prefers arm 0, the worst one
+    return TreeBandit(num_actions, 1, rewards, logits)
+
+
+def test_finds_the_best_arm() -> None:
+    bandit = one_step_bandit(best=5)
+    config = MCTSConfig(num_simulations=8, root_width=8, leaf_value="oracle", stop_on_finished_answer=False)
+    (result,) = search(bandit, [bandit.root()], config)
+    assert result.actions == [5] and result.from_finished_node
+    assert result.simulations == 8
+
+
+def test_one_simulation_picks_the_prior_argmax() -> None:
+    bandit = one_step_bandit(best=5)
+    bandit.prior_logits = np.array([0.0, 0.5, 3.0, 0.1, 0.0, 0.2, 0.0, 0.0])
+    (result,) = search(bandit, [bandit.root()], MCTSConfig(num_simulations=1, leaf_value="oracle"))
+    assert result.actions == [2]
+
+
+def _deep_bandit(seed: int = 0) -> TreeBandit:
+    rng = np.random.default_rng(seed)
+    rewards = {tuple(int(x) for x in rng.integers(0, 4, size=3)): float(rng.random()) for _ in range(30)}
+    return TreeBandit(4, 3, rewards, rng.normal(size=4))
+
+
+def test_root_visits_sum_to_the_simulations() -> None:
+    bandit = _deep_bandit()
+    config = MCTSConfig(num_simulations=13, root_width=4, node_width=2, leaf_value="oracle",
+                        stop_on_finished_answer=False)  # fmt: skip
+    (result,) = search(bandit, [bandit.root()], config)
+    root = result.root
+    assert result.simulations == 13 == root.visits
+    assert sum(child.visits for child in root.children.values()) == 13
+    assert all(len(n.children) <= (4 if n is root else 2) for n in nodes(root))
+
+
+def test_masked_actions_are_never_chosen() -> None:
+    bandit = _deep_bandit()
+    bandit.allowed = np.array([False, True, False, True])
+    config = MCTSConfig(num_simulations=12, root_width=4, node_width=2, leaf_value="oracle",
+                        stop_on_finished_answer=False, rollout_top_k=4)  # fmt: skip
+    (result,) = search(bandit, [bandit.root()], config)
+    used = {a for n in nodes(result.root) for a in n.actions + n.rollout_actions} | set(result.actions)
+    assert used <= {1, 3} and len(used) == 2
+
+
+def _tree_signature(root) -> list[tuple]:
+    return [(tuple(n.path_actions), n.visits, round(n.value, 9), round(n.reward, 9), tuple(n.rollout_actions))
+            for n in nodes(root)]  # fmt: skip
+
+
+def test_the_same_seed_gives_the_same_tree() -> None:
+    bandit = _deep_bandit(1)
+    config = MCTSConfig(num_simulations=10, root_width=4, leaf_value="oracle", stop_on_finished_answer=False, seed=3)
+    first, second = (search(bandit, [bandit.root()], config)[0] for _ in range(2))
+    assert _tree_signature(first.root) == _tree_signature(second.root)
+    other = search(bandit, [bandit.root()], MCTSConfig(**{**config.__dict__, "seed": 4}))[0]
+    assert _tree_signature(other.root) != _tree_signature(first.root)
+
+
+def test_trees_searched_together_equal_trees_searched_alone() -> None:
+    bandits = [_deep_bandit(s) for s in range(3)]
+    config = MCTSConfig(num_simulations=6, root_width=4, leaf_value="oracle", rollout_policy="greedy",
+                        stop_on_finished_answer=False, parallel_expansions=2)  # fmt: skip
+
+    class Many:  # one model serving several bandits, as the batched CoLA model serves many problems
+        num_actions = 4
+
+        def step(self, handles, actions):
+            steps = [(b, b.step([h], [a])[0]) for (b, h), a in zip(handles, actions, strict=True)]
+            return [Step(handle=(b, s.handle), token=s.token, view=s.view) for b, s in steps]
+
+        def rollout(self, handles, cfg, generator):
+            return [b.rollout([h], cfg, generator)[0] for b, h in handles]
+
+    together = search(Many(), [((b, ()), b.view(())) for b in bandits], config)
+    for bandit, result in zip(bandits, together, strict=True):
+        alone = search(bandit, [bandit.root()], config)[0]
+        assert result.actions == alone.actions and result.simulations == alone.simulations == 6
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="num_simulations must be >= 1"):
+        MCTSConfig(num_simulations=0)
+    with pytest.raises(ValueError, match="leaf_value"):
+        MCTSConfig(leaf_value="reward_model")  # type: ignore[arg-type]
+    bandit = one_step_bandit()
+    with pytest.raises(ValueError, match="needs a model with a Q-network"):
+        search(bandit, [bandit.root()], MCTSConfig())  # q_network leaf values, but no Q-values
