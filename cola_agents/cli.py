@@ -1,7 +1,9 @@
 """The ``cola-gym`` command.
 
 - ``cola-gym episode``: run one episode and print the text, the answer and the reward;
-- ``cola-gym train``: train one CoLA stage (1a, 1b, 2); ``torchrun`` makes it data-parallel;
+- ``cola-gym train``: train one CoLA stage (1a, 1b, 2, or q: the Q-network); ``torchrun`` makes
+  it data-parallel;
+- ``cola-gym collect-episodes``: log best-of-N policy episodes (actions, rewards) for Q-learning;
 - ``cola-gym export``: copy a trained model, its heads at lower precision, with its card.
 """
 
@@ -106,7 +108,11 @@ def _train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
+        discount=args.discount,
+        target_sync_every=args.target_sync_every,
     )
+    if (args.stage == "q") != (args.episodes is not None) or (args.stage != "q" and not args.data):
+        raise SystemExit("cola-gym train: stage q needs --episodes (and no --data); the other stages need --data")
     settings = None
     if args.device != "auto" or args.quantization != "auto":
         settings = DecoderSettings(device=args.device, quantization=args.quantization)
@@ -121,10 +127,27 @@ def _train(args: argparse.Namespace) -> int:
         settings=settings,
         cache_root=args.cache_dir,
         command="cola-gym " + shlex.join(args.argv),
+        episodes=args.episodes,
+        q_network_num_layers=args.q_layers,
     )
     if metrics:
         print(json.dumps(metrics, indent=2))
     print(f"trained model: {args.out}/final")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from cola_agents.episodes import collect_episodes
+    from cola_agents.mcts import MCTSConfig
+
+    env_kwargs: dict[str, Any] = {"model": args.model}
+    if args.data_dir:
+        env_kwargs["data_dir"] = args.data_dir
+    problems = range(args.first_problem, args.first_problem + args.problems)
+    config = MCTSConfig(leaf_value="oracle", rollout_max_tokens=args.max_tokens, seed=args.seed)
+    summary = collect_episodes(args.env, problems, args.out, samples=args.samples,
+                               batch_problems=args.batch_problems, config=config, **env_kwargs)  # fmt: skip
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -167,10 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train one CoLA stage (1a, 1b or 2)",
+        help="train one CoLA stage (1a, 1b, 2, or q: the Q-network)",
         description="Train one CoLA stage. Re-running the same command resumes it.",
     )
-    train.add_argument("--stage", required=True, choices=("1a", "1b", "2"))
+    train.add_argument(
+        "--stage",
+        required=True,
+        choices=("1a", "1b", "2", "q"),
+        help="1a latent actions, 1b behaviour cloning, 2 fine-tuning under action guidance, "
+        "q the Q-network for tree search (from --episodes)",
+    )
     train.add_argument(
         "--model",
         help="start from: a CoLA checkpoint (previous stage's final/), a decoder "
@@ -179,9 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data",
         action="append",
-        required=True,
+        default=[],
         help="training source, repeatable: math:train, gsm8k:train, file.jsonl, file.txt",
     )
+    train.add_argument("--episodes", help="stage q: logged episodes (cola-gym collect-episodes)")
+    train.add_argument("--q-layers", type=int, default=2, help="stage q: blocks of a new Q-network")
+    train.add_argument("--discount", type=float, default=0.99, help="stage q: gamma of the TD targets")
+    train.add_argument("--target-sync-every", type=int, default=50, help="stage q: steps between target syncs")
     train.add_argument("--eval-data", action="append", default=[], help="held-out source, repeatable (e.g. math:test)")
     train.add_argument("--max-examples", type=int, help="use the first N examples of each training source")
     train.add_argument("--eval-examples", type=int, default=64, help="first N examples of each held-out source")
@@ -217,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto")
     train.add_argument("--quantization", default="auto", choices=("auto", "none", "4bit", "8bit"))
     train.set_defaults(run=_train)
+
+    collect = commands.add_parser("collect-episodes", help="log best-of-N policy episodes for Q-learning")
+    collect.add_argument("--env", default="CoLA-GSM8K-Train-v0", choices=sorted(cola_gym.ENV_IDS))
+    collect.add_argument("--model", help="CoLA checkpoint (default: the default model)")
+    collect.add_argument("--problems", type=int, default=64, help="how many problems, from --first-problem on")
+    collect.add_argument("--first-problem", type=int, default=0)
+    collect.add_argument("--samples", type=int, default=4, help="episodes per problem")
+    collect.add_argument("--batch-problems", type=int, default=8, help="problems decoded together")
+    collect.add_argument("--max-tokens", type=int, default=512, help="token limit of an episode")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--data-dir", help="folder with the math data sets (default: $COLA_DATA_DIR)")
+    collect.add_argument("--out", required=True, help="JSON-lines file (appended to)")
+    collect.set_defaults(run=_collect)
 
     export = commands.add_parser("export", help="copy a trained model with its heads at lower precision")
     export.add_argument("--model", required=True, help="a CoLA checkpoint directory")

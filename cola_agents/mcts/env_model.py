@@ -86,12 +86,14 @@ class CoLASearchModel:
         for i, handle in enumerate(handles):
             if handle.text.done:
                 results[i] = Rollout(score=self._score(handle, handle.reward, handle.last_q, config), actions=[],
-                                     finished=True)  # fmt: skip
+                                     finished=True, reward=handle.reward)  # fmt: skip
         if not rows:
             return [r for r in results if r is not None]
         batch = stack_states([handles[i].state for i in rows])
         texts = {i: handles[i].text for i in rows}
         actions: dict[int, list[int]] = {i: [] for i in rows}
+        consumed: dict[int, list[int]] = {i: [] for i in rows}
+        positions: dict[int, list[int]] = {i: [] for i in rows}
         last_q = {i: handles[i].last_q for i in rows}
         for _ in range(config.rollout_max_tokens):
             views = [
@@ -104,14 +106,17 @@ class CoLASearchModel:
                 if batch.q_values is not None:
                     last_q[i] = float(batch.q_values[position, action])
                 actions[i].append(action)
+                positions[i].append(len(consumed[i]))
                 env = handles[i].env
                 env.restore_text(texts[i])
                 outcome = env.consume_token(token)
                 texts[i] = env.text_snapshot()
                 if outcome.terminated:
-                    results[i] = Rollout(self._score(handles[i], outcome.reward, last_q[i], config), actions[i], True)
+                    score = self._score(handles[i], outcome.reward, last_q[i], config)
+                    results[i] = Rollout(score, actions[i], True, outcome.reward, consumed[i], positions[i])
                 else:
                     feeds.append(list(outcome.feed))
+                    consumed[i].extend(outcome.feed)
                     keep.append(position)
             if not keep:
                 rows = []
@@ -119,7 +124,8 @@ class CoLASearchModel:
             batch = self._feed(batch.select(keep), feeds)
             rows = [rows[p] for p in keep]
         for i in rows:  # the token limit cut these rollouts short: no answer
-            results[i] = Rollout(self._score(handles[i], 0.0, last_q[i], config), actions[i], False)
+            results[i] = Rollout(self._score(handles[i], 0.0, last_q[i], config), actions[i], False, 0.0, consumed[i],
+                                 positions[i])  # fmt: skip
         return [r for r in results if r is not None]
 
     def _score(self, handle: EnvHandle, reward: float, last_q: float | None, config: MCTSConfig) -> float:

@@ -9,7 +9,7 @@ behind this interface: one call, one decoder step for all handles.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,11 +52,17 @@ class Rollout:
         score: the Q-network's value of the last step, or the env's reward (oracle).
         actions: the latent actions of the continuation.
         finished: whether the continuation finished the episode.
+        reward: the env's reward of the continuation (0 unless it finished with a right answer).
+        tokens: every token the decoder consumed during the continuation, in order.
+        positions: for each action, how many of ``tokens`` were consumed before it.
     """
 
     score: float
     actions: list[int]
     finished: bool
+    reward: float = 0.0
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
 
 
 class SearchModel(Protocol):

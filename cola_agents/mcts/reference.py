@@ -75,7 +75,8 @@ class ReencodingSearchModel:
                 score = current.reward if finished else 0.0
             else:
                 score = 0.0 if current.last_q is None else current.last_q
-            results.append(Rollout(score=score, actions=actions, finished=finished))
+            results.append(Rollout(score=score, actions=actions, finished=finished,
+                                   reward=current.reward if finished else 0.0))  # fmt: skip
         return results
 
     def _view(self, handle: TokenHandle) -> tuple[StateView, torch.Tensor]:

@@ -191,6 +191,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
     def _clear_episode(self) -> None:
         self._messages: tuple[Message, ...] = ()
         self._prompt = ""
+        self._prompt_ids: list[int] = []
         self._rendered = ""
         self._transcript = ""
         self._turn_ids: list[int] = []
@@ -265,7 +266,8 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         self._task_info = self._initial_info()
         self._done = False
         self._episode += 1
-        return self._encode(self._prompt, first=True)
+        self._prompt_ids = self._encode(self._prompt, first=True)
+        return list(self._prompt_ids)
 
     def consume_token(self, token: int) -> TokenOutcome:
         """Books a generated token: turn text, turn end, the task's verdict, what to feed next."""
@@ -374,6 +376,11 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
     def prompt_text(self) -> str:
         """The episode's prompt as the decoder read it (chat template applied)."""
         return self._prompt
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        """The episode's prompt tokens (what the decoder was prefilled with)."""
+        return list(self._prompt_ids)
 
     @property
     def decoding_state(self) -> DecodingState | None:

@@ -17,6 +17,7 @@ cached decoder step plus the small heads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -124,6 +125,17 @@ class CoLAModel(nn.Module):
         from cola_gym.model.checkpoint import save_cola
 
         save_cola(self, path, store_decoder=store_decoder, dtype=dtype)
+
+    def add_q_network(self, num_layers: int, seed: int = 0) -> None:
+        """Adds a fresh Q-network (``num_layers`` head blocks) for tree search; train it with stage q."""
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.config = dataclasses.replace(self.config, q_network_num_layers=num_layers)
+        with torch.random.fork_rng(devices=[]):
+            self.q_network = LatentActionHead(self.config, self.decoder.config, num_layers)
+        initialize_heads(self.q_network, getattr(self.decoder.config, "initializer_range", 0.02),
+                         torch.Generator().manual_seed(seed))  # fmt: skip
+        self.q_network.to(device=self.device, dtype=self.head_dtype)
 
     # ----------------------------------------------------------------- parts
     def heads(self) -> dict[str, nn.Module]:

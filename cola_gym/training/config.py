@@ -7,13 +7,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Stage = Literal["1a", "1b", "2"]
-STAGES: tuple[Stage, ...] = ("1a", "1b", "2")
+Stage = Literal["1a", "1b", "2", "q"]
+STAGES: tuple[Stage, ...] = ("1a", "1b", "2", "q")
 Schedule = Literal["cosine", "linear", "constant"]
 
 # Learning rates of the authors' release: stage 1 cosine 1e-4 -> 4e-5; stage 2 5e-6.
-_DEFAULT_LR = {"1a": 1e-4, "1b": 1e-4, "2": 5e-6}
-_DEFAULT_MIN_LR = {"1a": 4e-5, "1b": 4e-5, "2": 5e-7}
+_DEFAULT_LR = {"1a": 1e-4, "1b": 1e-4, "2": 5e-6, "q": 1e-4}
+_DEFAULT_MIN_LR = {"1a": 4e-5, "1b": 4e-5, "2": 5e-7, "q": 1e-5}
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class TrainConfig:
     - ``"2"``: fine-tuning under action guidance: actions fixed from the IDM (``"idm"``,
       FTA-I) or the greedy policy (``"policy"``, FTA-P); the decoder and LM head train
       (fully, or through LoRA adapters with ``lora_rank > 0``) on responses, prompt masked.
+    - ``"q"``: the Q-network tree search uses, by Double DQN on logged episodes
+      (terminal 1/0 rewards, ``discount``, target network synced every
+      ``target_sync_every`` steps); decoder and other heads frozen.
 
     Attributes:
         stage: ``"1a"``, ``"1b"`` or ``"2"``.
@@ -46,6 +49,8 @@ class TrainConfig:
         lora_alpha: LoRA scaling numerator.
         use_hidden_cache: stages 1a/1b read the frozen decoder's states from a
             memory-mapped cache built once, instead of running the decoder every step.
+        discount: gamma of the Q-learning targets (stage q).
+        target_sync_every: steps between target-network syncs (stage q).
         seed: seed of data order, Gumbel noise and head initialisation.
         log_every: steps between logged (and printed) metrics.
         eval_every: steps between held-out evaluations (0: only at the end).
@@ -69,6 +74,8 @@ class TrainConfig:
     lora_rank: int = 0
     lora_alpha: int = 16
     use_hidden_cache: bool = True
+    discount: float = 0.99
+    target_sync_every: int = 50
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0
@@ -94,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"fta_actions must be 'idm' (FTA-I) or 'policy' (FTA-P), got {self.fta_actions!r}")
         if self.lora_rank and self.stage != "2":
             raise ValueError("lora_rank applies to stage 2 only (stages 1a/1b train the heads, not the decoder)")
+        if not 0.0 <= self.discount <= 1.0 or self.target_sync_every < 1:
+            raise ValueError("discount must be in [0, 1] and target_sync_every >= 1")
         if self.peak_learning_rate <= 0 or self.final_learning_rate < 0:
             raise ValueError("learning rates must be positive")
 

@@ -71,11 +71,28 @@ class TextSource:
 
 
 @dataclass(frozen=True)
+class Transitions:
+    """The latent actions of a logged episode, where they were taken, and its terminal reward.
+
+    Attributes:
+        actions: ``[n]`` the latent actions.
+        positions: ``[n]`` the index in the example's ids of each action's state.
+        reward: the terminal reward (the last action's; 0 for every other action).
+    """
+
+    actions: np.ndarray
+    positions: np.ndarray
+    reward: float
+
+
+@dataclass(frozen=True)
 class TokenizedExample:
-    """Token ids ``[T]`` and the position where the response (the trained-on part in stage 2) starts."""
+    """Token ids ``[T]``, the position where the response (stage 2's target) starts, and,
+    for logged episodes (Q-learning), their transitions."""
 
     ids: np.ndarray
     response_start: int
+    transitions: Transitions | None = None
 
 
 def gsm8k_solution_as_text(answer: str) -> str:

@@ -8,6 +8,8 @@ action of step ``t`` (which produces ``ids[:, t + 1]``) is read by the IDM at po
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cola_gym.training.config import TrainConfig
-from cola_gym.training.data import TokenizedExample
+from cola_gym.training.data import TokenizedExample, Transitions
 
 
 @dataclass
@@ -31,12 +33,20 @@ class Batch:
         attention_mask: ``[B, T]`` 1 for tokens.
         loss_mask: ``[B, T - 1]`` which next-token targets count.
         hidden: ``[B, T, d]`` cached decoder states, or ``None`` to run the decoder.
+        actions: ``[B, A]`` logged latent actions (Q-learning), or ``None``.
+        action_positions: ``[B, A]`` the position of each action's state in ``ids``.
+        action_mask: ``[B, A]`` which actions exist (episodes differ in length).
+        rewards: ``[B]`` each episode's terminal reward.
     """
 
     ids: torch.Tensor
     attention_mask: torch.Tensor
     loss_mask: torch.Tensor
     hidden: torch.Tensor | None = None
+    actions: torch.Tensor | None = None
+    action_positions: torch.Tensor | None = None
+    action_mask: torch.Tensor | None = None
+    rewards: torch.Tensor | None = None
 
     @property
     def targets(self) -> torch.Tensor:
@@ -50,8 +60,9 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         """The batch on ``device``."""
-        hidden = None if self.hidden is None else self.hidden.to(device)
-        return Batch(self.ids.to(device), self.attention_mask.to(device), self.loss_mask.to(device), hidden)
+        return dataclasses.replace(
+            self, **{k: v.to(device) for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
+        )
 
 
 def gumbel_softmax_st(
@@ -109,6 +120,11 @@ class StageObjective(nn.Module):
             self.idm, self.codebook, self.world_model = model.idm, model.codebook, model.world_model
         elif config.stage == "1b":
             self.policy = model.policy
+        elif config.stage == "q":
+            if model.q_network is None:
+                raise ValueError("stage q needs a model with a Q-network (model.add_q_network(num_layers))")
+            self.q_network = model.q_network
+            self.target_network = copy.deepcopy(model.q_network).requires_grad_(False)
         else:
             self.decoder = model.decoder
 
@@ -116,6 +132,25 @@ class StageObjective(nn.Module):
     def model(self) -> Any:
         """The whole CoLA model."""
         return self._model[0]
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Training state outside the model and optimizer (the target network), for checkpoints."""
+        if self.config.stage != "q":
+            return {}
+        return {f"target_network.{k}": v for k, v in self.target_network.state_dict().items()}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restores :meth:`extra_state`."""
+        if self.config.stage == "q":
+            prefix = "target_network."
+            self.target_network.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
+
+    def before_step(self, step: int) -> None:
+        """Syncs the Q-learning target network every ``target_sync_every`` steps (step 0 included)."""
+        if self.config.stage == "q" and step % self.config.target_sync_every == 0:
+            self.target_network.load_state_dict(self.q_network.state_dict())
 
     def forward(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, metrics)`` of a batch."""
@@ -130,6 +165,8 @@ class StageObjective(nn.Module):
             return self._stage_1a(batch, hidden, generator)
         if self.config.stage == "1b":
             return self._stage_1b(batch, hidden)
+        if self.config.stage == "q":
+            return self._stage_q(batch, hidden)
         return self._stage_2(batch, hidden)
 
     def _stage_1a(
@@ -158,6 +195,40 @@ class StageObjective(nn.Module):
         loss = mean_cross_entropy(logits, labels)
         accuracy = (logits.argmax(-1) == labels).float().mean()
         return loss, {"loss/behaviour_cloning": loss.detach(), "acc/policy_vs_idm": accuracy.detach()}
+
+    def _stage_q(self, batch: Batch, hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Double DQN: y = r + gamma * (1 - done) * Q_target(s', argmax_a Q(s', a))."""
+        assert batch.actions is not None and batch.action_positions is not None
+        assert batch.action_mask is not None and batch.rewards is not None
+        model = self.model
+        positions = model._mask_and_positions(hidden, batch.attention_mask)[1]
+        states = hidden.to(model.head_dtype)
+        q_all = self.q_network(states, batch.attention_mask, positions)  # [B, T, K]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        where = batch.action_positions
+        q_taken = q_all[rows, where].gather(-1, batch.actions[..., None]).squeeze(-1)  # [B, A]
+        counts = batch.action_mask.sum(-1, keepdim=True)
+        steps = torch.arange(where.shape[1], device=where.device)[None]
+        done = steps == counts - 1
+        next_where = torch.cat([where[:, 1:], where[:, -1:]], dim=1)  # unused where done
+        with torch.no_grad():
+            best_next = q_all.detach()[rows, next_where].argmax(-1, keepdim=True)
+            q_target_all = self.target_network(states, batch.attention_mask, positions)
+            target_next = q_target_all[rows, next_where].gather(-1, best_next).squeeze(-1)
+            rewards = torch.where(done, batch.rewards[:, None], torch.zeros_like(target_next))
+            targets = rewards + self.config.discount * (~done).float() * target_next
+        valid = batch.action_mask
+        loss = F.smooth_l1_loss(q_taken[valid].float(), targets[valid].float())
+        final = q_taken[done & valid].detach()
+        right = batch.rewards > 0.5
+        zero = final.new_tensor(0.0)
+        metrics = {
+            "loss/td": loss.detach(),
+            "q/mean": q_taken[valid].detach().mean(),
+            "q/final_right_answers": final[right].mean() if right.any() else zero,
+            "q/final_wrong_answers": final[~right].mean() if (~right).any() else zero,
+        }
+        return loss, metrics
 
     def _stage_2(self, batch: Batch, hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model, mask = self.model, batch.loss_mask.bool()
@@ -227,19 +298,20 @@ def evaluate_examples(model: Any, examples: Sequence[TokenizedExample], batch_si
     return result
 
 
-def collate(rows: Sequence[tuple[np.ndarray, np.ndarray | None, int]], only_responses: bool) -> Batch:
-    """Right-pads ``(ids, hidden or None, response_start)`` rows into a :class:`Batch`.
+def collate(rows: Sequence[tuple[Any, ...]], only_responses: bool) -> Batch:
+    """Right-pads ``(ids, hidden or None, response_start[, transitions])`` rows into a :class:`Batch`.
 
     ``only_responses`` counts only targets inside the response (stage 2's prompt masking).
+    Rows with :class:`~cola_gym.training.data.Transitions` also fill the Q-learning fields.
     """
-    width = max(len(ids) for ids, _, _ in rows)
+    width = max(len(row[0]) for row in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     attention = torch.zeros(len(rows), width, dtype=torch.long)
     hidden = None
     if rows[0][1] is not None:
         hidden = torch.zeros(len(rows), width, rows[0][1].shape[-1], dtype=torch.float32)
     loss_mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
-    for row, (tokens, states, start) in enumerate(rows):
+    for row, (tokens, states, start, *_) in enumerate(rows):
         length = len(tokens)
         ids[row, :length] = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
         attention[row, :length] = 1
@@ -247,4 +319,18 @@ def collate(rows: Sequence[tuple[np.ndarray, np.ndarray | None, int]], only_resp
             hidden[row, :length] = torch.from_numpy(np.asarray(states, dtype=np.float32))
         first_target = max(start - 1, 0) if only_responses else 0
         loss_mask[row, first_target : length - 1] = True
-    return Batch(ids=ids, attention_mask=attention, loss_mask=loss_mask, hidden=hidden)
+    batch = Batch(ids=ids, attention_mask=attention, loss_mask=loss_mask, hidden=hidden)
+    found = [row[3] for row in rows if len(row) > 3 and row[3] is not None]
+    if len(found) == len(rows):
+        transitions: list[Transitions] = found
+        steps = max(len(t.actions) for t in transitions)
+        batch.actions = torch.zeros(len(rows), steps, dtype=torch.long)
+        batch.action_positions = torch.zeros(len(rows), steps, dtype=torch.long)
+        batch.action_mask = torch.zeros(len(rows), steps, dtype=torch.bool)
+        batch.rewards = torch.tensor([t.reward for t in transitions], dtype=torch.float32)
+        for row, t in enumerate(transitions):
+            count = len(t.actions)
+            batch.actions[row, :count] = torch.from_numpy(np.asarray(t.actions, dtype=np.int64))
+            batch.action_positions[row, :count] = torch.from_numpy(np.asarray(t.positions, dtype=np.int64))
+            batch.action_mask[row, :count] = True
+    return batch

@@ -18,6 +18,7 @@ from cola_gym.model import CoLAConfig, CoLAModel, DecoderSettings
 from cola_gym.model.checkpoint import CONFIG_FILE
 from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TextSource, load_examples
+from cola_gym.training.episodes import load_episodes
 from cola_gym.training.trainer import CoLATrainer
 
 
@@ -34,6 +35,8 @@ def train_stage(
     cache_root: str | os.PathLike[str] | None = None,
     command: str | None = None,
     show_progress: bool = True,
+    episodes: str | os.PathLike[str] | None = None,
+    q_network_num_layers: int = 2,
 ) -> dict[str, float]:
     """Trains one stage into ``out`` (resuming if ``out`` holds the same run).
 
@@ -50,6 +53,8 @@ def train_stage(
         cache_root: hidden-state cache folder (default: beside ``out``).
         command: the command line, for the model card.
         show_progress: progress bars on the main process.
+        episodes: stage q: the logged episodes (``cola-gym collect-episodes``) to learn from.
+        q_network_num_layers: stage q: blocks of a new Q-network (when the model has none).
 
     Returns:
         The held-out metrics at the end (empty without ``eval_sources``).
@@ -63,11 +68,21 @@ def train_stage(
         cola = CoLAModel.from_pretrained(model, settings=settings)
     else:
         cola = CoLAModel.from_decoder(model, cola_config or CoLAConfig(init_seed=config.seed), settings)
-    examples = load_examples(sources, cola.tokenizer, config.seq_len, data_dir)
-    eval_examples = load_examples(eval_sources, cola.tokenizer, config.seq_len, data_dir) if eval_sources else []
+    if config.stage == "q":
+        if episodes is None:
+            raise ValueError("stage q learns from logged episodes: pass episodes=<file from cola-gym collect-episodes>")
+        examples = load_episodes(episodes)
+        if cola.q_network is None:
+            cola.add_q_network(q_network_num_layers, seed=config.seed)
+        data = [f"episodes {episodes}"]
+        eval_examples = []
+    else:
+        examples = load_examples(sources, cola.tokenizer, config.seq_len, data_dir)
+        eval_examples = load_examples(eval_sources, cola.tokenizer, config.seq_len, data_dir) if eval_sources else []
+        data = [s.spec + (f" (first {s.max_examples})" if s.max_examples else "") for s in sources]
     description: dict[str, Any] = {
         "model": str(model) if model is not None else None,
-        "data": [s.spec + (f" (first {s.max_examples})" if s.max_examples else "") for s in sources],
+        "data": data,
         "eval_data": [s.spec for s in eval_sources],
         "command": command,
         "previous": _previous_stages(model),

@@ -39,6 +39,8 @@ from cola_gym.training.state import STATE_FILE, latest_checkpoint, load_optimize
 
 logger = logging.getLogger(__name__)
 
+EXTRA_STATE_FILE = "objective_state.safetensors"
+
 
 class CoLATrainer:
     """Trains one stage of a :class:`~cola_gym.model.CoLAModel`.
@@ -121,7 +123,7 @@ class CoLATrainer:
         parameters = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.peak_learning_rate, weight_decay=config.weight_decay)
         objective, optimizer = accelerator.prepare(objective, optimizer)
-        start = self._resume(optimizer)
+        start = self._resume(optimizer, accelerator.unwrap_model(objective))
         end = min(config.steps, until_step if until_step is not None else config.steps)
         writer = self._tensorboard()
         bar = self._progress_bar(start, end)
@@ -134,6 +136,7 @@ class CoLATrainer:
             generator = torch.Generator().manual_seed(
                 config.seed * 1_000_003 + step * 1_009 + accelerator.process_index
             )
+            accelerator.unwrap_model(objective).before_step(step)
             loss, metrics = objective(batch, generator)
             accelerator.backward(loss)
             if config.grad_clip > 0:
@@ -158,7 +161,7 @@ class CoLATrainer:
             if config.eval_every and done % config.eval_every == 0 and done < config.steps:
                 self._log_eval(writer, done)
             if done % config.checkpoint_every == 0 or done == end:
-                self._checkpoint(done, optimizer)
+                self._checkpoint(done, optimizer, accelerator.unwrap_model(objective))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -186,6 +189,10 @@ class CoLATrainer:
                 part.requires_grad_(True)
         elif config.stage == "1b":
             model.policy.requires_grad_(True)
+        elif config.stage == "q":
+            if model.q_network is None:
+                raise ValueError("stage q needs a model with a Q-network: model.add_q_network(num_layers)")
+            model.q_network.requires_grad_(True)
         elif config.lora_rank:
             if not hasattr(model.decoder, "peft_config"):
                 from peft import LoraConfig, get_peft_model
@@ -225,7 +232,7 @@ class CoLATrainer:
             path.write_text(json.dumps({**record, "description": self.description}, indent=2))
         self.accelerator.wait_for_everyone()
 
-    def _resume(self, optimizer: Any) -> int:
+    def _resume(self, optimizer: Any, objective: StageObjective) -> int:
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
             return 0
@@ -237,6 +244,10 @@ class CoLATrainer:
         if self.config.trains_decoder:
             self._load_decoder_weights(checkpoint)
         load_optimizer(optimizer, checkpoint)
+        if (checkpoint / EXTRA_STATE_FILE).is_file():
+            from safetensors.torch import load_file
+
+            objective.load_extra_state(load_file(str(checkpoint / EXTRA_STATE_FILE)))
         logger.info("resuming %s from step %d", self.run_dir, state["step"])
         return int(state["step"])
 
@@ -272,11 +283,12 @@ class CoLATrainer:
         for position in range(first, first + config.batch_size):
             epoch, offset = divmod(position, len(self.examples))
             index = int(self._permutation(epoch)[offset])
+            example = self.examples[index]
             if self.cache is not None:
                 ids, hidden, start = self.cache.example(index)
             else:
-                ids, hidden, start = self.examples[index].ids, None, self.examples[index].response_start
-            rows.append((ids, hidden, start))
+                ids, hidden, start = example.ids, None, example.response_start
+            rows.append((ids, hidden, start, example.transitions))
         return collate(rows, only_responses=config.trains_decoder)
 
     @contextlib.contextmanager
@@ -291,6 +303,8 @@ class CoLATrainer:
                 self.model.decoder.eval()
 
     def _batch_evaluation(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.config.stage == "q":
+            return {}  # the objective's own metrics (TD loss, Q of right and wrong answers) say it all
         with self._evaluating():
             return evaluation_metrics(self.model, batch)[0]
 
@@ -317,13 +331,19 @@ class CoLATrainer:
         logger.info("step %d eval: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         return metrics
 
-    def _checkpoint(self, step: int, optimizer: Any) -> None:
+    def _checkpoint(self, step: int, optimizer: Any, objective: StageObjective) -> None:
         if self.accelerator.is_main_process:
             elapsed = self.elapsed_s
 
             def write(directory: Path) -> None:
                 self.model.save_pretrained(directory, store_decoder=self.config.trains_decoder)
                 save_optimizer(optimizer, directory)
+                extra = objective.extra_state()
+                if extra:
+                    from safetensors.torch import save_file
+
+                    save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()},
+                              str(directory / EXTRA_STATE_FILE))  # fmt: skip
                 state = {"step": step, "config": self.config.to_dict(), "elapsed_s": elapsed}
                 (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
 

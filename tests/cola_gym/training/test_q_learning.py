@@ -1,0 +1,114 @@
+"""Offline Q-learning: logged episodes, Double DQN on a tiny model, exact resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+import torch
+
+from cola_agents.episodes import collect_episodes
+from cola_agents.mcts import MCTSConfig
+from cola_gym.envs import LatentActionEnv, TurnOutcome
+from cola_gym.errors import DataFormatError
+from cola_gym.model import CoLAModel
+from cola_gym.training import CoLATrainer, TrainConfig
+from cola_gym.training.episodes import load_episodes
+
+
+class MagicWordEnv(LatentActionEnv):
+    """One token, rewarded when it is the magic word (a bandit over the real model)."""
+
+    magic_word = 0
+
+    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Mapping[str, str]]:
+        return [{"role": "user", "content": "Say the magic word."}]
+
+    def _turn_complete(self, turn_text: str) -> bool:
+        return True
+
+    def _end_turn(self, turn_text: str) -> TurnOutcome:
+        return TurnOutcome(reward=float(self._turn_ids[:1] == [self.magic_word]), info={})
+
+
+@pytest.fixture(scope="module")
+def magic(speller) -> tuple[CoLAModel, int]:
+    model, spell = speller
+    actions = spell(" apple banana cherry date elder fig grape kiwi")
+    MagicWordEnv.magic_word = model.tokenizer(" grape", add_special_tokens=False)["input_ids"][0]
+    if "Test-MagicWord-v0" not in gym.registry:
+        gym.register("Test-MagicWord-v0", entry_point=MagicWordEnv)
+    return model, actions[-2]  # the action that says " grape"
+
+
+def test_collected_episodes_log_actions_and_rewards(magic, tmp_path: Path) -> None:
+    model, magic_action = magic
+    path = tmp_path / "episodes.jsonl"
+    summary = collect_episodes("Test-MagicWord-v0", [0], path, samples=64, config=MCTSConfig(leaf_value="oracle",
+                               rollout_top_k=64, seed=0), show_progress=False, model=model)  # fmt: skip
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert summary["episodes"] == len(rows) == 64
+    for row in rows:
+        assert len(row["actions"]) == 1 and row["positions"] == [row["response_start"] - 1]
+        assert row["reward"] == float(row["actions"][0] == magic_action)  # the env's own verdict
+    assert 0 < summary["success_rate"] < 1
+
+
+def test_double_dqn_learns_which_action_pays(magic, tmp_path: Path) -> None:
+    model, magic_action = magic
+    path = tmp_path / "episodes.jsonl"
+    collect_episodes("Test-MagicWord-v0", [0], path, samples=96, show_progress=False,
+                     config=MCTSConfig(leaf_value="oracle", rollout_top_k=64, seed=1), model=model)  # fmt: skip
+    learner = CoLAModel(model.config, model.decoder, model.tokenizer)
+    for name, part in model.heads().items():
+        getattr(learner, name).load_state_dict(part.state_dict())
+    learner.add_q_network(1)
+    config = TrainConfig(stage="q", steps=120, batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=5,
+                         checkpoint_every=60, target_sync_every=20, log_every=20)  # fmt: skip
+    CoLATrainer(learner, config, load_episodes(path), tmp_path / "q", show_progress=False).train()
+    env = gym.make("Test-MagicWord-v0", model=learner, track_policy=True, track_q=True)
+    env.reset()
+    q_values = env.unwrapped.decoding_state.q_values[0]
+    assert int(q_values.argmax()) == magic_action, q_values
+    assert q_values[magic_action] > 0.5 and q_values.median() < 0.2
+    reloaded = CoLAModel.from_pretrained(tmp_path / "q" / "final")
+    assert torch.equal(reloaded.q_network.out.weight, learner.q_network.out.weight)
+
+
+def test_stage_q_resumes_exactly(tiny_cola: CoLAModel, data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "episodes.jsonl"
+    collect_episodes("CoLA-GSM8K-Train-v0", [0, 1, 2], path, samples=2, show_progress=False,
+                     config=MCTSConfig(leaf_value="oracle", rollout_max_tokens=6), model=tiny_cola,
+                     data_dir=str(data_dir))  # fmt: skip
+    episodes = load_episodes(path)
+    assert all(len(e.transitions.actions) == 6 for e in episodes)  # multi-step: bootstrapped targets
+    config = TrainConfig(stage="q", steps=8, batch_size=2, seq_len=256, learning_rate=1e-3, warmup_steps=1,
+                         checkpoint_every=4, target_sync_every=2)  # fmt: skip
+
+    def fresh() -> CoLAModel:
+        model = CoLAModel(tiny_cola.config, tiny_cola.decoder, tiny_cola.tokenizer)
+        model.add_q_network(1)
+        return model
+
+    straight = fresh()
+    CoLATrainer(straight, config, episodes, tmp_path / "a", show_progress=False).train()
+    interrupted = fresh()
+    CoLATrainer(interrupted, config, episodes, tmp_path / "b", show_progress=False).train(until_step=5)
+    resumed = fresh()
+    CoLATrainer(resumed, config, episodes, tmp_path / "b", show_progress=False).train()
+    for a, b in zip(straight.q_network.parameters(), resumed.q_network.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bad_episode_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"ids": [1, 2], "actions": [3], "positions": [5], "reward": 1.0,
+                               "response_start": 1}) + "\n")  # fmt: skip
+    with pytest.raises(DataFormatError, match="do not fit"):
+        load_episodes(bad)
+    with pytest.raises(ValueError, match="target_sync_every >= 1"):
+        TrainConfig(stage="q", target_sync_every=0)
