@@ -77,7 +77,10 @@ class _PlanningAgent:
         stale = [row for row, env in enumerate(self.envs) if not self._plan_covers(row, env)]
         if stale:
             roots = [self.search_model.root(self.envs[row], self._root_state(row)) for row in stale]
-            for row, actions in zip(stale, self._plan(roots), strict=True):
+            plans = self._plan(roots)
+            for handle, _ in roots:  # the search books its branches in the env: put the episode back
+                handle.env.restore_text(handle.text)
+            for row, actions in zip(stale, plans, strict=True):
                 text = self.envs[row].text_snapshot()
                 self.plans[row] = _Plan(text.episode, text.num_tokens, actions)
         actions = []

@@ -67,7 +67,9 @@ def test_mcts_agent_plans_and_replays_in_an_env(q_model: CoLAModel, data_dir: Pa
     first_plan = None
     taken = []
     for _ in range(12):
+        before = env.unwrapped.current_info()
         action, _ = agent.predict(obs)
+        assert env.unwrapped.current_info() == before  # planning leaves the episode where it was
         if first_plan is None:
             first_plan = agent.stats.results[0].actions
         taken.append(int(action))
