@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
+from _report import pyplot, write_report
 
 from cola_gym.model import shared_model
 from cola_gym.model.generation import cut_at_stop, rollout, sample_decoder, uniform_sampler
@@ -102,18 +102,11 @@ def main() -> None:
         "paper_reciprocal_llama_8b": {"random_latent_actions": 1.92, "decoder_sampling": 1.54, "random_tokens": 1.30},
         "example_continuations": samples,
     }  # fmt: skip
-    print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    _plot(report, out.with_suffix(".png"))
+    write_report(report, args.out, _plot)
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(report["diversity_reciprocal"])
     ours = [report["diversity_reciprocal"][n] for n in names]

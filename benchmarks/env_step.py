@@ -17,7 +17,6 @@ report gives medians, the ratios to ``decoder``, and the process's peak memory.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -27,6 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from _report import pyplot, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_gym.model import shared_model
@@ -117,18 +117,11 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
     }
-    print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    _plot(report, out.with_suffix(".png"))
+    write_report(report, args.out, _plot)
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(report["ms_per_step"])
     values = [report["ms_per_step"][n] for n in names]

@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from _report import pyplot, write_report
 
 from cola_gym.model import CoLAModel, shared_model
 from cola_gym.model.generation import (
@@ -83,18 +83,11 @@ def main() -> None:
         "held_out": {"data": args.data, "examples": len(examples), **held_out},
         "generation_perplexity_under_decoder": {"prompts": len(prompts), "max_tokens": args.tokens, **perplexity},
     }
-    print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    _plot(report, out.with_suffix(".png"))
+    write_report(report, args.out, _plot)
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     held, ppl = report["held_out"], report["generation_perplexity_under_decoder"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))

@@ -25,6 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from _report import pyplot, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents import PriorAgent
@@ -157,16 +158,11 @@ def main() -> None:
         report["speed"] = speed(args, env_kwargs)
     if args.part in ("accuracy", "both"):
         report["accuracy"] = accuracy(args, env_kwargs)
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    _plot(report, out.with_suffix(".png"))
+    write_report(report, out, _plot)
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [key for key in ("speed", "accuracy") if key in report]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.4), squeeze=False)

@@ -9,7 +9,6 @@ reports what building the cache costs once, and after how many epochs it has pai
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _report import pyplot, write_report
 
 from cola_gym.model import CoLAModel
 from cola_gym.training import TextSource, TrainConfig, load_examples
@@ -91,18 +91,11 @@ def main() -> None:
                         "bytes_per_token": 2 * model.hidden_size},
         "cache_pays_off_after_epochs": build_s / epoch_saving_s if epoch_saving_s > 0 else None,
     }  # fmt: skip
-    print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    _plot(report, out.with_suffix(".png"))
+    write_report(report, args.out, _plot)
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 3))
     names = ["recompute", "cached"]

@@ -18,7 +18,6 @@ vector env / generate (>= 0.9), PPO rollout / vector env (>= 0.8), vector env N=
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from _report import pyplot, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_gym.model import shared_model
@@ -136,18 +136,12 @@ def main() -> None:
         ratios["single_env/generate@1"] = table["single_env"]["1"] / table["generate"]["1"]
     report = {"model": args.model or "default", "tokens": args.tokens, "rounds": args.rounds,
               "tokens_per_s": table, "ratios": ratios, "torch_threads": torch.get_num_threads()}  # fmt: skip
-    print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    _plot(report, args.batch_sizes, out.with_suffix(".png"))
+    write_report(report, args.out, _plot)
 
 
-def _plot(report: dict[str, Any], batches: list[int], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot(report: dict[str, Any], path: Path) -> None:
+    batches = [int(b) for b in report["tokens_per_s"]["generate"]]
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     styles = {"generate": ("HF generate (bare decoder)", "#888888", "o"), "vector_env": ("vector env", "#1f77b4", "s"),

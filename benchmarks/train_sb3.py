@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import pyplot
 from sb3_contrib import ARS, QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -139,10 +140,7 @@ def main() -> None:
 
 
 def _plot(curve: list[dict[str, float]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     steps = [point["timesteps"] for point in curve]
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
