@@ -15,7 +15,7 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,26 @@ from tqdm import tqdm
 
 import cola_gym
 from cola_agents.agents import PolicyPriorAgent, RandomAgent
+
+
+def _make_agent(args: argparse.Namespace, env: gym.Env) -> Callable[[Any], int]:
+    """The chosen agent as ``obs -> action`` for ``env`` (planning agents are bound to it)."""
+    if args.agent == "random":
+        random_agent = RandomAgent(args.seed)
+        return lambda obs: random_agent.act(env)
+    if args.agent in ("policy", "greedy"):
+        prior = PolicyPriorAgent(greedy=args.agent == "greedy", seed=args.seed)
+        return lambda obs: prior.act(env)
+    from cola_agents.mcts import BestOfNAgent, MCTSAgent, MCTSConfig
+
+    model = env.unwrapped.model  # type: ignore[attr-defined]
+    leaf_value: Any = args.leaf_value or ("q_network" if model.q_network is not None else "oracle")
+    config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.rollout_tokens,
+                        leaf_value=leaf_value, seed=args.seed)  # fmt: skip
+    planner: Any = MCTSAgent(model, config) if args.agent == "mcts" else BestOfNAgent(model, args.samples, config)
+    print(f"{args.agent}: leaf values from {'the env reward (oracle)' if leaf_value == 'oracle' else 'the Q-network'}")
+    planner.bind(env)
+    return lambda obs: int(planner.predict(obs)[0])
 
 
 def _episode(args: argparse.Namespace) -> int:
@@ -39,21 +59,21 @@ def _episode(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         kwargs["max_episode_steps"] = args.max_steps
     started = time.perf_counter()
+    if args.agent in ("mcts", "best-of-n"):
+        from cola_gym.model import shared_model
+
+        kwargs["track_q"] = shared_model(args.model).q_network is not None
     env = gym.make(args.env, **kwargs)
     loaded = time.perf_counter()
-    agent = (
-        RandomAgent(args.seed)
-        if args.agent == "random"
-        else PolicyPriorAgent(greedy=args.agent == "greedy", seed=args.seed)
-    )
     options = {} if args.problem_index is None else {"problem_index": args.problem_index}
-    _, info = env.reset(seed=args.seed, options=options)
+    obs, info = env.reset(seed=args.seed, options=options)
+    act = _make_agent(args, env)
     base = env.unwrapped
     total = env.spec.max_episode_steps if env.spec is not None else None
     reward, terminated, truncated = 0.0, False, False
     with tqdm(total=total, desc="decoding", unit="tok") as progress:
         while not (terminated or truncated):
-            _, step_reward, terminated, truncated, info = env.step(agent.act(env))
+            obs, step_reward, terminated, truncated, info = env.step(act(obs))
             reward = float(step_reward)
             progress.update(1)
     problem = getattr(base, "problem", None)
@@ -176,9 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     episode.add_argument("--model", help="CoLA checkpoint or decoder (path or Hub id); default: the embedded model")
     episode.add_argument(
         "--agent",
-        choices=("policy", "greedy", "random"),
+        choices=("policy", "greedy", "random", "mcts", "best-of-n"),
         default="policy",
-        help="policy: sample the CoLA policy prior (top-k 40); greedy: its argmax; random: uniform",
+        help="policy: sample the CoLA policy prior (top-k 40); greedy: its argmax; random: uniform; "
+        "mcts: MCTS-Q tree search; best-of-n: the best of --samples policy samples",
+    )
+    episode.add_argument("--simulations", type=int, default=64, help="mcts: simulations (the paper: 64)")
+    episode.add_argument("--samples", type=int, default=16, help="best-of-n: samples")
+    episode.add_argument("--rollout-tokens", type=int, default=1024, help="mcts/best-of-n: token limit of a rollout")
+    episode.add_argument(
+        "--leaf-value",
+        choices=("q_network", "oracle"),
+        help="mcts/best-of-n: score rollouts with the Q-network (default when the model has one) "
+        "or the env's reward (oracle)",
     )
     episode.add_argument("--problem-index", type=int, help="problem to solve (default: drawn with --seed)")
     episode.add_argument("--seed", type=int, default=0)

@@ -59,3 +59,13 @@ def test_policy_prior_agent_needs_a_tracked_policy(tiny_cola_dir: Path, data_dir
     with pytest.raises(ValueError, match="track_policy=True"):
         PolicyPriorAgent().act(env)
     assert 0 <= RandomAgent(seed=0).act(env) < 64
+
+
+def test_episode_command_with_tree_search(tiny_cola_dir: Path, data_dir: Path, capsys) -> None:
+    code = main(["episode", "--env", "CoLA-GSM8K-v0", "--model", str(tiny_cola_dir), "--data-dir", str(data_dir),
+                 "--max-steps", "5", "--problem-index", "1", "--agent", "mcts", "--simulations", "3",
+                 "--rollout-tokens", "4"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "mcts: leaf values from the env reward (oracle)" in out  # the tiny model has no Q-network
+    assert "reward: 0  (truncated (step limit) after 5 tokens" in out
