@@ -134,8 +134,7 @@ def load_cola(
     if meta["decoder"].get("adapter") and decoder is None:
         decoder_model = _apply_adapter(decoder_model, directory / meta["decoder"]["adapter"])
     config = meta["cola_config"]
-    name_for_decoder = None if reference in (None, EMBEDDED_DECODER) else str(reference)
-    model = CoLAModel(config, decoder_model, tokenizer, decoder_name_or_path=name_for_decoder)
+    model = CoLAModel(config, decoder_model, tokenizer, decoder_name_or_path=str(reference))
     _load_heads(model, directory / HEADS_FILE)
     model.name_or_path = str(directory.resolve())
     return model
@@ -228,6 +227,7 @@ def _atomic_write(target: Path, write: Any) -> None:
     tmp = Path(name)
     try:
         write(tmp)
+        tmp.chmod(0o644)  # mkstemp makes the file private; a checkpoint is meant to be shared
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

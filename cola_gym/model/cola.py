@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from cola_gym.model.config import CoLAConfig
-from cola_gym.model.decoders import DecoderSettings, check_llama_family, load_decoder
+from cola_gym.model.decoders import EMBEDDED_DECODER, DecoderSettings, check_llama_family, load_decoder
 from cola_gym.model.decoding import POLICY, Q_NETWORK, DecodingState, KVPairs, cache_from_pairs, pairs_from_cache
 from cola_gym.model.heads import (
     ActionCodebook,
@@ -90,7 +90,7 @@ class CoLAModel(nn.Module):
     ) -> CoLAModel:
         """Fresh (untrained) CoLA heads on a decoder loaded by path, Hub id, or the default."""
         model, tokenizer = load_decoder(decoder, settings)
-        name = None if decoder is None else str(decoder)
+        name = EMBEDDED_DECODER if decoder is None else str(decoder)
         return cls(config or CoLAConfig(), model, tokenizer, decoder_name_or_path=name)
 
     @classmethod

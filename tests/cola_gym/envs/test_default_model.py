@@ -1,24 +1,37 @@
-"""The embedded default model: ``gym.make`` with no model argument runs a graded episode."""
+"""The default model: ``gym.make`` with no model argument uses the shipped heads on SmolLM2-135M."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import gymnasium as gym
+import torch
 
 import cola_gym  # noqa: F401 - registers the ids
+from cola_agents import PolicyPriorAgent
 from cola_gym.rewards.math import grade_text
 
 
 def test_default_model_runs_a_graded_episode(default_decoder_dir: Path, data_dir: Path) -> None:
-    env = gym.make("CoLA-GSM8K-v0", data_dir=str(data_dir), max_episode_steps=400)
-    assert env.unwrapped.model.decoder.config.num_hidden_layers == 30  # SmolLM2-135M-Instruct
+    env = gym.make("CoLA-GSM8K-v0", data_dir=str(data_dir), max_episode_steps=300, track_policy=True)
+    model = env.unwrapped.model
+    assert model.decoder.config.num_hidden_layers == 30  # SmolLM2-135M-Instruct
+    assert model.decoder_name_or_path == "embedded:SmolLM2-135M-Instruct"
     assert env.observation_space.shape == (576,)
     env.reset(seed=0, options={"problem": "What is 2 + 3?", "answer": "5"})
+    agent = PolicyPriorAgent(greedy=True)
     terminated = truncated = False
     while not (terminated or truncated):
-        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
-    assert terminated, "SmolLM2 ends its answer with an end-of-turn token well within 400 tokens"
+        _, reward, terminated, truncated, info = env.step(agent.act(env))
+    assert terminated, "the BC policy ends its answer well within 300 tokens"
     assert len(info["text"].split()) > 5 and info["answer"]
     grade = grade_text(info["text"], "5", "gsm8k")
     assert (info["answer"], info["is_correct"], reward) == (grade.answer, grade.is_correct, float(grade.is_correct))
+
+
+def test_the_shipped_world_model_follows_its_actions(default_decoder_dir: Path, data_dir: Path) -> None:
+    env = gym.make("CoLA-Math500-v0", data_dir=str(data_dir))
+    env.reset(options={"problem_index": 0})
+    model, state = env.unwrapped.model, env.unwrapped.decoding_state
+    tokens = model.next_tokens(state.select([0] * model.num_actions), torch.arange(model.num_actions))
+    assert len(set(tokens.tolist())) >= 3  # untrained heads give one token for every code
