@@ -3,7 +3,8 @@
 For the default decoder, in one run, at batch sizes 1, 8, 16 and 32 (N envs = batch):
 
 - ``generate``: Hugging Face ``generate`` of the bare decoder (greedy, KV cache), the
-  same MATH-500 prompts, ``--tokens`` new tokens per row;
+  same MATH-500 prompts, ``--tokens`` new tokens per row (prefill excluded, as for the
+  envs, whose ``reset`` prefills);
 - ``single_env``: one ``CoLA-Math500-v0`` env stepped ``--tokens`` times (batch 1 only);
 - ``vector_env``: ``gym.make_vec(..., num_envs=N)`` stepped ``--tokens`` times;
 - ``ppo_rollout``: SB3 PPO collecting ``--tokens`` steps on the batched SB3 VecEnv
@@ -47,11 +48,18 @@ def prompts_of(model: Any, count: int, env_kwargs: dict[str, Any]) -> list[list[
 
 @torch.inference_mode()
 def time_generate(model: Any, prompts: list[list[int]], tokens: int) -> float:
+    """Decoding tokens/s of ``generate``, the prompt's prefill excluded (as for the envs, whose
+    ``reset`` does the prefill): the time of ``tokens + 1`` new tokens minus that of 1."""
     ids, mask = left_pad(prompts, pad_id=model.tokenizer.pad_token_id or 0)
-    started = time.perf_counter()
-    model.decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens,
-                           do_sample=False, pad_token_id=model.tokenizer.pad_token_id)  # fmt: skip
-    return len(prompts) * tokens / (time.perf_counter() - started)
+
+    def seconds(new_tokens: int) -> float:
+        started = time.perf_counter()
+        model.decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                               min_new_tokens=new_tokens, do_sample=False,
+                               pad_token_id=model.tokenizer.pad_token_id)  # fmt: skip
+        return time.perf_counter() - started
+
+    return len(prompts) * tokens / (seconds(tokens + 1) - seconds(1))
 
 
 def time_single_env(env_kwargs: dict[str, Any], tokens: int) -> float:

@@ -115,6 +115,12 @@ class DecodingState:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.attention_mask.device)
         return self._map(lambda t: t[index], lambda t: t[index], lambda t: t[index])
 
+    def row(self, index: int) -> DecodingState:
+        """Row ``index`` as a batch of one: views of this state's tensors, no copy."""
+        if self.batch_size == 1 and index == 0:
+            return self
+        return self._map(lambda t: t[index : index + 1], lambda t: t[index : index + 1], lambda t: t[index : index + 1])
+
     def left_pad_to(self, width: int) -> DecodingState:
         """The same state with ``width - T`` padding columns added on the left."""
         extra = width - self.length
@@ -171,6 +177,8 @@ def stack_states(states: Sequence[DecodingState]) -> DecodingState:
     The states must track the same heads; tree search stacks the states of many nodes
     into one batch to expand them with one decoder step.
     """
+    if len(states) == 1:
+        return states[0]
     width = max(state.length for state in states)
     padded = [state.left_pad_to(width) for state in states]
     first = padded[0]

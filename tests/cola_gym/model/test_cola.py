@@ -110,6 +110,13 @@ def test_a_state_is_its_own_snapshot(tiny_cola: CoLAModel) -> None:
     assert all(torch.equal(k, before) for (k, _), before in zip(root.decoder_kv, keys_before, strict=True))
     copy = root.select([0])
     assert copy.length == root.length and torch.equal(copy.hidden, root.hidden)
+    pair = root.select([0, 0])
+    view = pair.row(1)  # a view, no copy: the same storage
+    assert view.decoder_kv[0][0].data_ptr() != pair.decoder_kv[0][0].data_ptr()
+    assert view.decoder_kv[0][0].untyped_storage().data_ptr() == pair.decoder_kv[0][0].untyped_storage().data_ptr()
+    assert torch.equal(view.decoder_kv[0][0], root.decoder_kv[0][0]) and torch.equal(
+        view.policy_logits, root.policy_logits
+    )
 
 
 def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
