@@ -86,7 +86,7 @@ def speed(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any
     parallel = {str(k): statistics.median(v) for k, v in batched.items()}
     parallel["speedup"] = parallel[str(args.parallel_leaves)] / parallel["1"]
     print(f"batched leaves at prefix {args.batch_prefix}: {parallel}", flush=True)
-    return {"expansions_per_s_by_prefix": per_length, "batched_leaves": parallel}
+    return {"model": args.model or "default", "expansions_per_s_by_prefix": per_length, "batched_leaves": parallel}
 
 
 def accuracy(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def accuracy(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, 
             results.setdefault(name, []).append(summary)
             print(f"seed {seed} {name}: {summary}", flush=True)
     return {
-        "env": args.env, "problems": problems, "seeds": args.seeds, "token_budget": args.token_budget,
+        "model": args.model or "default", "env": args.env, "problems": problems, "seeds": args.seeds, "token_budget": args.token_budget,
         "simulations": args.simulations, "best_of_n": args.best_of_n, "max_tokens": args.max_tokens,
         "by_agent": {name: {"accuracy_mean": statistics.mean(r["accuracy"] for r in runs), "runs": runs}
                      for name, runs in results.items()},
@@ -153,7 +153,6 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
-    report["model"] = args.model or "default"
     if args.part in ("speed", "both"):
         report["speed"] = speed(args, env_kwargs)
     if args.part in ("accuracy", "both"):
