@@ -119,7 +119,8 @@ def accuracy(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, 
             results.setdefault(name, []).append(summary)
             print(f"seed {seed} {name}: {summary}", flush=True)
     return {
-        "model": args.model or "default", "env": args.env, "problems": problems, "seeds": args.seeds, "token_budget": args.token_budget,
+        "model": args.model or "default", "env": args.env,
+        "problems": problems, "seeds": args.seeds, "token_budget": args.token_budget,
         "simulations": args.simulations, "best_of_n": args.best_of_n, "max_tokens": args.max_tokens,
         "by_agent": {name: {"accuracy_mean": statistics.mean(r["accuracy"] for r in runs), "runs": runs}
                      for name, runs in results.items()},
