@@ -110,7 +110,7 @@ def accuracy(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, 
         for name, agent in agents.items():
             extra = {"observation": "hidden+prior"} if name == "greedy_bc_policy" else agent.env_kwargs()
             started = time.perf_counter()
-            result = evaluate(agent, args.env, problems, n_envs=args.n_envs, **kwargs, **extra)
+            result = evaluate(agent, args.env, problems, n_envs=args.n_envs, show_progress=True, **kwargs, **extra)
             summary = result.summary()
             stats = getattr(agent, "stats", None)
             if stats is not None:

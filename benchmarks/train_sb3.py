@@ -117,7 +117,7 @@ def main() -> None:
         if args.max_episode_steps:
             eval_kwargs["max_episode_steps"] = args.max_episode_steps
         return evaluate(model, args.eval_env, range(args.eval_problems), n_envs=min(args.n_envs, args.eval_problems),
-                        **eval_kwargs).summary()  # fmt: skip
+                        show_progress=True, **eval_kwargs).summary()  # fmt: skip
 
     callback = AccuracyCallback(args.eval_every, evaluate_now)
     started = time.perf_counter()

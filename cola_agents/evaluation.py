@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
 import cola_gym  # noqa: F401 - registers the ids
 
@@ -74,6 +75,7 @@ def evaluate(
     problem_indices: Iterable[int],
     n_envs: int = 8,
     deterministic: bool = True,
+    show_progress: bool = False,
     **env_kwargs: Any,
 ) -> EvaluationResult:
     """Runs one episode per problem with ``agent``, ``n_envs`` problems decoded as one batch.
@@ -84,12 +86,14 @@ def evaluate(
         problem_indices: the held-out problems.
         n_envs: episodes decoded together.
         deterministic: ``predict(..., deterministic=...)``.
+        show_progress: a progress bar over the problems.
         **env_kwargs: env arguments (``model``, ``data_dir``, ``observation``, ...).
     """
     indices = [int(i) for i in problem_indices]
     result = EvaluationResult(problem_indices=indices)
     started = time.perf_counter()
     outcomes: dict[int, tuple[float, bool, int, str]] = {}
+    bar = tqdm(total=len(indices), desc=f"evaluating {env_id}", unit="problem", disable=not show_progress)
     for first in range(0, len(indices), n_envs):
         chunk = indices[first : first + n_envs]
         vector = gym.make_vec(env_id, num_envs=len(chunk), vectorization_mode="vector_entry_point", **env_kwargs)
@@ -108,8 +112,10 @@ def evaluate(
                 final = {key: infos["final_info"][key][row] for key in ("is_correct", "num_tokens", "answer")}
                 outcomes[chunk[row]] = (float(returns[row]), bool(final["is_correct"]), int(final["num_tokens"]),
                                         str(final["answer"]))  # fmt: skip
+                bar.update(1)
             finished |= starts
         vector.close()
+    bar.close()
     for index in indices:
         reward, correct, tokens, answer = outcomes[index]
         result.rewards.append(reward)

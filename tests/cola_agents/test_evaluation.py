@@ -15,7 +15,7 @@ def test_evaluation_runs_one_episode_per_problem(tiny_cola_dir: Path, data_dir: 
     agent = PriorAgent(num_actions=64)
     kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "observation": "hidden+prior",
               "max_episode_steps": 9}  # fmt: skip
-    result = evaluate(agent, "CoLA-GSM8K-v0", [5, 1, 7], n_envs=2, **kwargs)
+    result = evaluate(agent, "CoLA-GSM8K-v0", [5, 1, 7], n_envs=2, show_progress=True, **kwargs)
     assert result.problem_indices == [5, 1, 7]
     assert len(result.correct) == 3 and result.tokens == [9, 9, 9]  # nothing finished before the limit
     summary = result.summary()
