@@ -169,14 +169,21 @@ class BestOfNAgent(_PlanningAgent):
     def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.config.seed)
         best: list[tuple[float, list[int]]] = [(-np.inf, []) for _ in roots]
-        spent = [0] * len(roots)
-        for _ in range(self.num_samples):
-            active = [i for i in range(len(roots)) if self.config.token_budget is None
-                      or spent[i] < self.config.token_budget]  # fmt: skip
-            if not active:
+        spent, drawn = [0] * len(roots), [0] * len(roots)
+        while True:
+            # as many samples per root at once as the rest of its budget surely pays for
+            batch: list[int] = []
+            budget, longest = self.config.token_budget, self.config.rollout_max_tokens
+            for i in range(len(roots)):
+                if drawn[i] >= self.num_samples or (budget is not None and spent[i] >= budget):
+                    continue
+                affordable = self.num_samples if budget is None else max(1, (budget - spent[i]) // longest)
+                batch += [i] * min(self.num_samples - drawn[i], affordable)
+            if not batch:
                 break
-            handles: list[EnvHandle] = [roots[i][0] for i in active]
-            for i, rollout in zip(active, self.search_model.rollout(handles, self.config, generator), strict=True):
+            handles: list[EnvHandle] = [roots[i][0] for i in batch]
+            for i, rollout in zip(batch, self.search_model.rollout(handles, self.config, generator), strict=True):
+                drawn[i] += 1
                 spent[i] += len(rollout.actions)
                 if rollout.score > best[i][0]:
                     best[i] = (rollout.score, rollout.actions)

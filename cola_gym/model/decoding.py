@@ -111,8 +111,16 @@ class DecodingState:
         )
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> DecodingState:
-        """The sub-batch (or repeated rows) ``rows``: ``[B', ...]`` of this state."""
+        """The sub-batch (or repeated rows) ``rows``: ``[B', ...]`` of this state.
+
+        A run of consecutive rows (all of them, say) is a view, not a copy.
+        """
         index = torch.as_tensor(rows, dtype=torch.long, device=self.attention_mask.device)
+        if len(index) and bool((index.diff() == 1).all()):
+            first, stop = int(index[0]), int(index[-1]) + 1
+            if first == 0 and stop == self.batch_size:
+                return self
+            return self._map(lambda t: t[first:stop], lambda t: t[first:stop], lambda t: t[first:stop])
         return self._map(lambda t: t[index], lambda t: t[index], lambda t: t[index])
 
     def row(self, index: int) -> DecodingState:

@@ -117,6 +117,11 @@ def test_a_state_is_its_own_snapshot(tiny_cola: CoLAModel) -> None:
     assert torch.equal(view.decoder_kv[0][0], root.decoder_kv[0][0]) and torch.equal(
         view.policy_logits, root.policy_logits
     )
+    assert pair.select([0, 1]) is pair  # every row, in order: the state itself
+    triple = root.select([0, 0, 0])
+    middle = triple.select([1, 2])  # consecutive rows: views, equal to a copy
+    assert middle.decoder_kv[0][0].untyped_storage().data_ptr() == triple.decoder_kv[0][0].untyped_storage().data_ptr()
+    assert torch.equal(middle.decoder_kv[0][0], triple.select([2, 1]).decoder_kv[0][0])
 
 
 def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
