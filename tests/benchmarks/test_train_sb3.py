@@ -12,10 +12,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_train_sb3_writes_results_curve_agent_and_logs(tiny_cola_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, str(REPO / "benchmarks" / "train_sb3.py"), "--algo", "PPO",
-               "--env", "CoLA-GSM8K-Train-v0", "--steps", "64", "--n-envs", "4", "--prior", "--prior-kl", "0.05", "--max-episode-steps", "8",
-               "--eval-problems", "4", "--eval-every", "32", "--model", str(tiny_cola_dir), "--data-dir",
-               str(data_dir), "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable, str(REPO / "benchmarks" / "train_sb3.py"), "--algo", "PPO", "--env", "CoLA-GSM8K-Train-v0",
+        "--steps", "64", "--n-envs", "4", "--prior", "--prior-kl", "0.05", "--max-episode-steps", "8",
+        "--eval-problems", "4", "--eval-every", "32", "--model", str(tiny_cola_dir), "--data-dir", str(data_dir),
+        "--out", str(out),
+    ]  # fmt: skip
     subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=600)
     results = json.loads((out / "results.json").read_text())
     steps = [point["timesteps"] for point in results["curve"]]
