@@ -23,7 +23,8 @@ class Predictor(Protocol):
     """What :func:`evaluate` needs of an agent: SB3's ``predict`` signature.
 
     Agents that plan on the env's decoding state (MCTS, best-of-N) also have ``bind(env)``,
-    which :func:`evaluate` calls on every vector env it makes.
+    which :func:`evaluate` calls on every vector env it makes, and ``set_idle_rows(rows)``,
+    which it calls with the rows whose episodes are done (so nothing is searched for them).
     """
 
     def predict(
@@ -114,6 +115,8 @@ def evaluate(
                                         str(final["answer"]))  # fmt: skip
                 bar.update(1)
             finished |= starts
+            if hasattr(agent, "set_idle_rows"):  # planners: no search for episodes that no longer count
+                agent.set_idle_rows(np.flatnonzero(finished))
         vector.close()
     bar.close()
     for index in indices:

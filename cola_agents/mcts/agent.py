@@ -9,7 +9,7 @@ episode outlives the plan, it plans again from where it stands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ class _PlanningAgent:
         self.envs: list[LatentActionEnv] = []
         self.vector: LatentActionVectorEnv | None = None
         self.plans: dict[int, _Plan] = {}
+        self.idle_rows: set[int] = set()
         self.stats = PlanningStats()
 
     def env_kwargs(self) -> dict[str, Any]:
@@ -65,7 +66,12 @@ class _PlanningAgent:
             self.vector, self.envs = None, [base]
         else:
             raise TypeError(f"cannot plan in {type(base).__name__}: bind a cola-gym env or vector env")
-        self.plans = {}
+        self.plans, self.idle_rows = {}, set()
+
+    def set_idle_rows(self, rows: Iterable[int]) -> None:
+        """Rows whose episodes no longer matter (an evaluation is done with them): they get the
+        prior's best allowed action and are never searched for."""
+        self.idle_rows = {int(row) for row in rows}
 
     def predict(
         self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -74,7 +80,8 @@ class _PlanningAgent:
         """The next latent action of every bound env (SB3's signature; the observation is not needed)."""
         if not self.envs:
             raise RuntimeError("bind the agent to its env first: agent.bind(env)")
-        stale = [row for row, env in enumerate(self.envs) if not self._plan_covers(row, env)]
+        stale = [row for row, env in enumerate(self.envs)
+                 if row not in self.idle_rows and not self._plan_covers(row, env)]  # fmt: skip
         if stale:
             roots = [self.search_model.root(self.envs[row], self._root_state(row)) for row in stale]
             plans = self._plan(roots)
@@ -85,6 +92,9 @@ class _PlanningAgent:
                 self.plans[row] = _Plan(text.episode, text.num_tokens, actions)
         actions = []
         for row, env in enumerate(self.envs):
+            if row in self.idle_rows:
+                actions.append(_argmax_allowed(self.search_model.root(env, self._root_state(row))[1]))
+                continue
             plan = self.plans[row]
             actions.append(plan.actions[env.text_snapshot().num_tokens - plan.start_tokens])
         array = np.array(actions, dtype=np.int64)

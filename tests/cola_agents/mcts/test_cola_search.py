@@ -90,6 +90,16 @@ def test_agents_run_through_the_shared_evaluation(q_model: CoLAModel, data_dir: 
     best_of_n = BestOfNAgent(q_model, num_samples=3, config=config)
     result = evaluate(best_of_n, "CoLA-GSM8K-v0", [4, 2], n_envs=2, **kwargs, **best_of_n.env_kwargs())
     assert best_of_n.stats.searches >= 2 and best_of_n.stats.tokens <= 2 * 3 * 3 * 2
+    # rows an evaluation is done with get the prior's argmax and no search
+    vector = gym.make_vec("CoLA-GSM8K-v0", num_envs=2, vectorization_mode="vector_entry_point", **kwargs,
+                          **best_of_n.env_kwargs())  # fmt: skip
+    vector.reset(options=[{"problem_index": 4}, {"problem_index": 2}])
+    best_of_n.bind(vector)
+    best_of_n.set_idle_rows([0, 1])
+    searches = best_of_n.stats.searches
+    actions, _ = best_of_n.predict(np.zeros((2, 1)))
+    assert best_of_n.stats.searches == searches
+    assert actions.tolist() == vector.decoding_state.policy_logits.argmax(-1).tolist()
 
 
 def test_honest_search_needs_a_q_network(tiny_cola: CoLAModel) -> None:
