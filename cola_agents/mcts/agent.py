@@ -137,7 +137,7 @@ class MCTSAgent(_PlanningAgent):
         self.has_q = model.q_network is not None
         if self.config.leaf_value == "q_network" and not self.has_q:
             raise ValueError(
-                "leaf_value='q_network' (honest search) needs a model with a Q-network (cola-gym train-q); "
+                "leaf_value='q_network' (honest search) needs a model with a Q-network (cola-gym train --stage q); "
                 "use MCTSConfig(leaf_value='oracle') for an upper bound with the env's reward"
             )
 

@@ -257,7 +257,7 @@ class CoLAModel(nn.Module):
         (each with its own KV cache) up to date in every later state.
         """
         if track_q and self.q_network is None:
-            raise ValueError("this model has no Q-network (train one with `cola-gym train-q`)")
+            raise ValueError("this model has no Q-network (train one with `cola-gym train --stage q`)")
         tracked = [name for name, on in ((POLICY, track_policy), (Q_NETWORK, track_q)) if on]
         empty = torch.zeros(input_ids.shape[0], 0, dtype=torch.long, device=self.device)
         return self._advance((), {name: () for name in tracked}, empty, input_ids, attention_mask)
