@@ -180,10 +180,10 @@ class BestOfNAgent(_PlanningAgent):
         generator = torch.Generator().manual_seed(self.config.seed)
         best: list[tuple[float, list[int]]] = [(-np.inf, []) for _ in roots]
         spent, drawn = [0] * len(roots), [0] * len(roots)
+        budget, longest = self.config.token_budget, self.config.rollout_max_tokens
         while True:
             # as many samples per root at once as the rest of its budget surely pays for
             batch: list[int] = []
-            budget, longest = self.config.token_budget, self.config.rollout_max_tokens
             for i in range(len(roots)):
                 if drawn[i] >= self.num_samples or (budget is not None and spent[i] >= budget):
                     continue

@@ -74,7 +74,7 @@ class CoLASearchModel:
         steps = []
         for row, (handle, action) in enumerate(zip(handles, actions, strict=True)):
             q_values = handle.state.q_values
-            new = EnvHandle(env=handle.env, text=texts[row], state=batch.row(row), reward=rewards[row],
+            new = EnvHandle(env=handle.env, text=texts[row], state=batch.select([row]), reward=rewards[row],
                             last_q=None if q_values is None else float(q_values[0, action]))  # fmt: skip
             steps.append(Step(handle=new, token=int(tokens[row]), view=self._view(new, 0)))
         return steps

@@ -123,12 +123,6 @@ class DecodingState:
             return self._map(lambda t: t[first:stop], lambda t: t[first:stop], lambda t: t[first:stop])
         return self._map(lambda t: t[index], lambda t: t[index], lambda t: t[index])
 
-    def row(self, index: int) -> DecodingState:
-        """Row ``index`` as a batch of one: views of this state's tensors, no copy."""
-        if self.batch_size == 1 and index == 0:
-            return self
-        return self._map(lambda t: t[index : index + 1], lambda t: t[index : index + 1], lambda t: t[index : index + 1])
-
     def left_pad_to(self, width: int) -> DecodingState:
         """The same state with ``width - T`` padding columns added on the left."""
         extra = width - self.length

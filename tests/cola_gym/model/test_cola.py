@@ -111,7 +111,7 @@ def test_a_state_is_its_own_snapshot(tiny_cola: CoLAModel) -> None:
     copy = root.select([0])
     assert copy.length == root.length and torch.equal(copy.hidden, root.hidden)
     pair = root.select([0, 0])
-    view = pair.row(1)  # a view, no copy: the same storage
+    view = pair.select([1])  # one row: a view, no copy (the same storage)
     assert view.decoder_kv[0][0].data_ptr() != pair.decoder_kv[0][0].data_ptr()
     assert view.decoder_kv[0][0].untyped_storage().data_ptr() == pair.decoder_kv[0][0].untyped_storage().data_ptr()
     assert torch.equal(view.decoder_kv[0][0], root.decoder_kv[0][0]) and torch.equal(
