@@ -218,19 +218,19 @@ class CoLATrainer:
             "examples": {"count": len(self.examples), "fingerprint": examples_fingerprint(self.examples)},
         }
         path = self.run_dir / "run.json"
-        if path.is_file():
-            existing = json.loads(path.read_text())
-            mismatched = sorted(k for k in record if existing.get(k) != record[k])
-            if mismatched:
-                raise CheckpointError(
-                    f"{self.run_dir} holds a run with a different {', '.join(mismatched)}; "
-                    "resume it with the same arguments, or choose another output directory."
-                )
-            return
-        if self.accelerator.is_main_process:
+        existing = json.loads(path.read_text()) if path.is_file() else None
+        # Every process looks before the main one writes, and all pass the same barriers either way.
+        self.accelerator.wait_for_everyone()
+        if existing is None and self.accelerator.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**record, "description": self.description}, indent=2))
         self.accelerator.wait_for_everyone()
+        mismatched = sorted(k for k in record if existing is not None and existing.get(k) != record[k])
+        if mismatched:
+            raise CheckpointError(
+                f"{self.run_dir} holds a run with a different {', '.join(mismatched)}; "
+                "resume it with the same arguments, or choose another output directory."
+            )
 
     def _resume(self, optimizer: Any, objective: StageObjective) -> int:
         checkpoint = latest_checkpoint(self.run_dir)

@@ -159,6 +159,28 @@ def test_a_different_run_in_the_same_directory_is_refused(tiny_cola_dir: Path, c
         CoLATrainer(model, _config("1b", steps=3), train, tmp_path / "run", show_progress=False).train()
 
 
+def test_starting_and_resuming_a_run_pass_the_same_barriers(tiny_cola_dir: Path, corpus, tmp_path: Path) -> None:
+    """In a multi-process run, a process that finds ``run.json`` already written must not skip a barrier."""
+    from accelerate import Accelerator
+
+    class CountingAccelerator(Accelerator):
+        barriers = 0
+
+        def wait_for_everyone(self) -> None:
+            CountingAccelerator.barriers += 1
+            super().wait_for_everyone()
+
+    train, _ = corpus
+    model = CoLAModel.from_pretrained(tiny_cola_dir)
+    trainer = CoLATrainer(model, _config("1b", steps=2), train, tmp_path / "run",
+                          accelerator=CountingAccelerator(cpu=True), show_progress=False)  # fmt: skip
+    trainer._check_run_dir()
+    starting = CountingAccelerator.barriers
+    assert (tmp_path / "run" / "run.json").is_file()
+    trainer._check_run_dir()
+    assert CountingAccelerator.barriers - starting == starting
+
+
 def test_hidden_cache_holds_the_decoder_states_and_is_reused(tiny_cola: CoLAModel, corpus, tmp_path: Path) -> None:
     train, _ = corpus
     cache = HiddenStateCache.build(tiny_cola, train[:10], tmp_path, batch_size=3, show_progress=False)
