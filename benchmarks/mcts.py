@@ -97,7 +97,8 @@ def accuracy(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, 
     for seed in args.seeds:
         search = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
                             macro_max_tokens=min(64, args.max_tokens), token_budget=args.token_budget,
-                            stop_on_finished_answer=True, seed=seed)  # fmt: skip
+                            stop_on_finished_answer=True, parallel_expansions=args.parallel_expansions,
+                            seed=seed)  # fmt: skip
         agents: dict[str, Any] = {
             "greedy_bc_policy": PriorAgent(model.num_actions, seed=seed),
             "best_of_n": BestOfNAgent(model, num_samples=args.best_of_n,
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--simulations", type=int, default=16)
     parser.add_argument("--best-of-n", type=int, default=16)
+    parser.add_argument("--parallel-expansions", type=int, default=1, help="MCTS nodes expanded per wave")
     parser.add_argument("--max-tokens", type=int, default=256, help="token limit of episodes and rollouts")
     parser.add_argument("--token-budget", type=int, default=2048, help="decoder tokens per problem, all methods")
     parser.add_argument("--n-envs", type=int, default=8, help="problems searched together")

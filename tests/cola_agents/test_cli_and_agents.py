@@ -41,6 +41,22 @@ def test_episode_command_rejects_unknown_envs(capsys) -> None:
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "/no/such/model"], "No model directory at /no/such/model"),
+        (["--agent", "mcts", "--simulations", "0"], "num_simulations must be >= 1, got 0"),
+    ],
+)
+def test_commands_report_bad_input_without_a_traceback(
+    extra: list[str], message: str, tiny_cola_dir: Path, data_dir: Path, capsys
+) -> None:
+    args = ["episode", "--env", "CoLA-GSM8K-v0", "--model", str(tiny_cola_dir), "--data-dir", str(data_dir), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"cola-gym episode: error: {message}" in err and "Traceback" not in err
+
+
 def test_policy_prior_agent_follows_the_policy(tiny_cola_dir: Path, data_dir: Path) -> None:
     env = gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir), data_dir=str(data_dir), track_policy=True)
     env.reset(seed=0)
@@ -64,7 +80,7 @@ def test_policy_prior_agent_needs_a_tracked_policy(tiny_cola_dir: Path, data_dir
 def test_episode_command_with_tree_search(tiny_cola_dir: Path, data_dir: Path, capsys) -> None:
     code = main(["episode", "--env", "CoLA-GSM8K-v0", "--model", str(tiny_cola_dir), "--data-dir", str(data_dir),
                  "--max-steps", "5", "--problem-index", "1", "--agent", "mcts", "--simulations", "3",
-                 "--rollout-tokens", "4"])  # fmt: skip
+                 "--rollout-tokens", "4", "--parallel-expansions", "2"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert "mcts: leaf values from the env reward (oracle)" in out  # the tiny model has no Q-network
