@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cola_gym.model.decoders import EMBEDDED_DECODER
 from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
 
@@ -40,7 +41,7 @@ def write_model_card(
         "stage": config.stage,
         "config": config.to_dict(),
         "cola_config": model.config.to_dict(),
-        "decoder": str(model.decoder_name_or_path or "embedded:SmolLM2-135M-Instruct"),
+        "decoder": str(model.decoder_name_or_path or EMBEDDED_DECODER),
         "data": {
             "sources": description.get("data", []),
             "examples": len(examples),

@@ -225,7 +225,9 @@ class CoLATrainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**record, "description": self.description}, indent=2))
         self.accelerator.wait_for_everyone()
-        mismatched = sorted(k for k in record if existing is not None and existing.get(k) != record[k])
+        if existing is None:
+            return
+        mismatched = sorted(k for k in record if existing.get(k) != record[k])
         if mismatched:
             raise CheckpointError(
                 f"{self.run_dir} holds a run with a different {', '.join(mismatched)}; "
