@@ -92,7 +92,8 @@ def test_the_wheel_carries_every_module(installed_wheel: Path) -> None:
         "        found[info.name] = importlib.import_module(info.name).__file__\n"
         "from cola_gym.registration import spec_dir\n"
         "import cola_gym\n"
-        "print(json.dumps({'modules': found, 'specs': str(next(iter(spec_dir().iterdir()))), 'ids': cola_gym.ENV_IDS}))",
+        "specs = str(next(iter(spec_dir().iterdir())))\n"
+        "print(json.dumps({'modules': found, 'specs': specs, 'ids': cola_gym.ENV_IDS}))",
     )
     report = json.loads(out)
     assert sorted(report["modules"]) == source_modules
