@@ -5,6 +5,11 @@ Some inputs (``9^{9^{9^{9}}}``) make sympy run for ever, and model output is unt
 comparisons run in a worker process that is killed when one overruns. The worker is a
 plain script started with ``sys.executable`` (not ``multiprocessing``), so user scripts
 need no ``__main__`` guard, and it works from any thread.
+
+The worker never outlives its parent: on Linux the kernel kills it when the parent dies
+(``PR_SET_PDEATHSIG``), elsewhere a watchdog thread in the worker notices the new parent.
+Its address space is capped, and it is replaced after a fixed number of comparisons, which
+bounds sympy's slow growth (its caches keep about 0.75 MB per 1,000 comparisons).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 _WORKER = Path(__file__).with_name("_verify_worker.py")
 _PATH_VARIABLE = "COLA_GYM_VERIFIER_PATH"
+_PARENT_VARIABLE = "COLA_GYM_VERIFIER_PARENT"
+_MEMORY_VARIABLE = "COLA_GYM_VERIFIER_MEMORY"
 
 
 @dataclass(frozen=True)
@@ -47,25 +54,50 @@ class MathVerifier:
     Args:
         timeout_s: time limit of one comparison, in seconds.
         startup_timeout_s: time limit for starting the worker (imports sympy).
+        memory_limit_bytes: the worker's address-space cap (``RLIMIT_AS``, where the
+            platform has it); a comparison that needs more scores ``"error"``.
+        comparisons_per_worker: the worker is replaced after this many comparisons.
 
-    Thread-safe; one comparison at a time. The worker starts on first use and again
-    after a timeout.
+    Thread-safe; one comparison at a time. The worker starts on first use, again after a
+    timeout, and after ``comparisons_per_worker`` comparisons.
     """
 
-    def __init__(self, timeout_s: float = 5.0, startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        startup_timeout_s: float = 120.0,
+        memory_limit_bytes: int = 4 << 30,
+        comparisons_per_worker: int = 5_000,
+    ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        if memory_limit_bytes < 64 << 20:
+            raise ValueError(f"memory_limit_bytes must be at least 64 MiB (sympy needs it), got {memory_limit_bytes}")
+        if comparisons_per_worker < 1:
+            raise ValueError(f"comparisons_per_worker must be >= 1, got {comparisons_per_worker}")
         self.timeout_s = timeout_s
         self.startup_timeout_s = startup_timeout_s
+        self.memory_limit_bytes = memory_limit_bytes
+        self.comparisons_per_worker = comparisons_per_worker
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
         self._replies: queue.Queue[str | None] = queue.Queue()
+        self._comparisons = 0
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The process id of the running worker, or ``None`` when none runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     def compare(self, gold: str, predicted: str) -> Verdict:
         """Whether ``predicted`` is equivalent to ``gold`` (both LaTeX or plain math)."""
         request = json.dumps({"gold": gold, "predicted": predicted}) + "\n"
         with self._lock:
+            if self._comparisons >= self.comparisons_per_worker:
+                self._stop_worker()
             process = self._ensure_worker()
+            self._comparisons += 1
             try:
                 assert process.stdin is not None
                 process.stdin.write(request)
@@ -96,17 +128,17 @@ class MathVerifier:
             return self._process
         self._stop_worker()
         self._replies = queue.Queue()
+        self._comparisons = 0
         # Isolated mode (-I): neither the script's folder (which holds a ``math.py``) nor the
         # working directory may shadow the standard library; the parent's path is passed on.
         search_path = [p for p in sys.path if p and Path(p).resolve() != _WORKER.parent]
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-u", str(_WORKER)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, _PATH_VARIABLE: json.dumps(search_path)},
-        )
+        environment = {
+            **os.environ,
+            _PATH_VARIABLE: json.dumps(search_path),
+            _PARENT_VARIABLE: str(os.getpid()),
+            _MEMORY_VARIABLE: str(self.memory_limit_bytes),
+        }
+        process = _spawn([sys.executable, "-I", "-u", str(_WORKER)], environment)
         assert process.stdout is not None
         threading.Thread(target=_pump, args=(process.stdout, self._replies), daemon=True).start()
         try:
@@ -130,6 +162,50 @@ class MathVerifier:
                 if stream is not None:
                     stream.close()
             self._process = None
+
+
+def _spawn(command: list[str], environment: dict[str, str]) -> subprocess.Popen[str]:
+    """Starts the worker from the spawner thread, which lives as long as this process.
+
+    Linux sends the parent-death signal when the *thread* that started a child ends, not
+    the process: a worker started from a short-lived user thread would die with it.
+    """
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid() or not _SPAWNER[1].is_alive():
+            requests: queue.Queue[tuple[list[str], dict[str, str], queue.Queue[object]]] = queue.Queue()
+            thread = threading.Thread(target=_serve_spawns, args=(requests,), name="cola-gym-verifier", daemon=True)
+            thread.start()
+            _SPAWNER = (os.getpid(), thread, requests)
+        requests = _SPAWNER[2]
+    answer: queue.Queue[object] = queue.Queue(maxsize=1)
+    requests.put((command, environment, answer))
+    result = answer.get()
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[return-value]
+
+
+def _serve_spawns(requests: queue.Queue[tuple[list[str], dict[str, str], queue.Queue[object]]]) -> None:
+    while True:
+        command, environment, answer = requests.get()
+        try:
+            answer.put(
+                subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    env=environment,
+                )
+            )
+        except OSError as err:
+            answer.put(err)
+
+
+_SPAWNER: tuple[int, threading.Thread, queue.Queue[tuple[list[str], dict[str, str], queue.Queue[object]]]] | None = None
+_SPAWNER_LOCK = threading.Lock()
 
 
 def _pump(stream: IO[str], replies: queue.Queue[str | None]) -> None:
