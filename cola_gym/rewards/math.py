@@ -4,7 +4,14 @@ Answer formats:
 
 - ``"boxed"`` (MATH): the last complete ``\boxed{...}`` (or ``\fbox{...}``).
 - ``"gsm8k"``: a ``\boxed{}`` if there is one, else ``#### 42``, else "the answer is 42",
-  else the last number in the text.
+  else the number that ends the text: the only number of its last sentence, or the only
+  one after its last ``=``, "so", "thus", "therefore", "hence", "total", "makes", "gives",
+  "equals", "is" or "are" (a sentence that just lists numbers states no answer).
+
+Numbers are read whole (``1/18``, ``-1,234.5``, ``1e9``; :mod:`cola_gym.rewards.numbers`)
+and compared by value. An answer given several times in different ways (``\boxed{3}`` ...
+``\boxed{4}``) is a hedge and scores 0 (status ``"ambiguous"``); what counts as one answer
+is in :mod:`cola_gym.rewards.answer_rules`.
 
 Model output is untrusted: extraction is a linear scan with bounded output, and the
 symbolic comparison runs under a hard time limit (:mod:`cola_gym.rewards.verifier`).
@@ -14,9 +21,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal
 
+from cola_gym.rewards.answer_rules import screen_answer
+from cola_gym.rewards.numbers import NUMBER, clean_number, find_numbers, parse_number
 from cola_gym.rewards.verifier import MathVerifier, default_verifier
 
 AnswerFormat = Literal["boxed", "gsm8k"]
@@ -26,12 +34,13 @@ MAX_ANSWER_CHARS = 300
 """Longer extracted answers are scored wrong without parsing."""
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
-_HASH_ANSWER = re.compile(r"####\s*(" + _NUMBER + r")")
-_HASH_ANSWER_DONE = re.compile(r"####\s*(" + _NUMBER + r")\.?\s")
-_ANSWER_IS = re.compile(r"answer is:?\s*(" + _NUMBER + r")", re.IGNORECASE)
-_ANY_NUMBER = re.compile(_NUMBER)
-_SIMPLE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+_HASH_ANSWER = re.compile(r"####\s*(" + NUMBER + r")")
+_HASH_ANSWER_DONE = re.compile(r"####\s*(" + NUMBER + r")\.?\s")
+_ANSWER_IS = re.compile(r"answer is:?\s*(" + NUMBER + r")", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?;](?:\s|$)|\n")
+_CONCLUSION = re.compile(
+    r"=|\b(?:so|thus|therefore|hence|total|makes?|gives?|equals?|is|are|was|were)\b", re.IGNORECASE
+)
 
 
 def _brace_group(text: str, start: int) -> str | None:
@@ -127,6 +136,29 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def all_boxed(text: str) -> list[str]:
+    r"""Contents of every complete ``\boxed{...}`` (or ``\fbox``) in ``text``, in order.
+
+    >>> all_boxed(r"\boxed{3} then \boxed{\frac{1}{2}} and \boxed{4")
+    ['3', '\\frac{1}{2}']
+    """
+    starts = sorted((i, i + len(cmd)) for cmd in _BOX_COMMANDS for i in _find_all(text, cmd))
+    pairs = _matching_braces(text) if starts else {}
+    contents = []
+    for _, after in starts:
+        i = after
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            if i in pairs:
+                contents.append(text[i + 1 : pairs[i]])
+        else:
+            content = _boxed_at(text, after, text_is_final=True)
+            if content is not None:
+                contents.append(content)
+    return contents
+
+
 def _find_all(text: str, needle: str) -> list[int]:
     found, i = [], text.find(needle)
     while i >= 0:
@@ -147,33 +179,58 @@ def boxed_is_complete(text: str) -> bool:
     return found is not None and _boxed_at(text, found[1], text_is_final=False) is not None
 
 
-def _clean_number(number: str) -> str:
-    return number.replace("$", "").replace(",", "").rstrip(".")
+def _last_stated_number(text: str) -> str | None:
+    """The number that ends ``text`` as an answer (module docstring), or ``None``."""
+    body = text.rstrip().rstrip(".!?;")
+    ends = [m.end() for m in _SENTENCE_END.finditer(body)]
+    sentence = body[ends[-1] if ends else 0 :]
+    numbers = find_numbers(sentence)
+    for conclusion in reversed(list(_CONCLUSION.finditer(sentence))):
+        stated = find_numbers(sentence[conclusion.end() :])
+        if stated:  # the numbers after the last conclusion that is followed by any
+            numbers = stated
+            break
+    return clean_number(numbers[0]) if len(numbers) == 1 else None
+
+
+def _candidates(text: str, answer_format: AnswerFormat) -> list[str]:
+    """Every final answer the text states in its strongest form (boxes, then ``####``, ...)."""
+    boxes = [b.strip() for b in all_boxed(text)]
+    if boxes or answer_format == "boxed":
+        return boxes
+    for pattern in (_HASH_ANSWER, _ANSWER_IS):
+        matches = pattern.findall(text)
+        if matches:
+            return [clean_number(m) for m in matches]
+    number = _last_stated_number(text)
+    return [number] if number is not None else []
+
+
+def _same_answer(first: str, second: str) -> bool:
+    values = parse_number(first), parse_number(second)
+    if values[0] is not None and values[1] is not None:
+        return values[0] == values[1]
+    return first.replace(" ", "") == second.replace(" ", "")
 
 
 def extract_answer(text: str, answer_format: AnswerFormat) -> str | None:
-    """The final answer written in ``text``, or ``None``.
+    """The final answer written in ``text``, or ``None`` (none, or several that differ).
 
     >>> extract_answer("She has 3 + 4 = 7 apples.\\n#### 7", "gsm8k")
     '7'
-    >>> extract_answer("So the answer is $1,200.", "gsm8k")
-    '1200'
-    >>> extract_answer("5 boxes of 12 make 60", "gsm8k")
-    '60'
+    >>> extract_answer("So the answer is $1,200.", "gsm8k"), extract_answer("A: 1/18", "gsm8k")
+    ('1200', '1/18')
+    >>> extract_answer("5 boxes of 12 make 60", "gsm8k"), extract_answer("12 apples and 18 pears.", "gsm8k")
+    ('60', None)
     >>> extract_answer(r"Thus \\boxed{60}.", "gsm8k"), extract_answer("60", "boxed")
     ('60', None)
     """
     if answer_format not in ANSWER_FORMATS:
         raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
-    boxed = last_boxed(text)
-    if boxed is not None or answer_format == "boxed":
-        return None if boxed is None else boxed.strip()
-    for pattern in (_HASH_ANSWER, _ANSWER_IS):
-        matches = pattern.findall(text)
-        if matches:
-            return _clean_number(matches[-1])
-    numbers = _ANY_NUMBER.findall(text)
-    return _clean_number(numbers[-1]) if numbers else None
+    candidates = _candidates(text, answer_format)
+    if not candidates or any(not _same_answer(c, candidates[-1]) for c in candidates):
+        return None
+    return candidates[-1]
 
 
 def answer_is_complete(text: str, answer_format: AnswerFormat) -> bool:
@@ -198,19 +255,9 @@ def gold_answer(solution_or_answer: str, answer_format: AnswerFormat) -> str | N
     '1007'
     """
     if answer_format == "gsm8k" and "####" in solution_or_answer:
-        return _clean_number(solution_or_answer.rsplit("####", 1)[1].strip())
+        return clean_number(solution_or_answer.rsplit("####", 1)[1].strip())
     boxed = last_boxed(solution_or_answer)
     return boxed.strip() if boxed is not None else None
-
-
-def _as_number(answer: str) -> Fraction | None:
-    text = _clean_number(answer.strip().strip("$").strip())
-    if not _SIMPLE_NUMBER.fullmatch(text):
-        return None
-    try:
-        return Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -220,7 +267,9 @@ class MathGrade:
     Attributes:
         answer: the extracted answer (``None`` when the text has none).
         is_correct: whether it equals the reference.
-        status: ``"ok"``, ``"no_answer"``, ``"too_long"``, ``"timeout"`` or ``"error"``.
+        status: ``"ok"``, ``"no_answer"``, ``"ambiguous"`` (several different final answers),
+            ``"too_long"``, ``"refused"`` (not one answer: :mod:`~cola_gym.rewards.answer_rules`),
+            ``"timeout"`` or ``"error"``.
     """
 
     answer: str | None
@@ -229,21 +278,26 @@ class MathGrade:
 
 
 def answers_match(predicted: str, gold: str, verifier: MathVerifier | None = None) -> MathGrade:
-    """Compares two answers: exact or numeric match first, then math-verify (time-limited).
+    """Compares two answers: the answer rules, exact or numeric match, then math-verify (time-limited).
 
     >>> answers_match("1,000", "1000").is_correct, answers_match("0.5", "1/2").is_correct
     (True, True)
-    >>> answers_match("7", "8").is_correct
-    False
+    >>> answers_match("7", "8").is_correct, answers_match("1 = 2", "2").status
+    (False, 'refused')
     """
     if len(predicted) > MAX_ANSWER_CHARS:
         return MathGrade(predicted[:MAX_ANSWER_CHARS], False, "too_long")
-    if predicted.replace(" ", "") == gold.replace(" ", ""):
+    screened = screen_answer(predicted, gold)
+    if screened.refused is not None:
+        return MathGrade(predicted, False, "refused")
+    if screened.predicted.replace(" ", "") == screened.gold.replace(" ", ""):
         return MathGrade(predicted, True, "ok")
-    numbers = _as_number(predicted), _as_number(gold)
+    numbers = parse_number(screened.predicted), parse_number(screened.gold)
     if numbers[0] is not None and numbers[1] is not None:
         return MathGrade(predicted, numbers[0] == numbers[1], "ok")
-    verdict = (verifier or default_verifier()).compare(gold, predicted)
+    if not screened.predicted:
+        return MathGrade(predicted, False, "refused")
+    verdict = (verifier or default_verifier()).compare(screened.gold, screened.predicted)
     return MathGrade(predicted, verdict.equal, verdict.status)
 
 
@@ -255,7 +309,12 @@ def grade_text(text: str, gold: str, answer_format: AnswerFormat, verifier: Math
     >>> grade_text("I don't know", "18", "boxed")
     MathGrade(answer=None, is_correct=False, status='no_answer')
     """
-    answer = extract_answer(text, answer_format)
-    if answer is None or not answer:
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    candidates = [c for c in _candidates(text, answer_format) if c]
+    if not candidates:
         return MathGrade(None, False, "no_answer")
+    answer = candidates[-1]
+    if any(not _same_answer(c, answer) for c in candidates):
+        return MathGrade(answer, False, "ambiguous")
     return answers_match(answer, gold, verifier)
