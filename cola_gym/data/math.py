@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cola_gym.data.jsonl import MalformedLine, jsonl_lines
 from cola_gym.errors import DataFormatError, DataNotFoundError
 from cola_gym.rewards.math import ANSWER_FORMATS, AnswerFormat, gold_answer
 
@@ -150,27 +150,12 @@ def load_math_problems(
 
 @functools.lru_cache(maxsize=16)
 def _read_jsonl(dataset: MathDataset, path: str, mtime_ns: int, size: int) -> tuple[MathProblem, ...]:
-    def rows() -> Iterable[tuple[str, Any]]:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"{path}:{number}", json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield f"{path}:{number}", _Malformed(f"not valid JSON ({err.msg})")
-
-    return _parse_rows(dataset, rows(), path)
-
-
-@dataclass(frozen=True)
-class _Malformed:
-    reason: str
+    return _parse_rows(dataset, jsonl_lines(path), path)
 
 
 def _parse_row(dataset: MathDataset, row: Any) -> MathProblem | str:
     """The problem in ``row`` (index unset), or why the row is malformed."""
-    if isinstance(row, _Malformed):
+    if isinstance(row, MalformedLine):
         return row.reason
     if not isinstance(row, Mapping):
         return f"expected a JSON object, got {type(row).__name__}"

@@ -60,6 +60,8 @@ def save_cola(
 
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
+    for leftover in [*directory.glob(f".{HEADS_FILE}.*"), *directory.glob(f".{CONFIG_FILE}.*")]:
+        leftover.unlink(missing_ok=True)  # left by a save that was killed half-way
     adapter = None
     if hasattr(model.decoder, "peft_config"):
         model.decoder.save_pretrained(directory / ADAPTER_DIR)
@@ -216,6 +218,12 @@ def _load_heads(model: CoLAModel, path: Path) -> None:
             if keys
         )
         raise CheckpointError(f"{path} does not match its config ({details}).")
+    broken = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights in {', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}: "
+            "the training run that wrote it diverged; load an earlier checkpoint or train again."
+        )
     with torch.no_grad():
         for key, value in expected.items():
             value.copy_(tensors[key].to(dtype=value.dtype))

@@ -16,7 +16,7 @@ trained on in stages 1a/1b; stage 2 learns the response only (the prompt is mask
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from cola_gym.data.jsonl import MalformedLine, jsonl_lines
 from cola_gym.errors import DataFormatError, DataNotFoundError
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
 _FINAL_HASH = re.compile(r"\n?####\s*(.+?)\s*$")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def _examples_of(
     if not path.is_file():
         raise DataNotFoundError(f"training data file {path} does not exist")
     if path.suffix == ".txt":
-        ids = tokenizer(path.read_text(encoding="utf-8"), add_special_tokens=True)["input_ids"]
+        ids = tokenizer(_read_text(path), add_special_tokens=True)["input_ids"]
         for start in range(0, max(1, len(ids) - 1), seq_len):
             piece = ids[start : start + seq_len]
             if len(piece) >= 2:
@@ -199,19 +202,22 @@ def _chat_example(tokenizer: Any, prompt: str, response: str, seq_len: int) -> T
     return TokenizedExample(np.asarray(ids, dtype=np.int32), min(len(prompt_ids), len(ids)))
 
 
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        logger.warning("%s is not all UTF-8 text (first bad byte at %d); bad bytes replaced", path, err.start)
+        return raw.decode("utf-8", errors="replace")
+
+
 def _jsonl_rows(path: Path) -> Iterable[tuple[str, Mapping[str, Any]]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{where} is not valid JSON ({err.msg})") from err
-            if not isinstance(row, Mapping):
-                raise DataFormatError(f"{where}: expected a JSON object")
-            yield where, row
+    for where, row in jsonl_lines(path):
+        if isinstance(row, MalformedLine):
+            raise DataFormatError(f"{where} is {row.reason}")
+        if not isinstance(row, Mapping):
+            raise DataFormatError(f"{where}: expected a JSON object")
+        yield where, row
 
 
 def _field(row: Mapping[str, Any], name: str, where: str) -> str:

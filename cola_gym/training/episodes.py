@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from cola_gym.data.jsonl import MalformedLine, jsonl_lines
 from cola_gym.errors import DataFormatError, DataNotFoundError
 from cola_gym.training.data import TokenizedExample, Transitions
 
@@ -51,24 +52,22 @@ def load_episodes(path: str | os.PathLike[str], max_episodes: int | None = None)
     if not file.is_file():
         raise DataNotFoundError(f"episode file {file} does not exist; make one with `cola-gym collect-episodes`")
     examples = []
-    with open(file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                ids = np.asarray(row["ids"], dtype=np.int32)
-                actions = np.asarray(row["actions"], dtype=np.int64)
-                positions = np.asarray(row["positions"], dtype=np.int64)
-                reward = float(row["reward"])
-                start = int(row["response_start"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise DataFormatError(f"{file}:{number} is not an episode record ({err})") from err
-            if len(actions) == 0 or len(actions) != len(positions) or positions.max(initial=0) >= len(ids):
-                raise DataFormatError(f"{file}:{number}: actions and positions do not fit the ids")
-            examples.append(TokenizedExample(ids, start, Transitions(actions, positions, reward)))
-            if max_episodes is not None and len(examples) >= max_episodes:
-                break
+    for where, row in jsonl_lines(file):
+        try:
+            if isinstance(row, MalformedLine):
+                raise ValueError(row.reason)
+            ids = np.asarray(row["ids"], dtype=np.int32)
+            actions = np.asarray(row["actions"], dtype=np.int64)
+            positions = np.asarray(row["positions"], dtype=np.int64)
+            reward = float(row["reward"])
+            start = int(row["response_start"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataFormatError(f"{where} is not an episode record ({err})") from err
+        if len(actions) == 0 or len(actions) != len(positions) or positions.max(initial=0) >= len(ids):
+            raise DataFormatError(f"{where}: actions and positions do not fit the ids")
+        examples.append(TokenizedExample(ids, start, Transitions(actions, positions, reward)))
+        if max_episodes is not None and len(examples) >= max_episodes:
+            break
     if not examples:
         raise DataFormatError(f"{file} holds no episodes")
     return examples

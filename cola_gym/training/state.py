@@ -79,6 +79,21 @@ def write_checkpoint(run_dir: Path, step: int, write: Any, keep: int) -> Path:
     return target
 
 
+def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
+    """Removes what a kill during :func:`write_checkpoint` left behind; returns the paths removed.
+
+    Only the staging folders (``checkpoints/.tmp-*``) and pointer files (``.latest-*``) go:
+    complete checkpoints and ``latest`` are never touched.
+    """
+    leftovers = [*(run_dir / "checkpoints").glob(".tmp-*"), *run_dir.glob(".latest-*")]
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The directory ``latest`` points to, or ``None`` for a fresh run."""
     pointer = run_dir / LATEST

@@ -35,7 +35,14 @@ from cola_gym.training.data import TokenizedExample, examples_fingerprint
 from cola_gym.training.hidden_cache import HiddenStateCache
 from cola_gym.training.model_card import write_model_card
 from cola_gym.training.objectives import Batch, StageObjective, collate, evaluate_examples, evaluation_metrics
-from cola_gym.training.state import STATE_FILE, latest_checkpoint, load_optimizer, save_optimizer, write_checkpoint
+from cola_gym.training.state import (
+    STATE_FILE,
+    latest_checkpoint,
+    load_optimizer,
+    remove_partial_checkpoints,
+    save_optimizer,
+    write_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +227,9 @@ class CoLATrainer:
         path = self.run_dir / "run.json"
         existing = json.loads(path.read_text()) if path.is_file() else None
         # Every process looks before the main one writes, and all pass the same barriers either way.
+        if self.accelerator.is_main_process:
+            for leftover in remove_partial_checkpoints(self.run_dir):
+                logger.warning("removed %s, a checkpoint left half-written by an interrupted run", leftover)
         self.accelerator.wait_for_everyone()
         if existing is None and self.accelerator.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -110,3 +110,25 @@ def test_missing_model_paths(tmp_path: Path) -> None:
         CoLAModel.from_pretrained(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):  # ModelNotFoundError is a FileNotFoundError
         CoLAModel.from_pretrained("./does/not/exist")
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_heads_with_non_finite_weights_are_refused(tiny_cola: CoLAModel, tmp_path: Path, bad_value: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tiny_cola.save_pretrained(tmp_path / "ckpt")
+    tensors = load_file(str(tmp_path / "ckpt" / HEADS_FILE))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = bad_value
+    save_file(tensors, str(tmp_path / "ckpt" / HEADS_FILE))
+    with pytest.raises(CheckpointError, match=f"NaN or infinite weights in {name}"):
+        CoLAModel.from_pretrained(tmp_path / "ckpt")
+
+
+def test_a_save_killed_half_way_leaves_nothing_behind_after_the_next(tiny_cola: CoLAModel, tmp_path: Path) -> None:
+    target = tmp_path / "ckpt"
+    target.mkdir()
+    (target / f".{HEADS_FILE}.abc123").write_bytes(b"\0" * 64)  # what a kill during the write leaves
+    tiny_cola.save_pretrained(target)
+    assert sorted(p.name for p in target.iterdir()) == [CONFIG_FILE, HEADS_FILE]

@@ -141,9 +141,12 @@ def test_resume_is_exact(stage_1a_dir: Path, corpus, tmp_path: Path, stage: str)
 
     interrupted = CoLAModel.from_pretrained(stage_1a_dir)
     CoLATrainer(interrupted, config, train, tmp_path / "resumed", show_progress=False).train(until_step=6)
-    (tmp_path / "resumed" / "checkpoints" / ".tmp-left-by-a-kill").mkdir()  # a half-written checkpoint
+    half_written = tmp_path / "resumed" / "checkpoints" / ".tmp-left-by-a-kill"  # as a kill leaves it
+    half_written.mkdir()
+    (half_written / "cola_heads.safetensors").write_bytes(b"\0" * 100)
     resumed = CoLAModel.from_pretrained(stage_1a_dir)  # a fresh process: weights from the checkpoint at step 4
     CoLATrainer(resumed, config, train, tmp_path / "resumed", show_progress=False).train()
+    assert not half_written.exists()
 
     expected, actual = _heads(straight), _heads(resumed)
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
