@@ -4,7 +4,8 @@ Answer formats:
 
 - ``"boxed"`` (MATH): the last complete ``\boxed{...}`` (or ``\fbox{...}``).
 - ``"gsm8k"``: a ``\boxed{}`` if there is one, else ``#### 42``, else "the answer is 42",
-  else the number that ends the text: the only number of its last sentence, or the only
+  else the number that ends the text: the only number of the last sentence that has
+  numbers, or the only
   one after its last ``=``, "so", "thus", "therefore", "hence", "total", "makes", "gives",
   "equals", "is" or "are" (a sentence that just lists numbers states no answer).
 
@@ -182,9 +183,13 @@ def boxed_is_complete(text: str) -> bool:
 def _last_stated_number(text: str) -> str | None:
     """The number that ends ``text`` as an answer (module docstring), or ``None``."""
     body = text.rstrip().rstrip(".!?;")
-    ends = [m.end() for m in _SENTENCE_END.finditer(body)]
-    sentence = body[ends[-1] if ends else 0 :]
-    numbers = find_numbers(sentence)
+    starts = [0, *(m.end() for m in _SENTENCE_END.finditer(body))]
+    numbers: list[str] = []
+    for start, end in zip(reversed(starts), [len(body), *reversed(starts[1:])], strict=True):
+        sentence = body[start:end]
+        numbers = find_numbers(sentence)
+        if numbers:  # the last sentence that has a number ("... so 60. Hope this helps!")
+            break
     for conclusion in reversed(list(_CONCLUSION.finditer(sentence))):
         stated = find_numbers(sentence[conclusion.end() :])
         if stated:  # the numbers after the last conclusion that is followed by any
@@ -222,6 +227,8 @@ def extract_answer(text: str, answer_format: AnswerFormat) -> str | None:
     ('1200', '1/18')
     >>> extract_answer("5 boxes of 12 make 60", "gsm8k"), extract_answer("12 apples and 18 pears.", "gsm8k")
     ('60', None)
+    >>> extract_answer("So she pays 60 dollars. Hope this helps!", "gsm8k")
+    '60'
     >>> extract_answer(r"Thus \\boxed{60}.", "gsm8k"), extract_answer("60", "boxed")
     ('60', None)
     """
