@@ -56,8 +56,8 @@ def speed(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any
     per_length: dict[str, dict[str, float]] = {}
     for length in args.prefix_lengths:
         env = _root_env(args.model, model, length, env_kwargs)
-        cached_root = cached.root(env)[0]
-        reference_root = reference.root(env, env.prompt_ids)[0]
+        cached_root = cached.root(env.stepper, env.episode, env.decoding_state)[0]
+        reference_root = reference.root(env.stepper, env.episode, env.prompt_ids)[0]
         timings: dict[str, list[float]] = {"kv_reuse": [], "reencode": []}
         for round_index in range(args.rounds + 1):
             for name, search_model, root in (
@@ -74,7 +74,7 @@ def speed(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any
         row["speedup"] = row["kv_reuse"] / row["reencode"]
         print(f"prefix {env.decoding_state.length}: {row}", flush=True)
     env = _root_env(args.model, model, args.batch_prefix, env_kwargs)
-    root = cached.root(env)[0]
+    root = cached.root(env.stepper, env.episode, env.decoding_state)[0]
     batched: dict[int, list[float]] = {1: [], args.parallel_leaves: []}
     for round_index in range(args.rounds + 1):
         for leaves in batched:

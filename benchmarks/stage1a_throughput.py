@@ -21,7 +21,8 @@ from _report import pyplot, write_report
 from cola_gym.model import CoLAModel
 from cola_gym.training import TextSource, TrainConfig, load_examples
 from cola_gym.training.hidden_cache import HiddenStateCache
-from cola_gym.training.objectives import StageObjective, collate
+from cola_gym.training.objectives import collate
+from cola_gym.training.stages import StageObjective, stage_objective
 
 
 def run_steps(model: Any, objective: StageObjective, optimizer: Any, rows: list[list[tuple]]) -> tuple[float, int]:
@@ -63,7 +64,7 @@ def main() -> None:
         model.requires_grad_(False)
         for part in (model.idm, model.codebook, model.world_model):
             part.requires_grad_(True)
-        objective = StageObjective(model, config)
+        objective = stage_objective(model, config)
         optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=1e-4)
         order = [i % len(examples) for i in range(args.steps * args.batch_size)]
         batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]

@@ -54,8 +54,8 @@ class AccuracyCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
-            if "episode" in info and "is_correct" in info:
-                self.logger.record_mean("rollout/accuracy", float(info["is_correct"]))
+            if "episode" in info and "is_success" in info:
+                self.logger.record_mean("rollout/accuracy", float(info["is_success"]))
         if self.eval_every and self.num_timesteps >= self._next_eval:
             self._next_eval += self.eval_every
             self._evaluate()
@@ -66,7 +66,7 @@ class AccuracyCallback(BaseCallback):
         for key, value in summary.items():
             self.logger.record(f"eval/{key}", value)
         episodes = list(self.model.ep_info_buffer)
-        train_accuracy = float(np.mean([e.get("is_correct", 0.0) for e in episodes])) if episodes else 0.0
+        train_accuracy = float(np.mean([e.get("is_success", 0.0) for e in episodes])) if episodes else 0.0
         self.curve.append({"timesteps": self.num_timesteps, "eval_accuracy": summary["accuracy"],
                            "train_accuracy": train_accuracy, "eval_mean_tokens": summary["mean_tokens"]})  # fmt: skip
         self.logger.dump(self.num_timesteps)

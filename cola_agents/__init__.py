@@ -1,5 +1,5 @@
 """cola-agents: agents and tools that act in cola-gym envs."""
 
-from cola_agents.agents import PolicyPriorAgent, PriorAgent, RandomAgent
+from cola_agents.agents import Agent, BoundAgent, PlanningAgent, PriorAgent, RandomAgent
 
-__all__ = ["PolicyPriorAgent", "PriorAgent", "RandomAgent"]
+__all__ = ["Agent", "BoundAgent", "PlanningAgent", "PriorAgent", "RandomAgent"]

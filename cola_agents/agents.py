@@ -1,85 +1,147 @@
-"""Simple latent-action agents: uniform random, and the CoLA policy prior."""
+"""The agent protocol, and the simple agents: uniform random and the CoLA policy prior.
+
+Every agent predicts as Stable-Baselines3 models do: ``predict(observation, state,
+episode_start, deterministic) -> (actions, state)``, for one observation ``[d]`` or a batch
+``[N, d]``. Agents that read more than the observation (the prior's KV-cached logits,
+action masks, tree search over the decoding state) are *bound* to the env they act in
+first: ``agent.bind(env)`` with a cola-gym env or vector env (wrappers and the SB3 adapter
+allowed). :func:`cola_agents.evaluation.evaluate` checks these protocols, nothing else.
+"""
 
 from __future__ import annotations
 
-import gymnasium as gym
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
 import numpy as np
 import torch
 
-from cola_gym.envs.base import LatentActionEnv
+from cola_gym.envs.env import LatentActionEnv
+from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.model.generation import sample_top_k
+
+BatchEnv = LatentActionEnv | LatentActionVectorEnv
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Anything with SB3's ``predict`` (SB3 and sb3-contrib models, the agents here)."""
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]: ...  # fmt: skip
+
+
+@runtime_checkable
+class BoundAgent(Agent, Protocol):
+    """An agent that reads the env it acts in: :func:`evaluate` binds it to every env it makes."""
+
+    def bind(self, env: Any) -> None: ...
+
+
+@runtime_checkable
+class PlanningAgent(BoundAgent, Protocol):
+    """A bound agent that searches; rows an evaluation is done with are marked idle (never searched)."""
+
+    def set_idle_rows(self, rows: Iterable[int]) -> None: ...
+
+
+def batch_env(env: Any) -> BatchEnv:
+    """The cola-gym env or vector env under wrappers (Gymnasium's, SB3's ``VecEnv`` adapter)."""
+    base = getattr(env, "unwrapped", env)
+    base = getattr(base, "vector_env", base)  # the SB3 adapter (cola_agents.sb3.CoLAVecEnv)
+    if not isinstance(base, (LatentActionEnv, LatentActionVectorEnv)):
+        raise TypeError(f"expected a cola-gym env or vector env, got {type(base).__name__}")
+    return base
 
 
 class RandomAgent:
-    """Uniformly random latent codes (among the allowed ones)."""
+    """Uniformly random latent codes among the allowed ones (bind it for the task's action masks).
 
-    def __init__(self, seed: int | None = None) -> None:
+    Args:
+        num_actions: the action count when unbound (a bound agent reads it from the env).
+        seed: seed of its generator.
+    """
+
+    def __init__(self, num_actions: int | None = None, seed: int | None = None) -> None:
+        self.num_actions = num_actions
         self.rng = np.random.default_rng(seed)
+        self.env: BatchEnv | None = None
 
-    def act(self, env: gym.Env) -> int:
-        """The next action for ``env``."""
-        allowed = np.flatnonzero(_unwrap(env).action_masks())
-        return int(self.rng.choice(allowed))
+    def bind(self, env: Any) -> None:
+        """Draws among ``env``'s allowed actions from now on."""
+        self.env = batch_env(env)
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:  # fmt: skip
+        """One random allowed action per observation."""
+        masks = _masks(self.env, observation, self.num_actions)
+        actions = np.array([self.rng.choice(np.flatnonzero(mask)) for mask in masks], dtype=np.int64)
+        return (actions if np.ndim(observation) > 1 else actions[0]), None
 
 
-class PolicyPriorAgent:
+class PriorAgent:
     """Samples a_t from the CoLA policy pi(a_t | x_1..t) with top-k and temperature.
 
-    The release samples with top-k 40 of 64 codes at temperature 1; ``greedy`` takes the
-    argmax. Needs an env made with ``track_policy=True``.
+    Bound to an env made with ``track_policy=True``, it reads the policy's logits from the
+    env's decoding state and the task's action masks. Unbound, it reads the prior from
+    ``observation="hidden+prior"`` observations (their last ``num_actions`` entries). The
+    release samples with top-k 40 of 64 codes at temperature 1; ``deterministic=True``
+    takes the argmax.
+
+    Args:
+        num_actions: K, for reading unbound observations.
+        top_k: codes sampled among.
+        temperature: sampling temperature.
+        seed: seed of its generator.
     """
 
     def __init__(
-        self, top_k: int = 40, temperature: float = 1.0, greedy: bool = False, seed: int | None = None
+        self, num_actions: int | None = None, top_k: int = 40, temperature: float = 1.0, seed: int | None = None
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
-        self.top_k, self.temperature, self.greedy = top_k, temperature, greedy
+            raise ValueError(f"temperature must be > 0 (use deterministic=True for argmax), got {temperature}")
+        self.num_actions, self.top_k, self.temperature = num_actions, top_k, temperature
         self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        self.env: BatchEnv | None = None
 
-    def act(self, env: gym.Env) -> int:
-        """The next action for ``env``."""
-        base = _unwrap(env)
-        state = base.decoding_state
-        if state is None or state.policy_logits is None:
-            raise ValueError("PolicyPriorAgent needs an env made with track_policy=True, after reset().")
-        logits = state.policy_logits[0].float().cpu()
-        logits = logits.masked_fill(~torch.from_numpy(base.action_masks()), float("-inf"))
-        if self.greedy:
-            return int(logits.argmax())
-        return int(sample_top_k(logits[None], self.top_k, self.temperature, self.generator)[0])
-
-
-def _unwrap(env: gym.Env) -> LatentActionEnv:
-    base = env.unwrapped
-    if not isinstance(base, LatentActionEnv):
-        raise TypeError(f"expected a cola-gym env, got {type(base).__name__}")
-    return base
-
-
-class PriorAgent:
-    """The CoLA policy prior as an SB3-style agent: reads the prior from ``hidden+prior`` observations.
-
-    ``predict`` takes the argmax (``deterministic=True``) or samples the top-k codes; it
-    works on batches, so the shared evaluation code runs it like any SB3 model.
-    """
-
-    def __init__(self, num_actions: int, top_k: int = 40, temperature: float = 1.0, seed: int | None = None) -> None:
-        self.num_actions = num_actions
-        self.top_k, self.temperature = top_k, temperature
-        self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    def bind(self, env: Any) -> None:
+        """Reads the prior and the action masks of ``env`` from now on."""
+        self.env = batch_env(env)
 
     def predict(
-        self, observation: np.ndarray, state: object = None, episode_start: np.ndarray | None = None,
+        self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, None]:  # fmt: skip
-        """Actions ``[N]`` for observations ``[N, d + K]`` (or one observation ``[d + K]``)."""
-        log_probs = torch.as_tensor(np.atleast_2d(observation)[:, -self.num_actions :], dtype=torch.float32)
-        if deterministic:
-            actions = log_probs.argmax(-1)
+        """Actions ``[N]`` for observations ``[N, ...]`` (or one action for one observation)."""
+        if self.env is not None:
+            decoding = self.env.decoding_state
+            if decoding is None or decoding.policy_logits is None:
+                raise ValueError("PriorAgent needs an env made with track_policy=True, after reset().")
+            logits = decoding.policy_logits.float().cpu()
+        elif self.num_actions is not None:
+            logits = torch.as_tensor(np.atleast_2d(observation)[:, -self.num_actions :], dtype=torch.float32)
         else:
-            actions = sample_top_k(log_probs, self.top_k, self.temperature, self.generator)
-        actions_np = actions.numpy()
+            raise ValueError("bind the agent to its env (agent.bind(env)), or give num_actions for hidden+prior")
+        masks = torch.from_numpy(_masks(self.env, observation, logits.shape[-1]))
+        logits = logits.masked_fill(~masks, float("-inf"))
+        if deterministic:
+            actions = logits.argmax(-1)
+        else:
+            actions = sample_top_k(logits, self.top_k, self.temperature, self.generator)
+        actions_np = actions.numpy().astype(np.int64)
         return (actions_np if np.ndim(observation) > 1 else actions_np[0]), None
+
+
+def _masks(env: BatchEnv | None, observation: np.ndarray, num_actions: int | None) -> np.ndarray:
+    """``bool[N, num_actions]``: the bound env's masks, else all actions of each observation's row."""
+    if env is not None:
+        return np.atleast_2d(env.action_masks())
+    if num_actions is None:
+        raise ValueError("bind the agent to its env (agent.bind(env)), or give num_actions")
+    return np.ones((len(np.atleast_2d(observation)), num_actions), dtype=bool)

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +24,31 @@ import gymnasium as gym
 from tqdm import tqdm
 
 import cola_gym
-from cola_agents.agents import PolicyPriorAgent, RandomAgent
+from cola_agents.agents import BoundAgent, PriorAgent, RandomAgent
+from cola_agents.config_args import add_config_arguments
 from cola_gym.errors import CoLAError
 
 
-def _make_agent(args: argparse.Namespace, env: gym.Env) -> Callable[[Any], int]:
-    """The chosen agent as ``obs -> action`` for ``env`` (planning agents are bound to it)."""
+def _make_agent(args: argparse.Namespace, env: gym.Env) -> BoundAgent:
+    """The chosen agent, bound to ``env``."""
+    agent: BoundAgent
     if args.agent == "random":
-        random_agent = RandomAgent(args.seed)
-        return lambda obs: random_agent.act(env)
-    if args.agent in ("policy", "greedy"):
-        prior = PolicyPriorAgent(greedy=args.agent == "greedy", seed=args.seed)
-        return lambda obs: prior.act(env)
-    from cola_agents.mcts import BestOfNAgent, MCTSAgent, MCTSConfig
+        agent = RandomAgent(seed=args.seed)
+    elif args.agent in ("policy", "greedy"):
+        agent = PriorAgent(seed=args.seed)
+    else:
+        from cola_agents.mcts import BestOfNAgent, MCTSAgent, MCTSConfig
 
-    model = env.unwrapped.model  # type: ignore[attr-defined]
-    leaf_value: Any = args.leaf_value or ("q_network" if model.q_network is not None else "oracle")
-    config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.rollout_tokens,
-                        leaf_value=leaf_value, parallel_expansions=args.parallel_expansions,
-                        seed=args.seed)  # fmt: skip
-    planner: Any = MCTSAgent(model, config) if args.agent == "mcts" else BestOfNAgent(model, args.samples, config)
-    print(f"{args.agent}: leaf values from {'the env reward (oracle)' if leaf_value == 'oracle' else 'the Q-network'}")
-    planner.bind(env)
-    return lambda obs: int(planner.predict(obs)[0])
+        model = env.unwrapped.model  # type: ignore[attr-defined]
+        leaf_value: Any = args.leaf_value or ("q_network" if model.q_network is not None else "oracle")
+        config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.rollout_tokens,
+                            leaf_value=leaf_value, parallel_expansions=args.parallel_expansions,
+                            seed=args.seed)  # fmt: skip
+        agent = MCTSAgent(model, config) if args.agent == "mcts" else BestOfNAgent(model, args.samples, config)
+        source = "the env reward (oracle)" if leaf_value == "oracle" else "the Q-network"
+        print(f"{args.agent}: leaf values from {source}")
+    agent.bind(env)
+    return agent
 
 
 def _episode(args: argparse.Namespace) -> int:
@@ -67,27 +70,28 @@ def _episode(args: argparse.Namespace) -> int:
         kwargs["track_q"] = shared_model(args.model).q_network is not None
     env = gym.make(args.env, **kwargs)
     loaded = time.perf_counter()
-    options = {} if args.problem_index is None else {"problem_index": args.problem_index}
+    options = {} if args.task_index is None else {"task_index": args.task_index}
     obs, info = env.reset(seed=args.seed, options=options)
-    act = _make_agent(args, env)
+    agent = _make_agent(args, env)
+    deterministic = args.agent != "policy"
     base = env.unwrapped
     total = env.spec.max_episode_steps if env.spec is not None else None
     reward, terminated, truncated = 0.0, False, False
     with tqdm(total=total, desc="decoding", unit="tok") as progress:
         while not (terminated or truncated):
-            obs, step_reward, terminated, truncated, info = env.step(act(obs))
+            action, _ = agent.predict(obs, deterministic=deterministic)
+            obs, step_reward, terminated, truncated, info = env.step(action)
             reward = float(step_reward)
             progress.update(1)
-    problem = getattr(base, "problem", None)
-    print(f"\n=== {args.env} problem {info.get('problem_index')} ===")
-    if problem is not None:
-        print(problem.problem)
+    episode = base.episode  # type: ignore[attr-defined]
+    print(f"\n=== {args.env} task {info['task_index']} ===")
+    print(base.task.describe(episode.task_state))  # type: ignore[attr-defined]
     print("\n=== model output ===")
     print(info["text"])
     print("\n=== result ===")
-    print(f"answer: {info.get('answer') or '(none)'}")
-    if problem is not None:
-        print(f"reference: {problem.answer}")
+    for key in base.task.info_keys:  # type: ignore[attr-defined]
+        print(f"{key}: {info[key]}")
+    print(f"success: {info['is_success']}")
     ended = "terminated" if terminated else "truncated (step limit)"
     print(
         f"reward: {reward:g}  ({ended} after {info['num_tokens']} tokens; "
@@ -108,33 +112,14 @@ def _train(args: argparse.Namespace) -> int:
     from cola_gym.model import CoLAConfig, DecoderSettings
     from cola_gym.training import TrainConfig
     from cola_gym.training.pipeline import train_stage
+    from cola_gym.training.stages import STAGE_OBJECTIVES
 
-    config = TrainConfig(
-        stage=args.stage,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        learning_rate=args.lr,
-        min_learning_rate=args.min_lr,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        gumbel_tau=args.gumbel_tau,
-        entropy_bonus=args.entropy_bonus,
-        fta_actions=args.fta_actions,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        use_hidden_cache=not args.no_hidden_cache,
-        seed=args.seed,
-        log_every=args.log_every,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        discount=args.discount,
-        target_sync_every=args.target_sync_every,
-    )
-    if (args.stage == "q") != (args.episodes is not None) or (args.stage != "q" and not args.data):
-        raise SystemExit("cola-gym train: stage q needs --episodes (and no --data); the other stages need --data")
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    config = TrainConfig(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+
+    on_episodes = STAGE_OBJECTIVES[config.stage].data == "episodes"
+    if on_episodes != (args.episodes is not None) or (not on_episodes and not args.data):
+        raise ValueError("stage q needs --episodes (and no --data); the other stages need --data")
     settings = None
     if args.device != "auto" or args.quantization != "auto":
         settings = DecoderSettings(device=args.device, quantization=args.quantization)
@@ -143,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         _sources(args.data, args, args.max_examples),
         args.out,
         model=args.model,
-        cola_config=CoLAConfig(num_actions=args.num_actions, scale=args.scale, init_seed=args.seed),
+        cola_config=CoLAConfig(num_actions=args.num_actions, scale=args.scale, init_seed=config.seed),
         eval_sources=_sources(args.eval_data, args, args.eval_examples),
         data_dir=args.data_dir,
         settings=settings,
@@ -189,6 +174,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_ALIASES = {
+    "--learning-rate": ("--lr",),
+    "--min-learning-rate": ("--min-lr",),
+    "--no-use-hidden-cache": ("--no-hidden-cache",),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cola-gym`` argument parser."""
     parser = argparse.ArgumentParser(prog="cola-gym", description=__doc__)
@@ -219,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="mcts/best-of-n: score rollouts with the Q-network (default when the model has one) "
         "or the env's reward (oracle)",
     )
-    episode.add_argument("--problem-index", type=int, help="problem to solve (default: drawn with --seed)")
+    episode.add_argument(
+        "--task-index", "--problem-index", type=int, help="task instance (problem) to run (default: drawn with --seed)"
+    )
     episode.add_argument("--seed", type=int, default=0)
     episode.add_argument("--max-steps", type=int, help="token limit (default: the env's)")
     episode.add_argument("--data-dir", help="folder with the data sets (default: $COLA_DATA_DIR, else the Hub)")
@@ -233,13 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one CoLA stage. Re-running the same command resumes it.",
     )
     train.add_argument(
-        "--stage",
-        required=True,
-        choices=("1a", "1b", "2", "q"),
-        help="1a latent actions, 1b behaviour cloning, 2 fine-tuning under action guidance, "
-        "q the Q-network for tree search (from --episodes)",
-    )
-    train.add_argument(
         "--model",
         help="start from: a CoLA checkpoint (previous stage's final/), a decoder "
         "(path or Hub id; fresh heads), default: the embedded decoder",
@@ -248,12 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         action="append",
         default=[],
-        help="training source, repeatable: math:train, gsm8k:train, file.jsonl, file.txt",
+        help="training source, repeatable: an env id or its short name (math:train, gsm8k:train), file.jsonl, file.txt",
     )
     train.add_argument("--episodes", help="stage q: logged episodes (cola-gym collect-episodes)")
     train.add_argument("--q-layers", type=int, default=2, help="stage q: blocks of a new Q-network")
-    train.add_argument("--discount", type=float, default=0.99, help="stage q: gamma of the TD targets")
-    train.add_argument("--target-sync-every", type=int, default=50, help="stage q: steps between target syncs")
     train.add_argument("--eval-data", action="append", default=[], help="held-out source, repeatable (e.g. math:test)")
     train.add_argument("--max-examples", type=int, help="use the first N examples of each training source")
     train.add_argument("--eval-examples", type=int, default=64, help="first N examples of each held-out source")
@@ -263,31 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="folder with the math data sets (default: $COLA_DATA_DIR)")
     train.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, final/)")
     train.add_argument("--cache-dir", help="hidden-state cache folder (default: beside --out)")
-    train.add_argument("--steps", type=int, default=1000)
-    train.add_argument("--batch-size", type=int, default=8, help="sequences per step and process")
-    train.add_argument("--seq-len", type=int, default=512)
-    train.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4 for stages 1a/1b, 5e-6 for 2)")
-    train.add_argument("--min-lr", type=float, help="final learning rate of the schedule")
-    train.add_argument("--schedule", choices=("cosine", "linear", "constant"), default="cosine")
-    train.add_argument("--warmup-steps", type=int, default=100)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--grad-clip", type=float, default=1.0)
-    train.add_argument("--gumbel-tau", type=float, default=2.0, help="stage 1a Gumbel-softmax temperature")
-    train.add_argument("--entropy-bonus", type=float, default=0.001, help="stage 1a entropy bonus weight")
-    train.add_argument(
-        "--fta-actions", choices=("idm", "policy"), default="idm", help="stage 2 actions: idm (FTA-I) or policy (FTA-P)"
-    )
-    train.add_argument("--lora-rank", type=int, default=0, help="stage 2: LoRA rank (0: full fine-tuning)")
-    train.add_argument("--lora-alpha", type=int, default=16)
-    train.add_argument("--no-hidden-cache", action="store_true", help="stages 1a/1b: run the decoder every step")
     train.add_argument("--num-actions", type=int, default=64, help="K, for fresh heads")
     train.add_argument("--scale", choices=("compact", "paper"), default="compact", help="head shapes for fresh heads")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--log-every", type=int, default=10)
-    train.add_argument("--eval-every", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=int, default=200)
     train.add_argument("--device", default="auto")
     train.add_argument("--quantization", default="auto", choices=("auto", "none", "4bit", "8bit"))
+    from cola_gym.training.config import TrainConfig
+
+    add_config_arguments(train, TrainConfig, aliases=_TRAIN_ALIASES)
     train.set_defaults(run=_train)
 
     collect = commands.add_parser("collect-episodes", help="log best-of-N policy episodes for Q-learning")

@@ -16,13 +16,13 @@ from tqdm import tqdm
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.env_model import CoLASearchModel
-from cola_gym.envs.base import LatentActionEnv
+from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.training.episodes import episode_record, write_episodes
 
 
 def collect_episodes(
     env_id: str,
-    problem_indices: Sequence[int],
+    task_indices: Sequence[int],
     out: str | os.PathLike[str],
     samples: int = 4,
     batch_problems: int = 8,
@@ -30,7 +30,7 @@ def collect_episodes(
     show_progress: bool = True,
     **env_kwargs: Any,
 ) -> dict[str, float]:
-    """Samples ``samples`` episodes per problem with the CoLA policy and appends them to ``out``.
+    """Samples ``samples`` episodes per task instance with the CoLA policy and appends them to ``out``.
 
     Problems are decoded ``batch_problems`` at a time, all samples of a round in one batch.
     Sampling follows ``config`` (the release's top-k 40 at temperature 1 by default; the
@@ -42,19 +42,22 @@ def collect_episodes(
     config = config or MCTSConfig(leaf_value="oracle")
     generator = torch.Generator().manual_seed(config.seed)
     episodes, successes, tokens = 0, 0.0, 0
-    bar = tqdm(total=len(problem_indices) * samples, desc="collecting episodes", unit="episode",
+    bar = tqdm(total=len(task_indices) * samples, desc="collecting episodes", unit="episode",
                disable=not show_progress)  # fmt: skip
-    for first in range(0, len(problem_indices), batch_problems):
-        chunk = list(problem_indices[first : first + batch_problems])
-        envs = [_task_env(env_id, env_kwargs) for _ in chunk]
-        for env, index in zip(envs, chunk, strict=True):
-            env.reset(options={"problem_index": index})
-        search_model = CoLASearchModel(envs[0].model)
-        roots = [search_model.root(env)[0] for env in envs]
+    for first in range(0, len(task_indices), batch_problems):
+        chunk = list(task_indices[first : first + batch_problems])
+        vector = _vector_env(env_id, len(chunk), env_kwargs)
+        vector.reset(options=[{"task_index": index} for index in chunk])
+        state = vector.decoding_state
+        assert state is not None
+        search_model = CoLASearchModel(vector.model)
+        roots = [search_model.root(vector.stepper, episode, state.select([row]))[0]
+                 for row, episode in enumerate(vector.episodes)]  # fmt: skip
         records = []
         for _ in range(samples):
-            for env, index, rollout in zip(envs, chunk, search_model.rollout(roots, config, generator), strict=True):
-                records.append(episode_record(index, env.prompt_ids, rollout.tokens, rollout.actions,
+            rollouts = search_model.rollout(roots, config, generator)
+            for root, index, rollout in zip(roots, chunk, rollouts, strict=True):
+                records.append(episode_record(index, list(root.episode.prompt_ids), rollout.tokens, rollout.actions,
                                               rollout.positions, rollout.reward, rollout.finished))  # fmt: skip
                 successes += rollout.reward
                 tokens += len(rollout.actions)
@@ -68,8 +71,9 @@ def collect_episodes(
     }
 
 
-def _task_env(env_id: str, env_kwargs: dict[str, Any]) -> LatentActionEnv:
-    env = gym.make(env_id, track_policy=True, **env_kwargs).unwrapped
-    if not isinstance(env, LatentActionEnv):
+def _vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> LatentActionVectorEnv:
+    vector = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", track_policy=True,
+                          **env_kwargs).unwrapped  # fmt: skip
+    if not isinstance(vector, LatentActionVectorEnv):
         raise TypeError(f"{env_id} is not a cola-gym env")
-    return env
+    return vector

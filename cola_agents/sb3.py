@@ -42,7 +42,7 @@ class CoLAVecEnv(VecEnv):
     def reset(self) -> VecEnvObs:
         """Starts every env (seeds and options from :meth:`seed` / :meth:`set_options`, used once)."""
         observations, _ = self.vector_env.reset(seed=self._seeds, options=self._options)
-        self.reset_infos = [env.current_info() for env in self.vector_env.envs]
+        self.reset_infos = [self.vector_env.row_info(row) for row in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
         return observations
@@ -76,19 +76,22 @@ class CoLAVecEnv(VecEnv):
         self.vector_env.close()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """``attr_name`` of each selected env."""
-        return [getattr(self.vector_env.envs[i], attr_name) for i in self._indices(indices)]
+        """``attr_name`` of the env (the same for every row: rows share one env's settings)."""
+        return [getattr(self.vector_env.env, attr_name) for _ in self._indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Sets ``attr_name`` on each selected env."""
-        for i in self._indices(indices):
-            setattr(self.vector_env.envs[i], attr_name, value)
+        """Rows share one env's settings: a value must be the same for all of them."""
+        if list(self._indices(indices)) != list(range(self.num_envs)):
+            raise ValueError("the rows of a CoLA vector env share their settings; set an attribute for all of them")
+        setattr(self.vector_env.env, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
                    **method_kwargs: Any) -> list[Any]:  # fmt: skip
-        """Calls ``method_name`` on each selected env (``"action_masks"`` for MaskablePPO)."""
-        return [getattr(self.vector_env.envs[i], method_name)(*method_args, **method_kwargs)
-                for i in self._indices(indices)]  # fmt: skip
+        """``"action_masks"`` (MaskablePPO): each selected row's mask; other methods run on the env."""
+        if method_name == "action_masks":
+            return [self.vector_env.row_action_mask(i) for i in self._indices(indices)]
+        method = getattr(self.vector_env.env, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         """The task envs are never wrapped (the vector env does the step limit itself)."""
@@ -107,7 +110,7 @@ def make_sb3_env(
     n_envs: int = 1,
     seed: int | None = None,
     monitor: bool = True,
-    info_keywords: Sequence[str] = ("is_correct",),
+    info_keywords: Sequence[str] = ("is_success",),
     **env_kwargs: Any,
 ) -> VecEnv:
     """A batched SB3 ``VecEnv`` of ``n_envs`` copies of ``env_id`` (one shared model).

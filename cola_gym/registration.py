@@ -37,16 +37,27 @@ def load_task_specs() -> dict[str, dict[str, Any]]:
     return specs
 
 
+ENV_ENTRY_POINT = "cola_gym.envs.env:LatentActionEnv"
+VECTOR_ENTRY_POINT = "cola_gym.envs.vector:LatentActionVectorEnv"
+
+
 def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The ``gym.register`` arguments of every ``[[env]]`` entry.
 
-    A ``dataset`` kwarg naming a ``[datasets.<name>]`` table of the same file is replaced by
-    that table (plus its name), so an env receives its whole task definition.
+    Every id is the generic :class:`~cola_gym.envs.env.LatentActionEnv` (and its vector env)
+    over the entry's ``task`` (``"module:Class"``; the file's top-level ``task`` by default),
+    with the entry's ``kwargs`` for the task. A ``dataset`` kwarg naming a
+    ``[datasets.<name>]`` table of the same file is replaced by that table (plus its name).
     """
     registrations = []
     for file_name, spec in specs.items():
         datasets = spec.get("datasets", {})
         for entry in spec.get("env", []):
+            task = entry.get("task", spec.get("task"))
+            if not isinstance(task, str) or ":" not in task:
+                raise ValueError(
+                    f"{file_name}: env {entry.get('id')} needs task = 'module:Class' (or a file-level task)"
+                )
             kwargs = dict(entry.get("kwargs", {}))
             dataset = kwargs.get("dataset")
             if isinstance(dataset, str):
@@ -55,17 +66,29 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 kwargs["dataset"] = {"name": dataset, **datasets[dataset]}
             registration = {
                 "id": entry["id"],
-                "entry_point": entry["entry_point"],
-                "vector_entry_point": entry.get("vector_entry_point"),
+                "entry_point": ENV_ENTRY_POINT,
+                "vector_entry_point": VECTOR_ENTRY_POINT,
                 "max_episode_steps": entry.get("max_episode_steps"),
-                "kwargs": kwargs,
+                "kwargs": {"task": task, **kwargs},
             }
             registrations.append(registration)
             if spec.get("token_twins"):
-                registrations.append(
-                    {**registration, "id": token_twin_id(entry["id"]), "kwargs": {**kwargs, "action_kind": "token"}}
-                )
+                twin_kwargs = {**registration["kwargs"], "action_kind": "token"}
+                registrations.append({**registration, "id": token_twin_id(entry["id"]), "kwargs": twin_kwargs})
     return registrations
+
+
+def training_sources(specs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Short names of env ids as training data (``"gsm8k:train"`` -> ``"CoLA-GSM8K-Train-v0"``).
+
+    Declared by ``data_name`` in an ``[[env]]`` entry.
+    """
+    return {
+        entry["data_name"]: entry["id"]
+        for spec in specs.values()
+        for entry in spec.get("env", [])
+        if "data_name" in entry
+    }
 
 
 def token_twin_id(env_id: str) -> str:

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from cola_agents.agents import BatchEnv, batch_env
 from cola_agents.mcts.config import MCTSConfig
-from cola_agents.mcts.env_model import CoLASearchModel, EnvHandle
+from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
 from cola_agents.mcts.interface import StateView, policy_action
 from cola_agents.mcts.search import SearchResult, search
-from cola_gym.envs.base import LatentActionEnv
-from cola_gym.envs.vector import LatentActionVectorEnv
+from cola_gym.envs.episode import Episode
 
 
 @dataclass
@@ -46,8 +46,7 @@ class _PlanningAgent:
     search_model: CoLASearchModel
 
     def __init__(self) -> None:
-        self.envs: list[LatentActionEnv] = []
-        self.vector: LatentActionVectorEnv | None = None
+        self.env: BatchEnv | None = None
         self.plans: dict[int, _Plan] = {}
         self.idle_rows: set[int] = set()
         self.stats = PlanningStats()
@@ -58,14 +57,7 @@ class _PlanningAgent:
 
     def bind(self, env: Any) -> None:
         """Acts in ``env`` from now on: a cola-gym env or vector env (wrappers allowed)."""
-        base = getattr(env, "unwrapped", env)
-        base = getattr(base, "vector_env", base)  # an SB3 CoLAVecEnv
-        if isinstance(base, LatentActionVectorEnv):
-            self.vector, self.envs = base, list(base.envs)
-        elif isinstance(base, LatentActionEnv):
-            self.vector, self.envs = None, [base]
-        else:
-            raise TypeError(f"cannot plan in {type(base).__name__}: bind a cola-gym env or vector env")
+        self.env = batch_env(env)
         self.plans, self.idle_rows = {}, set()
 
     def set_idle_rows(self, rows: Iterable[int]) -> None:
@@ -77,46 +69,41 @@ class _PlanningAgent:
         self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:  # fmt: skip
-        """The next latent action of every bound env (SB3's signature; the observation is not needed)."""
-        if not self.envs:
+        """The next latent action of every bound row (SB3's signature; the observation is not needed)."""
+        if self.env is None:
             raise RuntimeError("bind the agent to its env first: agent.bind(env)")
-        stale = [row for row, env in enumerate(self.envs)
-                 if row not in self.idle_rows and not self._plan_covers(row, env)]  # fmt: skip
+        episodes = self.env.episodes
+        stale = [row for row, episode in enumerate(episodes)
+                 if row not in self.idle_rows and not self._plan_covers(row, episode)]  # fmt: skip
         if stale:
-            roots = [self.search_model.root(self.envs[row], self._root_state(row)) for row in stale]
-            plans = self._plan(roots)
-            for handle, _ in roots:  # the search books its branches in the env: put the episode back
-                handle.env.restore_text(handle.text)
-            for row, actions in zip(stale, plans, strict=True):
-                text = self.envs[row].text_snapshot()
-                self.plans[row] = _Plan(text.episode, text.num_tokens, actions)
+            roots = [self._root(row) for row in stale]
+            for row, actions in zip(stale, self._plan(roots), strict=True):
+                self.plans[row] = _Plan(episodes[row].number, episodes[row].num_tokens, actions)
         actions = []
-        for row, env in enumerate(self.envs):
+        for row, episode in enumerate(episodes):
             if row in self.idle_rows:
-                actions.append(_argmax_allowed(self.search_model.root(env, self._root_state(row))[1]))
+                actions.append(_argmax_allowed(self._root(row)[1]))
                 continue
             plan = self.plans[row]
-            actions.append(plan.actions[env.text_snapshot().num_tokens - plan.start_tokens])
+            actions.append(plan.actions[episode.num_tokens - plan.start_tokens])
         array = np.array(actions, dtype=np.int64)
-        return (array if self.vector is not None else array[0]), None
+        return (array if np.ndim(observation) > 1 else array[0]), None
 
-    def _plan_covers(self, row: int, env: LatentActionEnv) -> bool:
+    def _plan_covers(self, row: int, episode: Episode) -> bool:
         plan = self.plans.get(row)
-        text = env.text_snapshot()
         return (
             plan is not None
-            and plan.episode == text.episode
-            and 0 <= text.num_tokens - plan.start_tokens < len(plan.actions)
+            and plan.episode == episode.number
+            and 0 <= episode.num_tokens - plan.start_tokens < len(plan.actions)
         )
 
-    def _root_state(self, row: int) -> Any:
-        if self.vector is None:
-            return self.envs[0].decoding_state
-        state = self.vector.decoding_state
+    def _root(self, row: int) -> tuple[EpisodeHandle, StateView]:
+        assert self.env is not None
+        state = self.env.decoding_state
         assert state is not None
-        return state.select([row])
+        return self.search_model.root(self.env.stepper, self.env.episodes[row], state.select([row]))
 
-    def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
+    def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
         """One action sequence per root."""
         raise NotImplementedError
 
@@ -144,7 +131,7 @@ class MCTSAgent(_PlanningAgent):
     def env_kwargs(self) -> dict[str, Any]:
         return {"track_policy": True, "track_q": self.has_q}
 
-    def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
+    def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
         results: list[SearchResult] = search(self.search_model, roots, self.config)
         self.stats.searches += len(results)
         self.stats.tokens += sum(result.tokens for result in results)
@@ -176,7 +163,7 @@ class BestOfNAgent(_PlanningAgent):
     def env_kwargs(self) -> dict[str, Any]:
         return {"track_policy": True, "track_q": self.has_q}
 
-    def _plan(self, roots: Sequence[tuple[EnvHandle, StateView]]) -> list[list[int]]:
+    def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.config.seed)
         best: list[tuple[float, list[int]]] = [(-np.inf, []) for _ in roots]
         spent, drawn = [0] * len(roots), [0] * len(roots)
@@ -191,7 +178,7 @@ class BestOfNAgent(_PlanningAgent):
                 batch += [i] * min(self.num_samples - drawn[i], affordable)
             if not batch:
                 break
-            handles: list[EnvHandle] = [roots[i][0] for i in batch]
+            handles: list[EpisodeHandle] = [roots[i][0] for i in batch]
             for i, rollout in zip(batch, self.search_model.rollout(handles, self.config, generator), strict=True):
                 drawn[i] += 1
                 spent[i] += len(rollout.actions)

@@ -16,16 +16,17 @@ import torch
 
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
-from cola_gym.envs.base import EpisodeText, LatentActionEnv
+from cola_gym.envs.episode import Episode
+from cola_gym.envs.stepper import EpisodeStepper
 from cola_gym.model import CoLAModel
 
 
 @dataclass(frozen=True)
 class TokenHandle:
-    """A branch as plain token ids (every consumed token), with its text side."""
+    """A branch as plain token ids (every consumed token), with its episode value."""
 
-    env: LatentActionEnv
-    text: EpisodeText
+    stepper: EpisodeStepper
+    episode: Episode
     ids: tuple[int, ...]
     reward: float = 0.0
     last_q: float | None = None
@@ -38,9 +39,9 @@ class ReencodingSearchModel:
         self.model = model
         self.num_actions = model.num_actions
 
-    def root(self, env: LatentActionEnv, ids: Sequence[int]) -> tuple[TokenHandle, StateView]:
-        """The root: an env's current point and every token its decoder consumed so far."""
-        handle = TokenHandle(env=env, text=env.text_snapshot(), ids=tuple(ids))
+    def root(self, stepper: EpisodeStepper, episode: Episode, ids: Sequence[int]) -> tuple[TokenHandle, StateView]:
+        """The root: an episode and every token its decoder consumed so far."""
+        handle = TokenHandle(stepper=stepper, episode=episode, ids=tuple(ids))
         return handle, self._view(handle)[0]
 
     @torch.inference_mode()
@@ -50,9 +51,9 @@ class ReencodingSearchModel:
         for handle, action in zip(handles, actions, strict=True):
             view, hidden = self._view(handle)
             token = int(self.model.world_model_logits(hidden, self.model.codebook(torch.tensor([action]))).argmax())
-            handle.env.restore_text(handle.text)
-            outcome = handle.env.consume_token(token)
-            new = TokenHandle(env=handle.env, text=handle.env.text_snapshot(), ids=handle.ids + outcome.feed,
+            decision = handle.stepper.consume([handle.episode], [token])
+            outcome = decision.outcomes[0]
+            new = TokenHandle(stepper=handle.stepper, episode=decision.episodes[0], ids=handle.ids + outcome.feed,
                               reward=outcome.reward if outcome.terminated else 0.0,
                               last_q=None if view.q_values is None else float(view.q_values[action]))  # fmt: skip
             steps.append(Step(handle=new, token=token, view=self._view(new)[0]))
@@ -64,13 +65,13 @@ class ReencodingSearchModel:
         results = []
         for handle in handles:
             actions: list[int] = []
-            current, finished = handle, handle.text.done
+            current, finished = handle, handle.episode.done
             while not finished and len(actions) < config.rollout_max_tokens:
                 view = self._view(current)[0]
                 action = policy_action(view, config, generator)
                 actions.append(action)
                 current = self.step([current], [action])[0].handle
-                finished = current.text.done
+                finished = current.episode.done
             if config.leaf_value == "oracle":
                 score = current.reward if finished else 0.0
             else:
@@ -88,7 +89,7 @@ class ReencodingSearchModel:
             q_values = None
             if model.q_network is not None:
                 q_values = model.q_network(hidden.to(model.head_dtype))[0, -1].float().numpy()
-        handle.env.restore_text(handle.text)
-        allowed = handle.env.action_masks()[: self.num_actions].astype(bool)
-        view = StateView(prior=prior.astype(np.float64), allowed=allowed, q_values=q_values, finished=handle.text.done)
+        allowed = handle.stepper.action_mask(handle.episode)[: self.num_actions]
+        view = StateView(prior=prior.astype(np.float64), allowed=allowed, q_values=q_values,
+                         finished=handle.episode.done)  # fmt: skip
         return view, hidden[:, -1]

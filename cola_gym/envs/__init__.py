@@ -1,6 +1,25 @@
-"""Latent-action environments: the base env and the tasks built on it."""
+"""Latent-action environments: the task contract, the episode value, the one stepper, the envs.
 
-from cola_gym.envs.base import EnvSnapshot, EpisodeText, LatentActionEnv, TurnOutcome
-from cola_gym.envs.math import MathEnv
+- :mod:`~cola_gym.envs.task`: :class:`Task`, what a task family implements;
+- :mod:`~cola_gym.envs.episode`: :class:`Episode`, an episode's text and task state as one value;
+- :mod:`~cola_gym.envs.stepper`: :class:`EpisodeStepper`, code -> token -> episode -> feed, batched;
+- :mod:`~cola_gym.envs.env` and :mod:`~cola_gym.envs.vector`: the Gymnasium envs over any task;
+- :mod:`~cola_gym.envs.math`: the math tasks.
+"""
 
-__all__ = ["EnvSnapshot", "EpisodeText", "LatentActionEnv", "MathEnv", "TurnOutcome"]
+from cola_gym.envs.env import EnvSnapshot, LatentActionEnv
+from cola_gym.envs.episode import Episode
+from cola_gym.envs.stepper import EpisodeStepper
+from cola_gym.envs.task import Task, TaskStart, TurnOutcome
+from cola_gym.envs.vector import LatentActionVectorEnv
+
+__all__ = [
+    "EnvSnapshot",
+    "Episode",
+    "EpisodeStepper",
+    "LatentActionEnv",
+    "LatentActionVectorEnv",
+    "Task",
+    "TaskStart",
+    "TurnOutcome",
+]

@@ -1,24 +1,39 @@
-"""Math word problems (MATH-500, MATH, GSM8K) as latent-action envs.
+r"""Math word problems (MATH-500, MATH, GSM8K) as a task.
 
 The prompt is the problem plus the data set's instruction, through the model's chat
 template. The episode terminates at an end-of-sequence token or as soon as the answer is
-complete (a closed ``\\boxed{}``, or a ``#### n`` line for GSM8K). The last step's
-reward is 1 when the answer is right and 0 otherwise; a truncated episode earns 0.
+complete (a closed ``\boxed{}``, or a ``#### n`` line for GSM8K). The last step's reward is
+1 when the answer is right and 0 otherwise; a truncated episode earns 0.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
 
 from cola_gym.data.math import MathDataset, MathProblem, load_math_problems
-from cola_gym.envs.base import LatentActionEnv, Message, ModelArg, TurnOutcome
-from cola_gym.envs.vector import LatentActionVectorEnv
+from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
 from cola_gym.rewards.math import answer_is_complete, grade_text
 
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+_FINAL_HASH = re.compile(r"\n?####\s*(.+?)\s*$")
 
-class MathEnv(LatentActionEnv):
+
+@dataclass(frozen=True)
+class MathState:
+    """A math episode's state: the problem, and the graded answer once there is one."""
+
+    problem: MathProblem
+    answer: str = ""
+    is_correct: bool = False
+
+
+class MathTask(Task[MathState]):
     """Solve a math problem, one latent action per token.
 
     Args:
@@ -26,82 +41,96 @@ class MathEnv(LatentActionEnv):
             :class:`~cola_gym.data.math.MathDataset`).
         split: ``"test"`` or ``"train"`` (where the data set has it).
         data_dir: folder holding the data files; else ``$COLA_DATA_DIR``, else the Hub.
-        model: see :class:`~cola_gym.envs.base.LatentActionEnv`.
-        **env_kwargs: ``device``, ``quantization``, ``dtype``, ``track_policy``, ``render_mode``.
 
-    ``reset(options={"problem_index": i})`` picks problem ``i``;
-    ``reset(options={"problem": text, "answer": reference})`` poses your own problem
-    (``problem_index`` -1); otherwise the problem is drawn from the env's seeded RNG.
+    Reset options: ``task_index`` (alias ``problem_index``) picks a problem;
+    ``{"problem": text, "answer": reference}`` poses your own (index -1); otherwise the
+    problem is drawn from the env's seeded RNG.
 
-    ``info`` carries ``text``, ``answer`` (the extracted answer, ``""`` until the episode
-    ends), ``is_correct``, ``problem_index`` and ``num_tokens``.
+    ``info`` adds ``answer`` (the extracted answer, ``""`` until the episode ends),
+    ``is_correct`` (the same as ``is_success``) and ``problem_index`` (= ``task_index``).
     """
+
+    info_keys: ClassVar[tuple[str, ...]] = ("answer", "is_correct", "problem_index")
+    option_keys: ClassVar[tuple[str, ...]] = ("problem", "answer")
+    option_aliases: ClassVar[Mapping[str, str]] = {"problem_index": TASK_INDEX}
 
     def __init__(
         self,
         dataset: Mapping[str, Any] | MathDataset,
         split: str = "test",
         data_dir: str | os.PathLike[str] | None = None,
-        model: ModelArg = None,
-        **env_kwargs: Any,
     ) -> None:
         self.dataset = MathDataset.from_spec(dataset)
         self.split = split
-        self._data_dir = data_dir
+        self.data_dir = data_dir
         self.problems: tuple[MathProblem, ...] = load_math_problems(self.dataset, split, data_dir)
-        self.problem: MathProblem | None = None
-        super().__init__(model, **env_kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        del state["problems"]  # reloaded (from the per-process cache) on unpickling
-        return state
+        return {k: v for k, v in self.__dict__.items() if k != "problems"}  # reloaded from the process cache
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.problems = load_math_problems(self.dataset, self.split, self._data_dir)
+        self.__dict__.update(state)
+        self.problems = load_math_problems(self.dataset, self.split, self.data_dir)
 
-    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Message]:
-        self.problem = self._choose_problem(options)
-        content = self.problem.problem
-        if self.dataset.instruction:
-            content = f"{content}\n{self.dataset.instruction}"
-        return [{"role": "user", "content": content}]
+    @property
+    def num_tasks(self) -> int:
+        return len(self.problems)
 
-    def _choose_problem(self, options: Mapping[str, Any]) -> MathProblem:
-        if "problem" in options:
-            problem, answer = options["problem"], options.get("answer")
+    def check_options(self, options: Any) -> dict[str, Any]:
+        checked = super().check_options(options)
+        if "problem" in checked or "answer" in checked:
+            problem, answer = checked.get("problem"), checked.get("answer")
             if not isinstance(problem, str) or not isinstance(answer, str) or not problem.strip() or not answer.strip():
                 raise ValueError("options['problem'] needs options['answer'] too; both non-empty strings")
-            return MathProblem(index=-1, problem=problem, answer=answer.strip())
-        index = options.get("problem_index")
-        if index is None:
-            index = int(self.np_random.integers(len(self.problems)))
-        elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.problems):
-            raise ValueError(
-                f"options['problem_index'] must be an int in [0, {len(self.problems)}) for "
-                f"{self.dataset.name}/{self.split}, got {index!r}"
-            )
-        return self.problems[index]
+            if TASK_INDEX in checked:
+                raise ValueError(f"give either options['problem'] or options['{TASK_INDEX}'], not both")
+        return checked
 
-    def _turn_complete(self, turn_text: str) -> bool:
+    def begin(self, options: Mapping[str, Any], rng: np.random.Generator) -> TaskStart[MathState]:
+        if "problem" in options:
+            problem = MathProblem(index=-1, problem=options["problem"], answer=options["answer"].strip())
+        else:
+            index = options.get(TASK_INDEX)
+            problem = self.problems[int(rng.integers(len(self.problems))) if index is None else index]
+        return TaskStart(MathState(problem), tuple(self.prompt(problem.problem)), problem.index)
+
+    def prompt(self, problem: str) -> list[Message]:
+        """The prompt messages of ``problem``: the one place both envs and training data get them."""
+        content = f"{problem}\n{self.dataset.instruction}" if self.dataset.instruction else problem
+        return [{"role": "user", "content": content}]
+
+    def turn_complete(self, state: MathState, turn_text: str) -> bool:
         return answer_is_complete(turn_text, self.dataset.answer_format)
 
-    def _end_turn(self, turn_text: str) -> TurnOutcome:
-        assert self.problem is not None
-        grade = grade_text(turn_text, self.problem.answer, self.dataset.answer_format)
-        return TurnOutcome(
-            reward=float(grade.is_correct),
-            terminated=True,
-            info={"answer": grade.answer or "", "is_correct": grade.is_correct},
-        )
+    def end_turn(self, state: MathState, turn_text: str) -> TurnOutcome[MathState]:
+        grade = grade_text(turn_text, state.problem.answer, self.dataset.answer_format)
+        graded = replace(state, answer=grade.answer or "", is_correct=grade.is_correct)
+        return TurnOutcome(graded, reward=float(grade.is_correct), terminated=True, success=grade.is_correct)
 
-    def _initial_info(self) -> dict[str, Any]:
-        assert self.problem is not None
-        return {"answer": "", "is_correct": False, "problem_index": self.problem.index}
+    def info(self, state: MathState) -> dict[str, Any]:
+        return {"answer": state.answer, "is_correct": state.is_correct, "problem_index": state.problem.index}
+
+    def describe(self, state: MathState) -> str:
+        return f"{state.problem.problem}\n\nreference answer: {state.problem.answer}"
+
+    def demonstrations(self) -> Iterable[tuple[Sequence[Message], str]]:
+        """Each problem's worked solution (GSM8K's in the env's format: :func:`gsm8k_solution_as_text`)."""
+        for problem in self.problems:
+            if problem.solution is None:
+                raise ValueError(
+                    f"{self.dataset.name}/{self.split} has reference answers but no worked solutions to train on"
+                )
+            solution = problem.solution
+            if self.dataset.answer_format == "gsm8k":
+                solution = gsm8k_solution_as_text(solution)
+            yield self.prompt(problem.problem), solution
 
 
-class MathVectorEnv(LatentActionVectorEnv):
-    """N math episodes decoded as one batch: what ``gym.make_vec(id, num_envs=N)`` builds."""
+def gsm8k_solution_as_text(answer: str) -> str:
+    r"""A GSM8K answer in the env's format: calculator marks removed, ``#### n`` -> ``\boxed{n}``.
 
-    env_class = MathEnv
+    >>> gsm8k_solution_as_text("She sold 48/2 = <<48/2=24>>24 clips.\n#### 24")
+    'She sold 48/2 = 24 clips.\nThe final answer is $\\boxed{24}$.'
+    """
+    text = _CALCULATOR.sub("", answer)
+    return _FINAL_HASH.sub(lambda m: f"\nThe final answer is $\\boxed{{{m.group(1)}}}$.", text).strip()

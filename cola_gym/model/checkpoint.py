@@ -37,7 +37,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "pretrained" / "smo
 _FINGERPRINT_KEYS = ("model_type", "hidden_size", "vocab_size", "num_hidden_layers")
 
 
-def decoder_fingerprint(decoder_config: Any) -> dict[str, Any]:
+def decoder_architecture(decoder_config: Any) -> dict[str, Any]:
     """The decoder properties the heads depend on."""
     return {key: getattr(decoder_config, key, None) for key in _FINGERPRINT_KEYS}
 
@@ -95,26 +95,29 @@ def save_cola(
         "format_version": FORMAT_VERSION,
         "cola_config": model.config.to_dict(),
         "decoder": decoder_entry,
-        "decoder_fingerprint": decoder_fingerprint(model.decoder.config),
+        "decoder_fingerprint": decoder_architecture(model.decoder.config),
     }
     _atomic_write(directory / HEADS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     _atomic_write(directory / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
 
 
 def load_cola(
+    model_class: type[CoLAModel],
     name_or_path: str | os.PathLike[str] | None,
     decoder: str | os.PathLike[str] | None = None,
     settings: DecoderSettings | None = None,
 ) -> CoLAModel:
-    """Loads a CoLA checkpoint, or puts fresh heads on a plain decoder (see ``CoLAModel.from_pretrained``)."""
-    from cola_gym.model.cola import CoLAModel
+    """Loads a CoLA checkpoint, or puts fresh heads on a plain decoder (see ``CoLAModel.from_pretrained``).
 
+    ``model_class`` is passed in (rather than imported) so that this module depends on the
+    model's configuration only: ``cola_gym.model.cola`` imports it, never the reverse.
+    """
     if name_or_path is None and decoder is None and (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
-        model = load_cola(DEFAULT_MODEL_DIR, settings=settings)
+        model = load_cola(model_class, DEFAULT_MODEL_DIR, settings=settings)
         model.name_or_path = None
         return model
     if name_or_path is None or str(name_or_path) == EMBEDDED_DECODER:
-        model = CoLAModel.from_decoder(decoder, settings=settings)
+        model = model_class.from_decoder(decoder, settings=settings)
         model.name_or_path = None
         return model
     name = str(name_or_path)
@@ -123,7 +126,7 @@ def load_cola(
         raise ModelNotFoundError(f"No model directory at {directory} (from {name!r}); check the path.")
     if not (directory / CONFIG_FILE).is_file():
         # A plain decoder (local directory or Hub id): fresh, untrained heads.
-        model = CoLAModel.from_decoder(decoder or name, settings=settings)
+        model = model_class.from_decoder(decoder or name, settings=settings)
         model.name_or_path = name
         return model
     meta = _read_config(directory)
@@ -136,8 +139,8 @@ def load_cola(
     if meta["decoder"].get("adapter") and decoder is None:
         decoder_model = _apply_adapter(decoder_model, directory / meta["decoder"]["adapter"])
     config = meta["cola_config"]
-    model = CoLAModel(config, decoder_model, tokenizer, decoder_name_or_path=str(reference))
-    _load_heads(model, directory / HEADS_FILE)
+    model = model_class(config, decoder_model, tokenizer, decoder_name_or_path=str(reference))
+    load_heads(model, directory / HEADS_FILE)
     model.name_or_path = str(directory.resolve())
     return model
 
@@ -182,7 +185,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
 
 
 def _check_fingerprint(directory: Path, expected: dict[str, Any], decoder_config: Any) -> None:
-    actual = decoder_fingerprint(decoder_config)
+    actual = decoder_architecture(decoder_config)
     diffs = [
         f"{k}: checkpoint {expected.get(k)!r} vs decoder {actual[k]!r}"
         for k in ("hidden_size", "vocab_size")
@@ -195,7 +198,8 @@ def _check_fingerprint(directory: Path, expected: dict[str, Any], decoder_config
         )
 
 
-def _load_heads(model: CoLAModel, path: Path) -> None:
+def load_heads(model: CoLAModel, path: Path) -> None:
+    """Loads head weights from a safetensors file into ``model`` (checked: names, shapes, finite values)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cola_gym.model.checkpoint import load_cola, save_cola
 from cola_gym.model.config import CoLAConfig
 from cola_gym.model.decoders import EMBEDDED_DECODER, DecoderSettings, check_llama_family, load_decoder
 from cola_gym.model.decoding import POLICY, Q_NETWORK, DecodingState, KVPairs, cache_from_pairs, pairs_from_cache
@@ -111,9 +112,7 @@ class CoLAModel(nn.Module):
             decoder: overrides the decoder the checkpoint refers to.
             settings: device, dtype and quantization of the decoder.
         """
-        from cola_gym.model.checkpoint import load_cola
-
-        return load_cola(name_or_path, decoder=decoder, settings=settings)
+        return load_cola(cls, name_or_path, decoder=decoder, settings=settings)
 
     def save_pretrained(
         self, path: str | os.PathLike[str], store_decoder: bool = False, dtype: torch.dtype | None = None
@@ -122,8 +121,6 @@ class CoLAModel(nn.Module):
 
         ``dtype`` (e.g. ``torch.bfloat16``) stores the heads at lower precision.
         """
-        from cola_gym.model.checkpoint import save_cola
-
         save_cola(self, path, store_decoder=store_decoder, dtype=dtype)
 
     def add_q_network(self, num_layers: int, seed: int = 0) -> None:
@@ -214,12 +211,12 @@ class CoLAModel(nn.Module):
 
     def idm_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T, d]`` h of a whole text -> ``[B, T - 1, K]`` IDM logits of a_0 .. a_T-2."""
-        mask, positions = self._mask_and_positions(hidden, attention_mask)
+        mask, positions = self.mask_and_positions(hidden, attention_mask)
         return self.idm.action_logits(hidden.to(self.head_dtype), mask, positions)
 
     def policy_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T, d]`` h -> ``[B, T, K]`` policy logits (position t chooses a_t)."""
-        mask, positions = self._mask_and_positions(hidden, attention_mask)
+        mask, positions = self.mask_and_positions(hidden, attention_mask)
         return self.policy(hidden.to(self.head_dtype), mask, positions)
 
     def world_model_logits(self, hidden: torch.Tensor, action_embedding: torch.Tensor) -> torch.Tensor:
@@ -233,9 +230,10 @@ class CoLAModel(nn.Module):
         """The bare decoder's next-token logits ``[..., V]`` from h ``[..., d]``."""
         return self.lm_head(hidden)
 
-    def _mask_and_positions(
+    def mask_and_positions(
         self, hidden: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(attention_mask, position ids)``, both ``[B, T]``, for states ``hidden [B, T, d]``."""
         mask = attention_mask
         if mask is None:
             mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)

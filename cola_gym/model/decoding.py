@@ -81,11 +81,6 @@ class DecodingState:
         return POLICY in self.head_kv
 
     @property
-    def policy_kv(self) -> KVPairs | None:
-        """The policy blocks' KV cache (``None`` when the policy is not tracked)."""
-        return self.head_kv.get(POLICY)
-
-    @property
     def policy_logits(self) -> torch.Tensor | None:
         """``[B, K]`` pi(a_t | x_1..t) (``None`` when the policy is not tracked)."""
         return self.head_outputs.get(POLICY)

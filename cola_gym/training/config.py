@@ -32,7 +32,7 @@ class TrainConfig:
       ``target_sync_every`` steps); decoder and other heads frozen.
 
     Attributes:
-        stage: ``"1a"``, ``"1b"`` or ``"2"``.
+        stage: ``"1a"``, ``"1b"``, ``"2"`` or ``"q"`` (see :mod:`cola_gym.training.stages`).
         steps: optimizer steps.
         batch_size: sequences per step and process.
         seq_len: tokens per sequence (longer examples are cut).

@@ -2,9 +2,10 @@
 
 Sources are written as strings (the command line uses the same forms):
 
-- ``"math:train"``, ``"gsm8k:train"``, ``"math:test"``: a data set of ``envs/math.toml``;
-  each problem becomes a chat (the problem plus the env's instruction as the user turn, the
-  worked solution as the assistant turn), exactly as the env prompts the model;
+- an env id (``"CoLA-GSM8K-Train-v0"``) or its short name from the task specs
+  (``"gsm8k:train"``, ``"math:train"``, ...): the task's demonstrations
+  (:meth:`~cola_gym.envs.task.Task.demonstrations`) as chats, prompted exactly as the env
+  prompts the model (the task owns the prompt; both render it with the same function);
 - ``"path/to/file.jsonl"`` with ``text_field`` (one document per row) or with
   ``prompt_field`` + ``response_field`` (a chat per row);
 - ``"path/to/file.txt"``: plain text, cut into ``seq_len``-token pieces.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 
 from cola_gym.data.jsonl import MalformedLine, jsonl_lines
+from cola_gym.envs.episode import render_chat
+from cola_gym.envs.task import Message
 from cola_gym.errors import DataFormatError, DataNotFoundError
-
-_CALCULATOR = re.compile(r"<<[^<>]*>>")
-_FINAL_HASH = re.compile(r"\n?####\s*(.+?)\s*$")
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +67,6 @@ class TextSource:
         """Whether ``spec`` names a file (rather than a registered data set)."""
         return self.spec.endswith((".jsonl", ".txt"))
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready description (for model cards and cache fingerprints)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
 
 @dataclass(frozen=True)
 class Transitions:
@@ -96,16 +91,6 @@ class TokenizedExample:
     ids: np.ndarray
     response_start: int
     transitions: Transitions | None = None
-
-
-def gsm8k_solution_as_text(answer: str) -> str:
-    r"""A GSM8K answer in the env's format: calculator marks removed, ``#### n`` -> ``\boxed{n}``.
-
-    >>> gsm8k_solution_as_text("She sold 48/2 = <<48/2=24>>24 clips.\n#### 24")
-    'She sold 48/2 = 24 clips.\nThe final answer is $\\boxed{24}$.'
-    """
-    text = _CALCULATOR.sub("", answer)
-    return _FINAL_HASH.sub(lambda m: f"\nThe final answer is $\\boxed{{{m.group(1)}}}$.", text).strip()
 
 
 def load_examples(
@@ -137,8 +122,8 @@ def _examples_of(
     source: TextSource, tokenizer: Any, seq_len: int, data_dir: str | os.PathLike[str] | None
 ) -> Iterable[TokenizedExample]:
     if not source.is_file:
-        for prompt, response in _math_chats(source.spec, data_dir):
-            yield _chat_example(tokenizer, prompt, response, seq_len)
+        for messages, response in _task_chats(source.spec, data_dir):
+            yield _chat_example(tokenizer, messages, response, seq_len)
         return
     path = Path(source.spec).expanduser()
     if not path.is_file():
@@ -159,44 +144,44 @@ def _examples_of(
         else:
             assert source.prompt_field is not None and source.response_field is not None
             prompt = _field(row, source.prompt_field, where)
-            yield _chat_example(tokenizer, prompt, _field(row, source.response_field, where), seq_len)
+            user = [{"role": "user", "content": prompt}]
+            yield _chat_example(tokenizer, user, _field(row, source.response_field, where), seq_len)
 
 
-def _math_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[str, str]]:
-    from cola_gym.data.math import MathDataset, load_math_problems
-    from cola_gym.registration import env_registrations, load_task_specs
+def _task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[Sequence[Message], str]]:
+    import gymnasium as gym
 
-    name, _, split = spec.partition(":")
-    datasets = {
-        reg["kwargs"]["dataset"]["name"]: reg["kwargs"]["dataset"]
-        for reg in env_registrations(load_task_specs())
-        if isinstance(reg["kwargs"].get("dataset"), Mapping)
-    }
-    if name not in datasets or not split:
+    import cola_gym  # noqa: F401 - registers the ids
+    from cola_gym.envs.env import ENV_ARGUMENTS, build_task
+    from cola_gym.registration import load_task_specs, training_sources
+
+    names = training_sources(load_task_specs())
+    env_id = names.get(spec, spec)
+    if env_id not in gym.registry:
         raise ValueError(
-            f"unknown training source {spec!r}: use '<data set>:<split>' with a data set of {sorted(datasets)}, "
-            "or a .jsonl / .txt file"
+            f"unknown training source {spec!r}: use an env id, a short name of {sorted(names)}, or a .jsonl / .txt file"
         )
-    dataset = MathDataset.from_spec(datasets[name])
-    for problem in load_math_problems(dataset, split, data_dir):
-        if problem.solution is None:
-            raise DataFormatError(f"{spec} has reference answers but no worked solutions to train on")
-        solution = gsm8k_solution_as_text(problem.solution) if dataset.answer_format == "gsm8k" else problem.solution
-        prompt = f"{problem.problem}\n{dataset.instruction}" if dataset.instruction else problem.problem
-        yield prompt, solution
+    kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k not in ENV_ARGUMENTS}
+    task_path = kwargs.pop("task")
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    task = build_task(task_path, **kwargs)
+    try:
+        yield from task.demonstrations()
+    except ValueError as err:
+        raise DataFormatError(f"{spec}: {err}") from err
 
 
-def _chat_example(tokenizer: Any, prompt: str, response: str, seq_len: int) -> TokenizedExample:
+def _chat_example(tokenizer: Any, messages: Sequence[Message], response: str, seq_len: int) -> TokenizedExample:
     """The prompt rendered as the env renders it, then the response and its end-of-turn marker."""
-    user = [{"role": "user", "content": prompt}]
+    prompt_text = render_chat(tokenizer, messages)
     if getattr(tokenizer, "chat_template", None) is not None:
-        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": response}], tokenize=False)
+        full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}], tokenize=False)
         response_text = full[len(prompt_text) :] if full.startswith(prompt_text) else response
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     else:
         response_text = response + (tokenizer.eos_token or "")
-        prompt_ids = tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]
     response_ids = tokenizer(response_text, add_special_tokens=False)["input_ids"]
     ids = (list(prompt_ids) + list(response_ids))[:seq_len]
     return TokenizedExample(np.asarray(ids, dtype=np.int32), min(len(prompt_ids), len(ids)))

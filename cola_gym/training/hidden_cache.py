@@ -16,18 +16,18 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from cola_gym.model import CoLAModel
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
 
 _META = "meta.json"
 
 
-def decoder_fingerprint(model: Any) -> str:
+def decoder_weights_fingerprint(model: CoLAModel) -> str:
     """Identifies the decoder's weights cheaply (reference, shapes and a few weight sums)."""
     decoder = model.decoder
     parts = [str(model.decoder_name_or_path), str(decoder.config.to_json_string(use_diff=False))]
@@ -71,7 +71,7 @@ class HiddenStateCache:
     @classmethod
     def build(
         cls,
-        model: Any,
+        model: CoLAModel,
         examples: Sequence[TokenizedExample],
         root: str | os.PathLike[str],
         batch_size: int = 8,
@@ -85,7 +85,7 @@ class HiddenStateCache:
         Every process calls this with its ``rank``; ``barrier`` synchronises them.
         """
         key = hashlib.sha256(
-            f"{decoder_fingerprint(model)}:{examples_fingerprint(examples)}:{len(examples)}".encode()
+            f"{decoder_weights_fingerprint(model)}:{examples_fingerprint(examples)}:{len(examples)}".encode()
         ).hexdigest()[:20]
         path = Path(root) / key
         if (path / _META).is_file() and json.loads((path / _META).read_text()).get("complete"):
@@ -138,7 +138,7 @@ class HiddenStateCache:
 
 @torch.inference_mode()
 def _write_batch(
-    model: Any, examples: Sequence[TokenizedExample], indices: list[int], offsets: np.ndarray, hidden: np.memmap
+    model: CoLAModel, examples: Sequence[TokenizedExample], indices: list[int], offsets: np.ndarray, hidden: np.memmap
 ) -> None:
     width = max(len(examples[i].ids) for i in indices)
     ids = torch.zeros(len(indices), width, dtype=torch.long)

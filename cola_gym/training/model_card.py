@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cola_gym.model import CoLAModel
 from cola_gym.model.decoders import EMBEDDED_DECODER
 from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
@@ -26,7 +27,7 @@ _STAGE_NAMES = {
 def write_model_card(
     directory: Path,
     config: TrainConfig,
-    model: Any,
+    model: CoLAModel,
     examples: Sequence[TokenizedExample],
     metrics: dict[str, float],
     description: dict[str, Any],

@@ -1,4 +1,4 @@
-"""Losses and metrics of the training stages, on a padded batch of token sequences.
+"""Batches, shared loss pieces and held-out metrics of the training stages.
 
 Notation: ``ids [B, T]``, ``h [B, T, d]`` the decoder's final normalised states, the
 action of step ``t`` (which produces ``ids[:, t + 1]``) is read by the IDM at position
@@ -8,7 +8,6 @@ action of step ``t`` (which produces ``ids[:, t + 1]``) is read by the IDM at po
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -18,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from cola_gym.training.config import TrainConfig
+from cola_gym.model import CoLAModel
 from cola_gym.training.data import TokenizedExample, Transitions
 
 
@@ -104,147 +102,8 @@ def code_usage_metrics(actions: torch.Tensor, num_actions: int) -> dict[str, tor
     }
 
 
-class StageObjective(nn.Module):
-    """Loss of one stage; only the parts that train in that stage are registered children.
-
-    Args:
-        model: the :class:`~cola_gym.model.CoLAModel` (its frozen parts are used, not owned).
-        config: the stage's configuration.
-    """
-
-    def __init__(self, model: Any, config: TrainConfig) -> None:
-        super().__init__()
-        self.config = config
-        self._model = (model,)  # a tuple, so DDP neither owns nor broadcasts the frozen parts
-        if config.stage == "1a":
-            self.idm, self.codebook, self.world_model = model.idm, model.codebook, model.world_model
-        elif config.stage == "1b":
-            self.policy = model.policy
-        elif config.stage == "q":
-            if model.q_network is None:
-                raise ValueError("stage q needs a model with a Q-network (model.add_q_network(num_layers))")
-            self.q_network = model.q_network
-            self.target_network = copy.deepcopy(model.q_network).requires_grad_(False)
-        else:
-            self.decoder = model.decoder
-
-    @property
-    def model(self) -> Any:
-        """The whole CoLA model."""
-        return self._model[0]
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        """Training state outside the model and optimizer (the target network), for checkpoints."""
-        if self.config.stage != "q":
-            return {}
-        return {f"target_network.{k}": v for k, v in self.target_network.state_dict().items()}
-
-    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restores :meth:`extra_state`."""
-        if self.config.stage == "q":
-            prefix = "target_network."
-            self.target_network.load_state_dict(
-                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            )
-
-    def before_step(self, step: int) -> None:
-        """Syncs the Q-learning target network every ``target_sync_every`` steps (step 0 included)."""
-        if self.config.stage == "q" and step % self.config.target_sync_every == 0:
-            self.target_network.load_state_dict(self.q_network.state_dict())
-
-    def forward(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(loss, metrics)`` of a batch."""
-        hidden = batch.hidden
-        if hidden is None:
-            if self.config.trains_decoder:
-                hidden = self.model.hidden_states(batch.ids, batch.attention_mask)
-            else:
-                with torch.no_grad():
-                    hidden = self.model.hidden_states(batch.ids, batch.attention_mask)
-        if self.config.stage == "1a":
-            return self._stage_1a(batch, hidden, generator)
-        if self.config.stage == "1b":
-            return self._stage_1b(batch, hidden)
-        if self.config.stage == "q":
-            return self._stage_q(batch, hidden)
-        return self._stage_2(batch, hidden)
-
-    def _stage_1a(
-        self, batch: Batch, hidden: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model, mask = self.model, batch.loss_mask.bool()
-        idm_logits = model.idm_logits(hidden, batch.attention_mask)[mask]  # [N, K]
-        one_hot, soft = gumbel_softmax_st(idm_logits.float(), self.config.gumbel_tau, generator)
-        action_embedding = model.codebook.embed_soft(one_hot.to(idm_logits.dtype))
-        logits = model.world_model_logits(hidden[:, :-1][mask], action_embedding)
-        cross_entropy = mean_cross_entropy(logits, batch.targets[mask])
-        negative_entropy = (soft * soft.clamp_min(1e-8).log()).sum(-1).mean()
-        loss = cross_entropy + self.config.entropy_bonus * negative_entropy
-        metrics = {
-            "loss/world_model_ce": cross_entropy.detach(),
-            "loss/idm_negative_entropy": negative_entropy.detach(),
-        }
-        metrics.update(code_usage_metrics(idm_logits.argmax(-1).detach(), model.num_actions))
-        return loss, metrics
-
-    def _stage_1b(self, batch: Batch, hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model, mask = self.model, batch.loss_mask.bool()
-        with torch.no_grad():
-            labels = model.idm_logits(hidden, batch.attention_mask).argmax(-1)[mask]
-        logits = model.policy_logits(hidden, batch.attention_mask)[:, :-1][mask]
-        loss = mean_cross_entropy(logits, labels)
-        accuracy = (logits.argmax(-1) == labels).float().mean()
-        return loss, {"loss/behaviour_cloning": loss.detach(), "acc/policy_vs_idm": accuracy.detach()}
-
-    def _stage_q(self, batch: Batch, hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Double DQN: y = r + gamma * (1 - done) * Q_target(s', argmax_a Q(s', a))."""
-        assert batch.actions is not None and batch.action_positions is not None
-        assert batch.action_mask is not None and batch.rewards is not None
-        model = self.model
-        positions = model._mask_and_positions(hidden, batch.attention_mask)[1]
-        states = hidden.to(model.head_dtype)
-        q_all = self.q_network(states, batch.attention_mask, positions)  # [B, T, K]
-        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
-        where = batch.action_positions
-        q_taken = q_all[rows, where].gather(-1, batch.actions[..., None]).squeeze(-1)  # [B, A]
-        counts = batch.action_mask.sum(-1, keepdim=True)
-        steps = torch.arange(where.shape[1], device=where.device)[None]
-        done = steps == counts - 1
-        next_where = torch.cat([where[:, 1:], where[:, -1:]], dim=1)  # unused where done
-        with torch.no_grad():
-            best_next = q_all.detach()[rows, next_where].argmax(-1, keepdim=True)
-            q_target_all = self.target_network(states, batch.attention_mask, positions)
-            target_next = q_target_all[rows, next_where].gather(-1, best_next).squeeze(-1)
-            rewards = torch.where(done, batch.rewards[:, None], torch.zeros_like(target_next))
-            targets = rewards + self.config.discount * (~done).float() * target_next
-        valid = batch.action_mask
-        loss = F.smooth_l1_loss(q_taken[valid].float(), targets[valid].float())
-        final = q_taken[done & valid].detach()
-        right = batch.rewards > 0.5
-        zero = final.new_tensor(0.0)
-        metrics = {
-            "loss/td": loss.detach(),
-            "q/mean": q_taken[valid].detach().mean(),
-            "q/final_right_answers": final[right].mean() if right.any() else zero,
-            "q/final_wrong_answers": final[~right].mean() if (~right).any() else zero,
-        }
-        return loss, metrics
-
-    def _stage_2(self, batch: Batch, hidden: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model, mask = self.model, batch.loss_mask.bool()
-        with torch.no_grad():
-            if self.config.fta_actions == "idm":
-                actions = model.idm_logits(hidden.detach(), batch.attention_mask).argmax(-1)
-            else:
-                actions = model.policy_logits(hidden.detach(), batch.attention_mask)[:, :-1].argmax(-1)
-            action_embedding = model.codebook(actions[mask])
-        logits = model.world_model_logits(hidden[:, :-1][mask], action_embedding)
-        loss = mean_cross_entropy(logits, batch.targets[mask])
-        return loss, {"loss/fta_ce": loss.detach()}
-
-
 @torch.no_grad()
-def evaluation_metrics(model: Any, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def evaluation_metrics(model: CoLAModel, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Token accuracies of the world model (IDM and greedy-policy actions) and of the bare decoder.
 
     Returns:
@@ -272,7 +131,7 @@ def evaluation_metrics(model: Any, batch: Batch) -> tuple[dict[str, torch.Tensor
     return metrics, idm_actions
 
 
-def evaluate_examples(model: Any, examples: Sequence[TokenizedExample], batch_size: int = 8) -> dict[str, float]:
+def evaluate_examples(model: CoLAModel, examples: Sequence[TokenizedExample], batch_size: int = 8) -> dict[str, float]:
     """:func:`evaluation_metrics` over a held-out set: token-weighted means, code usage over the whole set.
 
     Also ``perplexity/decoder`` and ``perplexity/world_model_idm_actions``.

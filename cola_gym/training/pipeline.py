@@ -19,6 +19,7 @@ from cola_gym.model.checkpoint import CONFIG_FILE
 from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TextSource, load_examples
 from cola_gym.training.episodes import load_episodes
+from cola_gym.training.stages import STAGE_OBJECTIVES
 from cola_gym.training.trainer import CoLATrainer
 
 
@@ -68,9 +69,11 @@ def train_stage(
         cola = CoLAModel.from_pretrained(model, settings=settings)
     else:
         cola = CoLAModel.from_decoder(model, cola_config or CoLAConfig(init_seed=config.seed), settings)
-    if config.stage == "q":
+    if STAGE_OBJECTIVES[config.stage].data == "episodes":
         if episodes is None:
-            raise ValueError("stage q learns from logged episodes: pass episodes=<file from cola-gym collect-episodes>")
+            raise ValueError(
+                f"stage {config.stage} learns from logged episodes: pass episodes=<file from cola-gym collect-episodes>"
+            )
         examples = load_episodes(episodes)
         if cola.q_network is None:
             cola.add_q_network(q_network_num_layers, seed=config.seed)

@@ -30,11 +30,14 @@ import numpy as np
 import torch
 
 from cola_gym.errors import CheckpointError
+from cola_gym.model import CoLAModel
+from cola_gym.model.checkpoint import ADAPTER_DIR, DECODER_DIR, HEADS_FILE, load_heads
 from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
 from cola_gym.training.hidden_cache import HiddenStateCache
 from cola_gym.training.model_card import write_model_card
-from cola_gym.training.objectives import Batch, StageObjective, collate, evaluate_examples, evaluation_metrics
+from cola_gym.training.objectives import Batch, collate, evaluate_examples, evaluation_metrics
+from cola_gym.training.stages import STAGE_OBJECTIVES, StageObjective, stage_objective
 from cola_gym.training.state import (
     STATE_FILE,
     latest_checkpoint,
@@ -66,7 +69,7 @@ class CoLATrainer:
 
     def __init__(
         self,
-        model: Any,
+        model: CoLAModel,
         config: TrainConfig,
         examples: Sequence[TokenizedExample],
         run_dir: str | os.PathLike[str],
@@ -126,7 +129,7 @@ class CoLATrainer:
                 barrier=accelerator.wait_for_everyone,
                 show_progress=self.show_progress,
             )
-        objective = StageObjective(self.model, config)
+        objective = stage_objective(self.model, config)
         parameters = [p for p in objective.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.peak_learning_rate, weight_decay=config.weight_decay)
         objective, optimizer = accelerator.prepare(objective, optimizer)
@@ -189,33 +192,10 @@ class CoLATrainer:
 
     # ------------------------------------------------------------------ parts
     def _prepare_parameters(self) -> None:
-        model, config = self.model, self.config
-        model.requires_grad_(False)
-        if config.stage == "1a":
-            for part in (model.idm, model.codebook, model.world_model):
-                part.requires_grad_(True)
-        elif config.stage == "1b":
-            model.policy.requires_grad_(True)
-        elif config.stage == "q":
-            if model.q_network is None:
-                raise ValueError("stage q needs a model with a Q-network: model.add_q_network(num_layers)")
-            model.q_network.requires_grad_(True)
-        elif config.lora_rank:
-            if not hasattr(model.decoder, "peft_config"):
-                from peft import LoraConfig, get_peft_model
-
-                targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-                lora = LoraConfig(r=config.lora_rank, lora_alpha=int(config.lora_alpha), target_modules=targets)
-                with torch.random.fork_rng(devices=[]):  # peft draws its init from the global RNG
-                    torch.manual_seed(config.seed)
-                    model.decoder = get_peft_model(model.decoder, lora)
-            for name, param in model.decoder.named_parameters():
-                param.requires_grad_("lora_" in name)
-        else:
-            model.decoder.requires_grad_(True)
-        model.train()
-        if not config.trains_decoder:
-            model.decoder.eval()
+        STAGE_OBJECTIVES[self.config.stage].prepare(self.model, self.config)
+        self.model.train()
+        if not self.config.trains_decoder:
+            self.model.decoder.eval()
 
     def _check_run_dir(self) -> None:
         record = {
@@ -248,11 +228,10 @@ class CoLATrainer:
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
             return 0
-        from cola_gym.model.checkpoint import HEADS_FILE, _load_heads
 
         state = json.loads((checkpoint / STATE_FILE).read_text())
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
-        _load_heads(self.model, checkpoint / HEADS_FILE)
+        load_heads(self.model, checkpoint / HEADS_FILE)
         if self.config.trains_decoder:
             self._load_decoder_weights(checkpoint)
         load_optimizer(optimizer, checkpoint)
@@ -270,12 +249,10 @@ class CoLATrainer:
         if hasattr(decoder, "peft_config"):
             from peft import set_peft_model_state_dict
 
-            set_peft_model_state_dict(
-                decoder, load_file(str(checkpoint / "decoder_adapter" / "adapter_model.safetensors"))
-            )
+            set_peft_model_state_dict(decoder, load_file(str(checkpoint / ADAPTER_DIR / "adapter_model.safetensors")))
             return
         weights: dict[str, torch.Tensor] = {}
-        for file in sorted((checkpoint / "decoder").glob("*.safetensors")):
+        for file in sorted((checkpoint / DECODER_DIR).glob("*.safetensors")):
             weights.update(load_file(str(file)))
         missing, unexpected = decoder.load_state_dict(weights, strict=False)
         tied = {"lm_head.weight"} if getattr(decoder.config, "tie_word_embeddings", False) else set()
@@ -315,7 +292,7 @@ class CoLATrainer:
                 self.model.decoder.eval()
 
     def _batch_evaluation(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.config.stage == "q":
+        if STAGE_OBJECTIVES[self.config.stage].data == "episodes":
             return {}  # the objective's own metrics (TD loss, Q of right and wrong answers) say it all
         with self._evaluating():
             return evaluation_metrics(self.model, batch)[0]

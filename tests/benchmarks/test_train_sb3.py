@@ -22,6 +22,6 @@ def test_train_sb3_writes_results_curve_agent_and_logs(tiny_cola_dir: Path, data
     results = json.loads((out / "results.json").read_text())
     steps = [point["timesteps"] for point in results["curve"]]
     assert steps[0] == 0 and steps[-1] >= 64 and steps == sorted(steps) and len(steps) >= 3  # start, periodic, end
-    assert results["final_eval"]["problems"] == 4.0 and 0.0 <= results["final_eval"]["accuracy"] <= 1.0
+    assert results["final_eval"]["episodes"] == 4.0 and 0.0 <= results["final_eval"]["accuracy"] <= 1.0
     assert (out / "learning_curve.png").stat().st_size > 0 and (out / "agent.zip").is_file()
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))

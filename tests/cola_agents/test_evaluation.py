@@ -16,19 +16,21 @@ def test_evaluation_runs_one_episode_per_problem(tiny_cola_dir: Path, data_dir: 
     kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "observation": "hidden+prior",
               "max_episode_steps": 9}  # fmt: skip
     result = evaluate(agent, "CoLA-GSM8K-v0", [5, 1, 7], n_envs=2, show_progress=True, **kwargs)
-    assert result.problem_indices == [5, 1, 7]
-    assert len(result.correct) == 3 and result.tokens == [9, 9, 9]  # nothing finished before the limit
+    assert result.task_indices == [5, 1, 7]
+    assert len(result.successes) == 3 and result.tokens == [9, 9, 9]  # nothing finished before the limit
     summary = result.summary()
-    assert summary["accuracy"] == 0.0 and summary["problems"] == 3.0 and summary["tokens_per_s"] > 0
+    assert summary["success_rate"] == 0.0 and summary["episodes"] == 3.0 and summary["tokens_per_s"] > 0
     # the same problem, alone and greedily, gives the same text
     env = gym.make("CoLA-GSM8K-v0", **kwargs)
     obs, _ = env.reset(options={"problem_index": 1})
+    agent.bind(env)  # evaluate bound it to its own vector envs
     for _ in range(9):
         action, _ = agent.predict(obs, deterministic=True)
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
-    assert result.answers[1] == info["answer"]
+    assert result.infos[1]["answer"] == info["answer"] and result.infos[1]["task_index"] == 1
+    assert set(result.infos[1]) == set(info) - {"text"}
 
 
 def test_prior_agent_reads_the_prior_from_observations() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,8 @@ from stable_baselines3 import A2C, DQN, PPO
 
 from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy, CoLARecurrentPriorPolicy
 from cola_agents.sb3 import CoLAVecEnv, make_sb3_env
-from cola_gym.envs import LatentActionEnv, TurnOutcome
-from cola_gym.envs.math import MathEnv
-from cola_gym.envs.vector import LatentActionVectorEnv
+from cola_gym.envs import LatentActionVectorEnv, Task, TaskStart, TurnOutcome
+from cola_gym.envs.math import MathTask
 from cola_gym.model.generation import greedy_policy, rollout
 
 ALGORITHMS = {
@@ -55,7 +54,7 @@ def test_every_algorithm_trains_unmodified(name: str, vec_env) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), f"{name} did not update"
     assert len(model.ep_info_buffer) > 0  # finished episodes reached the logs
     if name != "ARS":  # ARS books its own evaluation episodes
-        assert "is_correct" in model.ep_info_buffer[0]  # the task's accuracy, through VecMonitor
+        assert "is_success" in model.ep_info_buffer[0]  # the task contract, through VecMonitor
 
 
 def test_token_twin_trains_with_the_vocabulary_as_action_space(vec_env) -> None:
@@ -76,34 +75,30 @@ def test_save_load_predict_round_trip(vec_env, tmp_path: Path) -> None:
     np.testing.assert_array_equal(expected, actual)
 
 
-class EvenCodesMathEnv(MathEnv):
-    """Only even latent codes are allowed; every code the env receives is recorded."""
+class EvenCodesMathTask(MathTask):
+    """Only even latent codes are allowed."""
 
-    seen: list[int] = []  # noqa: RUF012 - shared record for the test
-
-    def action_masks(self) -> np.ndarray:
-        masks = np.zeros(self.num_actions, dtype=bool)
+    def action_mask(self, state: Any, num_actions: int) -> np.ndarray:
+        masks = np.zeros(num_actions, dtype=bool)
         masks[::2] = True
         return masks
-
-    def check_action(self, action: Any) -> int:
-        code = super().check_action(action)
-        EvenCodesMathEnv.seen.append(code)
-        return code
-
-
-class EvenCodesVectorEnv(LatentActionVectorEnv):
-    env_class = EvenCodesMathEnv
 
 
 def test_maskable_ppo_respects_action_masks(tiny_cola_dir: Path, data_dir: Path) -> None:
     dataset = gym.spec("CoLA-GSM8K-v0").kwargs["dataset"]
-    vector = EvenCodesVectorEnv(num_envs=4, max_episode_steps=12, model=str(tiny_cola_dir), data_dir=str(data_dir),
-                                dataset=dataset)  # fmt: skip
-    EvenCodesMathEnv.seen.clear()
+    task = EvenCodesMathTask(dataset=dataset, data_dir=str(data_dir))
+    vector = LatentActionVectorEnv(num_envs=4, max_episode_steps=12, task=task, model=str(tiny_cola_dir))
+    seen: list[int] = []
+    decide = vector.stepper.decide
+
+    def record(episodes, state, actions):  # every code the env receives
+        seen.extend(int(a) for a in actions)
+        return decide(episodes, state, actions)
+
+    vector.stepper.decide = record  # type: ignore[method-assign]
     MaskablePPO("MlpPolicy", CoLAVecEnv(vector), n_steps=32, batch_size=32, n_epochs=1, seed=0).learn(256)
-    assert len(EvenCodesMathEnv.seen) >= 256
-    assert all(code % 2 == 0 for code in EvenCodesMathEnv.seen)
+    assert len(seen) >= 256
+    assert all(code % 2 == 0 for code in seen)
 
 
 @pytest.mark.parametrize(
@@ -127,30 +122,26 @@ def test_prior_policies_start_as_the_bc_policy(algorithm, policy, vec_env, tiny_
     agent.learn(32)  # and it trains
 
 
-class FirstTokenEnv(LatentActionEnv):
+class FirstTokenTask(Task[None]):
     """A one-token bandit on the real model: reward 1 when the first token is the target."""
 
-    target = 0
+    def __init__(self, target: str) -> None:
+        self.target = target
 
-    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Mapping[str, str]]:
-        return [{"role": "user", "content": "Say the magic word."}]
+    def begin(self, options: Mapping[str, Any], rng: Any) -> TaskStart[None]:
+        return TaskStart(None, ({"role": "user", "content": "Say the magic word."},))
 
-    def _turn_complete(self, turn_text: str) -> bool:
+    def turn_complete(self, state: None, turn_text: str) -> bool:
         return True
 
-    def _end_turn(self, turn_text: str) -> TurnOutcome:
-        return TurnOutcome(reward=float(self._turn_ids[:1] == [self.target]), info={})
-
-
-class FirstTokenVectorEnv(LatentActionVectorEnv):
-    env_class = FirstTokenEnv
+    def end_turn(self, state: None, turn_text: str) -> TurnOutcome[None]:
+        return TurnOutcome(None, reward=float(turn_text == self.target))
 
 
 def test_ppo_learns_the_rewarded_latent_action(speller) -> None:
     model, spell = speller
     actions = spell(" apple banana cherry date elder fig grape")
-    FirstTokenEnv.target = model.tokenizer(" grape", add_special_tokens=False)["input_ids"][0]
-    env = CoLAVecEnv(FirstTokenVectorEnv(num_envs=8, max_episode_steps=2, model=model))
+    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=8, max_episode_steps=2, task=FirstTokenTask(" grape"), model=model))
     agent = PPO("MlpPolicy", env, n_steps=8, batch_size=64, n_epochs=4, learning_rate=3e-3, ent_coef=0.0, seed=0)
     agent.learn(3000)
     obs = env.reset()

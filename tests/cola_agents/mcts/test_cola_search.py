@@ -46,9 +46,10 @@ def test_kv_reusing_search_builds_the_reference_tree(q_model: CoLAModel, data_di
     prompt = q_model.tokenizer(base.prompt_text, add_special_tokens=False)["input_ids"]
     config = MCTSConfig(num_simulations=7, root_width=3, node_width=2, macro_td_threshold=threshold,
                         macro_max_tokens=3, rollout_max_tokens=5, stop_on_finished_answer=False, seed=1)  # fmt: skip
-    cached = search(CoLASearchModel(q_model), [CoLASearchModel(q_model).root(base)], config)[0]
+    cached_model = CoLASearchModel(q_model)
+    cached = search(cached_model, [cached_model.root(base.stepper, base.episode, base.decoding_state)], config)[0]
     reference_model = ReencodingSearchModel(q_model)
-    reference = search(reference_model, [reference_model.root(base, prompt)], config)[0]
+    reference = search(reference_model, [reference_model.root(base.stepper, base.episode, prompt)], config)[0]
     assert _signature(cached.root) == _signature(reference.root)
     assert cached.actions == reference.actions and cached.tokens == reference.tokens
     macro = [n for n in nodes(cached.root) if len(n.actions) > 1]
@@ -67,9 +68,10 @@ def test_mcts_agent_plans_and_replays_in_an_env(q_model: CoLAModel, data_dir: Pa
     first_plan = None
     taken = []
     for _ in range(12):
-        before = env.unwrapped.current_info()
+        before = env.unwrapped.snapshot()
         action, _ = agent.predict(obs)
-        assert env.unwrapped.current_info() == before  # planning leaves the episode where it was
+        after = env.unwrapped.snapshot()  # planning leaves the episode where it was
+        assert after.episode == before.episode and after.state is before.state
         if first_plan is None:
             first_plan = agent.stats.results[0].actions
         taken.append(int(action))
@@ -85,7 +87,7 @@ def test_agents_run_through_the_shared_evaluation(q_model: CoLAModel, data_dir: 
     kwargs = {"model": q_model, "data_dir": str(data_dir), "max_episode_steps": 6}
     mcts = MCTSAgent(q_model, config)
     result = evaluate(mcts, "CoLA-GSM8K-v0", [4, 2, 9], n_envs=3, **kwargs, **mcts.env_kwargs())
-    assert result.problem_indices == [4, 2, 9] and len(result.correct) == 3
+    assert result.task_indices == [4, 2, 9] and len(result.successes) == 3
     assert mcts.stats.tokens > 0
     best_of_n = BestOfNAgent(q_model, num_samples=3, config=config)
     result = evaluate(best_of_n, "CoLA-GSM8K-v0", [4, 2], n_envs=2, **kwargs, **best_of_n.env_kwargs())

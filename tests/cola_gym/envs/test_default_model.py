@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 
 import cola_gym  # noqa: F401 - registers the ids
-from cola_agents import PolicyPriorAgent
+from cola_agents import PriorAgent
 from cola_gym.rewards.math import grade_text
 
 
@@ -18,11 +18,12 @@ def test_default_model_runs_a_graded_episode(default_decoder_dir: Path, data_dir
     assert model.decoder.config.num_hidden_layers == 30  # SmolLM2-135M-Instruct
     assert model.decoder_name_or_path == "embedded:SmolLM2-135M-Instruct"
     assert env.observation_space.shape == (576,)
-    env.reset(seed=0, options={"problem": "What is 2 + 3?", "answer": "5"})
-    agent = PolicyPriorAgent(greedy=True)
+    obs, _ = env.reset(seed=0, options={"problem": "What is 2 + 3?", "answer": "5"})
+    agent = PriorAgent()
+    agent.bind(env)
     terminated = truncated = False
     while not (terminated or truncated):
-        _, reward, terminated, truncated, info = env.step(agent.act(env))
+        obs, reward, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
     assert terminated, "the BC policy ends its answer well within 300 tokens"
     assert len(info["text"].split()) > 5
     grade = grade_text(info["text"], "5", "gsm8k")

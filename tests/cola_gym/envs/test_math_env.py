@@ -1,4 +1,4 @@
-"""MathEnv behaviour: rewards end to end, options, errors that lose nothing, sharing, snapshots."""
+"""The math task in its env: rewards end to end, options, errors that lose nothing, sharing, snapshots."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_a_right_answer_earns_1_and_ends_the_episode(make, speller) -> None:
     model, spell = speller
     env = make("CoLA-GSM8K-v0", model=model)
     env.reset(options={"problem_index": 0})
-    assert env.unwrapped.problem.answer == "18"
+    assert env.unwrapped.episode.task_state.problem.answer == "18"
     actions = spell(r"She makes 9 * 2 = 18 dollars, so \boxed{18} and more text")
     reward, terminated, truncated, info = _run(env, actions)
     assert (reward, terminated, truncated) == (1.0, True, False)
@@ -51,7 +51,7 @@ def test_a_wrong_answer_earns_0(make, speller) -> None:
     reward, terminated, _, info = _run(env, spell(r"It is \boxed{\frac{14}{5}}"))
     assert (reward, terminated, info["answer"], info["is_correct"]) == (0.0, True, r"\frac{14}{5}", False)
     env.reset(options={"problem_index": 2})
-    assert env.unwrapped.problem.answer == r"\frac{14}{3}"
+    assert env.unwrapped.episode.task_state.problem.answer == r"\frac{14}{3}"
     reward, terminated, _, info = _run(env, spell(r"It is \boxed{\dfrac{14}{3}}"))
     assert (reward, terminated, info["is_correct"]) == (1.0, True, True)
 
@@ -71,7 +71,7 @@ def test_info_has_stable_keys(make) -> None:
     env = make()
     _, info = env.reset(seed=1)
     keys = set(info)
-    assert keys == {"text", "num_tokens", "answer", "is_correct", "problem_index"}
+    assert keys == {"text", "num_tokens", "is_success", "task_index", "answer", "is_correct", "problem_index"}
     for action in range(10):
         _, _, terminated, truncated, info = env.step(action)
         assert set(info) == keys
@@ -85,7 +85,7 @@ def test_problem_index_option(make) -> None:
         _, info = env.reset(options={"problem_index": index})
         assert info["problem_index"] == index
     for bad in (500, -1, "3", 2.0):
-        with pytest.raises(ValueError, match=r"problem_index.*\[0, 500\)"):
+        with pytest.raises(ValueError, match=r"task_index.*\[0, 500\)"):
             env.reset(options={"problem_index": bad})
 
 
@@ -134,7 +134,7 @@ def test_missing_data_names_all_three_sources(tiny_cola_dir: Path, tmp_path: Pat
 def test_data_dir_from_the_environment(tiny_cola_dir: Path, data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("COLA_DATA_DIR", str(data_dir))
     env = gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir))
-    assert len(env.unwrapped.problems) == 1319
+    assert len(env.unwrapped.task.problems) == 1319
 
 
 def test_missing_model_path(data_dir: Path, tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_render_and_snapshots(make) -> None:
     env = make(render_mode="ansi")
     env.reset(seed=2)
     base = env.unwrapped
-    assert base.unwrapped.problem.problem in env.render()
+    assert base.episode.task_state.problem.problem in env.render()
     for action in (1, 2, 3):
         env.step(action)
     snapshot = base.snapshot()

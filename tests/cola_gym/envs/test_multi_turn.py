@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from cola_gym.envs import LatentActionEnv, TurnOutcome
+from cola_gym.envs import LatentActionEnv, Task, TaskStart, TurnOutcome
 
 
-class KeyRoomEnv(LatentActionEnv):
-    """A two-turn text task: whatever the agent says first, the room answers; then it is scored."""
+class KeyRoomTask(Task[int]):
+    """A two-turn text task: whatever the agent says first, the room answers; then it is scored.
 
-    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Mapping[str, str]]:
-        self.turns = 0
-        return [{"role": "user", "content": "You are in a room. What do you do?"}]
+    Its state is the number of turns taken.
+    """
 
-    def _turn_complete(self, turn_text: str) -> bool:
+    info_keys = ("turns",)
+
+    def begin(self, options: Mapping[str, Any], rng: Any) -> TaskStart[int]:
+        return TaskStart(0, ({"role": "user", "content": "You are in a room. What do you do?"},))
+
+    def turn_complete(self, state: int, turn_text: str) -> bool:
         return len(turn_text) >= 12
 
-    def _end_turn(self, turn_text: str) -> TurnOutcome:
-        self.turns += 1
-        if self.turns == 1:
-            return TurnOutcome(terminated=False, next_message="You see a key on the table.", info={"turns": 1})
-        return TurnOutcome(reward=1.0, info={"turns": 2})
+    def end_turn(self, state: int, turn_text: str) -> TurnOutcome[int]:
+        if state == 0:
+            return TurnOutcome(1, terminated=False, next_message="You see a key on the table.")
+        return TurnOutcome(state + 1, reward=1.0)
 
-    def _initial_info(self) -> dict[str, Any]:
-        return {"turns": 0}
+    def info(self, state: int) -> dict[str, Any]:
+        return {"turns": state}
 
 
 def test_the_message_is_appended_in_one_cached_prefill(tiny_cola) -> None:
-    env = KeyRoomEnv(model=tiny_cola, render_mode="ansi")
+    env = LatentActionEnv(KeyRoomTask(), model=tiny_cola, render_mode="ansi")
     consumed: list[int] = []
     calls: list[int] = []
 

@@ -62,9 +62,8 @@ def test_same_seed_same_episode(env_id: str, make) -> None:
     assert len(trajectories[0]) > 1
     # a different seed picks another problem
     other, _ = envs[0].reset(seed=8)
-    assert trajectories[0][0][1]["problem_index"] != envs[0].unwrapped.problem.index or not np.array_equal(
-        other, trajectories[0][0][0]
-    )
+    index = envs[0].unwrapped.episode.task_index
+    assert trajectories[0][0][1]["problem_index"] != index or not np.array_equal(other, trajectories[0][0][0])
 
 
 @pytest.mark.parametrize("env_id", IDS)

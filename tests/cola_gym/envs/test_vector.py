@@ -11,11 +11,11 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import cola_gym  # noqa: F401 - registers the ids
-from cola_gym.envs.math import MathEnv, MathVectorEnv
+from cola_gym.envs import LatentActionEnv, LatentActionVectorEnv
 from cola_gym.errors import InvalidActionError
 
 
-def _make_vec(num_envs: int, env_id: str = "CoLA-GSM8K-v0", **kwargs) -> MathVectorEnv:
+def _make_vec(num_envs: int, env_id: str = "CoLA-GSM8K-v0", **kwargs) -> LatentActionVectorEnv:
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs).unwrapped
 
 
@@ -26,7 +26,7 @@ def _compare(ours: tuple, reference: tuple) -> None:
     np.testing.assert_array_equal(rewards, ref_rewards)
     np.testing.assert_array_equal(terminated, ref_terminated)
     np.testing.assert_array_equal(truncated, ref_truncated)
-    for key in ("text", "answer", "is_correct", "problem_index", "num_tokens"):
+    for key in ("text", "answer", "is_correct", "problem_index", "num_tokens", "is_success", "task_index"):
         np.testing.assert_array_equal(infos[key], ref_infos[key], err_msg=key)
     assert set(infos) == set(ref_infos)
     if "final_obs" in ref_infos:
@@ -39,7 +39,7 @@ def _compare(ours: tuple, reference: tuple) -> None:
 def test_vector_env_equals_single_envs(env_id: str, tiny_cola_dir: Path, data_dir: Path) -> None:
     kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 7}
     vector = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", **kwargs)
-    assert isinstance(vector.unwrapped, MathVectorEnv)
+    assert isinstance(vector.unwrapped, LatentActionVectorEnv)
     reference = SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(4)],
                               autoreset_mode=AutoresetMode.SAME_STEP)  # fmt: skip
     _obs, infos = vector.reset(seed=3)
@@ -96,8 +96,7 @@ def test_bad_actions_raise_before_anything_changes(tiny_cola_dir: Path, data_dir
 def test_batched_prior_observations(tiny_cola_dir: Path, data_dir: Path) -> None:
     vector = _make_vec(2, model=str(tiny_cola_dir), data_dir=str(data_dir), observation="hidden+prior")
     obs, _ = vector.reset(seed=0)
-    single = MathEnv(dataset=vector.envs[0].dataset, model=str(tiny_cola_dir), data_dir=str(data_dir),
-                     observation="hidden+prior")  # fmt: skip
+    single = LatentActionEnv(vector.task, model=str(tiny_cola_dir), observation="hidden+prior")
     single_obs, _ = single.reset(seed=0)
     assert obs.shape == (2, 64 + 64)
     np.testing.assert_allclose(obs[0], single_obs, atol=2e-4)

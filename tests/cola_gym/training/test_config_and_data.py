@@ -77,3 +77,41 @@ def test_bad_sources_give_clear_errors(tiny_cola, tmp_path: Path) -> None:
         load_examples([TextSource(str(bad), text_field="text")], tokenizer, 64)
     with pytest.raises(ValueError, match="unknown training source 'nope:train'"):
         load_examples([TextSource("nope:train")], tokenizer, 64)
+
+
+def test_every_config_field_is_a_train_option_with_its_doc() -> None:
+    import dataclasses
+
+    from cola_agents.cli import build_parser
+
+    parser = build_parser()
+    options = ["--keep-checkpoints", "5", "--lr", "0.5", "--no-hidden-cache", "--fta-actions", "policy"]
+    args = parser.parse_args(["train", "--stage", "1b", "--out", "x", *options, "--min-learning-rate", "0.1"])
+    assert (args.keep_checkpoints, args.learning_rate, args.use_hidden_cache) == (5, 0.5, False)
+    assert (args.fta_actions, args.min_learning_rate) == ("policy", 0.1)
+    assert not hasattr(args, "steps")  # absent options keep the config's own default
+    train = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
+    options = {o for action in train._actions for o in action.option_strings}
+    helps = {action.dest: action.help or "" for action in train._actions}
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in options, field.name
+        assert len(helps[field.name]) > 10, field.name  # from the docstring
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--stage", "9", "--out", "x"])
+
+
+def test_one_stage_object_per_stage() -> None:
+    from cola_gym.training.config import STAGES
+    from cola_gym.training.stages import STAGE_OBJECTIVES
+
+    assert tuple(STAGE_OBJECTIVES) == STAGES
+    assert [stage.data for stage in STAGE_OBJECTIVES.values()] == ["text", "text", "text", "episodes"]
+    assert all(stage.metrics for stage in STAGE_OBJECTIVES.values())
+
+
+def test_training_data_comes_from_the_task(tiny_cola, data_dir: Path) -> None:
+    by_name = load_examples([TextSource("gsm8k:test", max_examples=2)], tiny_cola.tokenizer, 256, data_dir)
+    by_id = load_examples([TextSource("CoLA-GSM8K-v0", max_examples=2)], tiny_cola.tokenizer, 256, data_dir)
+    assert [e.ids.tolist() for e in by_name] == [e.ids.tolist() for e in by_id]
+    with pytest.raises(DataFormatError, match="no worked solutions"):
+        load_examples([TextSource("math500:test", max_examples=2)], tiny_cola.tokenizer, 256, data_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +13,41 @@ import torch
 
 from cola_agents.episodes import collect_episodes
 from cola_agents.mcts import MCTSConfig
-from cola_gym.envs import LatentActionEnv, TurnOutcome
+from cola_gym.envs import Task, TaskStart, TurnOutcome
 from cola_gym.errors import DataFormatError
 from cola_gym.model import CoLAModel
+from cola_gym.registration import ENV_ENTRY_POINT, VECTOR_ENTRY_POINT
 from cola_gym.training import CoLATrainer, TrainConfig
 from cola_gym.training.episodes import load_episodes
 
 
-class MagicWordEnv(LatentActionEnv):
+class MagicWordTask(Task[None]):
     """One token, rewarded when it is the magic word (a bandit over the real model)."""
 
-    magic_word = 0
+    def __init__(self, magic_word: str = " grape") -> None:
+        self.magic_word = magic_word
 
-    def _begin_episode(self, options: Mapping[str, Any]) -> Sequence[Mapping[str, str]]:
-        return [{"role": "user", "content": "Say the magic word."}]
+    @property
+    def num_tasks(self) -> int:
+        return 1  # one instance: collect_episodes names its task index
 
-    def _turn_complete(self, turn_text: str) -> bool:
+    def begin(self, options: Mapping[str, Any], rng: Any) -> TaskStart[None]:
+        return TaskStart(None, ({"role": "user", "content": "Say the magic word."},))
+
+    def turn_complete(self, state: None, turn_text: str) -> bool:
         return True
 
-    def _end_turn(self, turn_text: str) -> TurnOutcome:
-        return TurnOutcome(reward=float(self._turn_ids[:1] == [self.magic_word]), info={})
+    def end_turn(self, state: None, turn_text: str) -> TurnOutcome[None]:
+        return TurnOutcome(None, reward=float(turn_text == self.magic_word))
 
 
 @pytest.fixture(scope="module")
 def magic(speller) -> tuple[CoLAModel, int]:
     model, spell = speller
     actions = spell(" apple banana cherry date elder fig grape kiwi")
-    MagicWordEnv.magic_word = model.tokenizer(" grape", add_special_tokens=False)["input_ids"][0]
     if "Test-MagicWord-v0" not in gym.registry:
-        gym.register("Test-MagicWord-v0", entry_point=MagicWordEnv)
+        gym.register("Test-MagicWord-v0", entry_point=ENV_ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
+                     kwargs={"task": MagicWordTask(" grape")})  # fmt: skip
     return model, actions[-2]  # the action that says " grape"
 
 

@@ -1,0 +1,184 @@
+"""The one batched stepper: latent code -> token -> episode -> decoder feed, for N rows at once.
+
+The single env (N = 1), the vector env, the MCTS search model and the re-encoding reference
+all advance episodes through :class:`EpisodeStepper`. A step is two phases:
+
+- :meth:`EpisodeStepper.decide`: the world model turns each row's latent code into a token
+  (``[B]`` codes over a ``[B]``-row :class:`~cola_gym.model.DecodingState`), and each
+  row's :class:`~cola_gym.envs.episode.Episode` consumes its token (:meth:`~EpisodeStepper.consume`,
+  where the task's hooks run; the re-encoding reference calls it with its own tokens);
+- :meth:`EpisodeStepper.feed`: one decoder call appends every row's feed (its token, or
+  the end of a turn plus the task's message); rows with nothing to feed keep their state.
+
+:meth:`EpisodeStepper.step` is both; callers that drop finished rows in between (rollouts)
+call the two phases themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from cola_gym.envs.episode import Episode, TextCodec, TokenOutcome, consume_token, episode_text, start_episode
+from cola_gym.envs.task import TASK_INDEX, Task
+from cola_gym.model import CoLAModel, DecodingState
+from cola_gym.model.generation import left_pad
+
+ActionKind = Literal["latent", "token"]
+ObservationKind = Literal["hidden", "hidden+prior"]
+
+PRIOR_FLOOR = -1e4
+"""Log-probabilities in ``hidden+prior`` observations are clipped here (finite bounds)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The first phase of a step for ``B`` rows.
+
+    Attributes:
+        tokens: the token of each row.
+        episodes: each row's episode after its token.
+        outcomes: what each token did (its ``feed`` is what :meth:`EpisodeStepper.feed` appends).
+    """
+
+    tokens: list[int]
+    episodes: list[Episode]
+    outcomes: list[TokenOutcome]
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """A whole step: the decision and the batch after feeding it."""
+
+    decision: Decision
+    state: DecodingState
+
+
+class EpisodeStepper:
+    """Advances episodes of one task on one CoLA model.
+
+    Args:
+        model: the CoLA model.
+        task: the task whose hooks score the text.
+        action_kind: ``"latent"`` codes through the world model, or ``"token"`` ids.
+        observation: ``"hidden"`` or ``"hidden+prior"``.
+        track_policy: keep the policy's KV cache and logits up to date.
+        track_q: likewise for the Q-network.
+        prior_kl_coef: beta of the KL-to-prior reward term (latent actions only).
+    """
+
+    def __init__(
+        self,
+        model: CoLAModel,
+        task: Task,
+        *,
+        action_kind: ActionKind = "latent",
+        observation: ObservationKind = "hidden",
+        track_policy: bool = False,
+        track_q: bool = False,
+        prior_kl_coef: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.task = task
+        self.action_kind = action_kind
+        self.observation_kind = observation
+        self.track_policy = track_policy
+        self.track_q = track_q
+        self.prior_kl_coef = prior_kl_coef
+        self.codec = TextCodec(model.tokenizer, model.stop_token_ids())
+        self.num_actions = model.num_actions if action_kind == "latent" else len(model.tokenizer)
+        self.max_positions: int | None = getattr(model.decoder.config, "max_position_embeddings", None)
+
+    # ------------------------------------------------------------ episodes
+    def begin(self, options: Mapping[str, Any], rng: np.random.Generator, number: int) -> Episode:
+        """A new episode (``options`` already checked by the task)."""
+        return start_episode(self.task, self.codec, options, rng, number)
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> DecodingState:
+        """The decoding state of ``[B]`` prompts, one batched prefill (left padding)."""
+        ids, mask = left_pad(prompts)
+        return self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
+
+    # ------------------------------------------------------------ the step
+    def decide(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> Decision:
+        """Tokens for ``[B]`` actions on the ``[B]``-row ``state``; each episode consumes its token."""
+        return self.consume(episodes, self.tokens(state, actions), self._log_priors(state, actions))
+
+    def tokens(self, state: DecodingState, actions: Sequence[int]) -> list[int]:
+        """The token of each row's action: the world model's choice (or the action itself for tokens)."""
+        if self.action_kind == "token":
+            return [int(a) for a in actions]
+        return self.model.next_tokens(state, torch.tensor(list(actions))).tolist()
+
+    def consume(
+        self, episodes: Sequence[Episode], tokens: Sequence[int], log_priors: Sequence[float] | None = None
+    ) -> Decision:
+        """Each episode books its token (the task's hooks run here); pure: returns new episodes."""
+        new_episodes, outcomes = [], []
+        for row, (episode, token) in enumerate(zip(episodes, tokens, strict=True)):
+            if log_priors is not None:
+                episode = replace(episode, prior_log_prob=float(log_priors[row]))
+            episode, outcome = consume_token(self.task, self.codec, episode, int(token))
+            new_episodes.append(episode)
+            outcomes.append(outcome)
+        return Decision(list(tokens), new_episodes, outcomes)
+
+    def feed(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
+        """Appends each row's tokens in one decoder call; rows with none keep their state."""
+        has_tokens = torch.tensor([len(f) > 0 for f in feeds])
+        if not has_tokens.any():
+            return state
+        ids, mask = left_pad(feeds)
+        appended = self.model.append(state, ids, mask)
+        return appended if has_tokens.all() else appended.keep_rows_where(has_tokens, state)
+
+    def step(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> BatchStep:
+        """:meth:`decide` then :meth:`feed` for every row."""
+        decision = self.decide(episodes, state, actions)
+        return BatchStep(decision, self.feed(state, [o.feed for o in decision.outcomes]))
+
+    def reward(self, episode: Episode, outcome: TokenOutcome) -> float:
+        """The task's reward plus the KL-to-prior term."""
+        return outcome.reward + self.prior_kl_coef * episode.prior_log_prob
+
+    def context_full(self, length: int) -> bool:
+        """Whether a row of this many positions has filled the decoder's context window."""
+        return self.max_positions is not None and length >= self.max_positions
+
+    # ------------------------------------------------------------ what agents see
+    def observation(self, state: DecodingState, row: int) -> np.ndarray:
+        """Row ``row``'s observation: h_t ``[d]`` (then the policy's log-probabilities ``[K]``)."""
+        parts = [state.hidden[row].detach().to("cpu", torch.float32)]
+        if self.observation_kind == "hidden+prior":
+            assert state.policy_logits is not None
+            logits = state.policy_logits[row].detach().float().cpu()
+            parts.append(torch.log_softmax(logits, -1).clamp_min(PRIOR_FLOOR))
+        return torch.cat(parts).numpy()
+
+    def info(self, episode: Episode) -> dict[str, Any]:
+        """The step's ``info``: small and tensor-free (SB3 copies it every step)."""
+        info: dict[str, Any] = {
+            "text": episode_text(self.codec, episode),
+            "num_tokens": episode.num_tokens,
+            "is_success": episode.is_success,
+            TASK_INDEX: episode.task_index,
+        }
+        info.update(self.task.info(episode.task_state))
+        if self.prior_kl_coef:
+            info["prior_log_prob"] = episode.prior_log_prob
+        return info
+
+    def action_mask(self, episode: Episode | None) -> np.ndarray:
+        """``bool[num_actions]``: the actions the task allows now."""
+        mask = None if episode is None else self.task.action_mask(episode.task_state, self.num_actions)
+        return np.ones(self.num_actions, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+
+    def _log_priors(self, state: DecodingState, actions: Sequence[int]) -> list[float] | None:
+        if not self.prior_kl_coef or self.action_kind != "latent" or state.policy_logits is None:
+            return None
+        log_probs = torch.log_softmax(state.policy_logits.float(), -1)
+        return log_probs[torch.arange(len(actions)), torch.tensor(list(actions))].tolist()
