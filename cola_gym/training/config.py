@@ -44,6 +44,12 @@ class TrainConfig:
         grad_clip: gradient-norm clip (0 disables).
         gumbel_tau: Gumbel-softmax temperature (stage 1a).
         entropy_bonus: weight of the per-position entropy bonus (stage 1a).
+        code_usage_weight: stage 1a: weight of a term against codebook collapse that
+            maximises the mutual information between codes and positions, H(mean_t p_t) -
+            mean_t H(p_t) over a batch of IDM distributions p_t: every code used across the
+            batch, each choice sharp (0 disables).
+        dead_code_steps: stage 1a: a code the IDM has not chosen for this many steps is
+            restarted at the IDM features of the batch's worst-predicted token (0 disables).
         fta_actions: where stage 2 takes its actions: ``"idm"`` or ``"policy"``.
         lora_rank: 0 for full fine-tuning in stage 2, else the LoRA rank.
         lora_alpha: LoRA scaling numerator.
@@ -70,6 +76,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     gumbel_tau: float = 2.0
     entropy_bonus: float = 0.001
+    code_usage_weight: float = 0.1
+    dead_code_steps: int = 50
     fta_actions: Literal["idm", "policy"] = "idm"
     lora_rank: int = 0
     lora_alpha: int = 16
@@ -88,13 +96,15 @@ class TrainConfig:
         for name in ("steps", "batch_size", "seq_len", "log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every", "lora_rank"):
+        for name in ("warmup_steps", "eval_every", "lora_rank", "dead_code_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.seq_len < 2:
             raise ValueError(f"seq_len must be >= 2 (a token and its successor), got {self.seq_len}")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
+        if self.code_usage_weight < 0:
+            raise ValueError(f"code_usage_weight must be >= 0 (0 disables it), got {self.code_usage_weight}")
         if self.gumbel_tau <= 0:
             raise ValueError(f"gumbel_tau must be > 0, got {self.gumbel_tau}")
         if self.fta_actions not in ("idm", "policy"):

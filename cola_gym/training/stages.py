@@ -18,6 +18,7 @@ chosen by the policy at position ``t``.
 from __future__ import annotations
 
 import copy
+import math
 from typing import ClassVar, Literal
 
 import torch
@@ -92,32 +93,132 @@ class StageObjective(nn.Module):
     def before_step(self, step: int) -> None:
         """Called before optimizer step ``step``."""
 
+    def after_step(self, step: int) -> Metrics:
+        """Called after optimizer step ``step`` (parameters may change here); returns metrics to log."""
+        return {}
+
 
 class LatentActionStage(StageObjective):
-    """Stage 1a: the latent action space (IDM, codebook, world-model merge; decoder frozen)."""
+    """Stage 1a: the latent action space (IDM, codebook, world-model merge; decoder frozen).
+
+    Two options fight codebook collapse (most codes never chosen, so an agent's K actions
+    do the same few things): ``code_usage_weight`` adds ``w * (log K - H(mean p) + mean H(p))``,
+    minimised when every code is used across a batch and each choice is sharp (the
+    mutual-information objective of Hu et al. 2017 and IIC, Ji et al. 2019); and
+    ``dead_code_steps`` restarts codes the IDM has not chosen for that many steps, in the
+    spirit of the random restarts of Jukebox (Dhariwal et al. 2020, section 2.3) and SoundStream
+    (Zeghidour et al. 2021): the dead code's IDM read-out row is set so that the code wins at
+    the batch's worst-predicted tokens, and its action embedding starts as a copy of the code
+    the IDM chose there, so the world model's prediction is unchanged at the moment of restart.
+    """
 
     name = "1a"
-    metrics = ("loss/world_model_ce", "loss/idm_negative_entropy", "codes/alive", "codes/top_share", "codes/perplexity")
+    metrics = (
+        "loss/world_model_ce",
+        "loss/idm_negative_entropy",
+        "loss/code_usage",
+        "codes/alive",
+        "codes/top_share",
+        "codes/perplexity",
+        "codes/alive_recently",
+        "codes/restarts",
+    )
+    code_last_used: torch.Tensor
+    code_restarts: torch.Tensor
+
+    def __init__(self, model: CoLAModel, config: TrainConfig) -> None:
+        super().__init__(model, config)
+        self.register_buffer("code_last_used", torch.zeros(model.num_actions, dtype=torch.long), persistent=False)
+        self.register_buffer("code_restarts", torch.zeros((), dtype=torch.long), persistent=False)
+        self._step = 0
+        self._pending: tuple[torch.Tensor, ...] | None = None
 
     @classmethod
     def trainable_parts(cls, model: CoLAModel) -> dict[str, nn.Module]:
         return {"idm": model.idm, "codebook": model.codebook, "world_model": model.world_model}
 
+    def before_step(self, step: int) -> None:
+        self._step = step
+
+    def after_step(self, step: int) -> Metrics:
+        """Restarts dead codes (after the optimizer step: weights change outside autograd)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return {}
+        restarts = self._restart_dead_codes(*pending)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # every rank: rank 0's restarts
+            for tensor in (self.model.idm.out.weight, self.model.codebook.proj.weight, self.code_last_used):
+                torch.distributed.broadcast(tensor.data, src=0)
+        self.code_restarts += restarts
+        recent = (step - self.code_last_used) < self.config.dead_code_steps
+        return {"codes/restarts": self.code_restarts.float(), "codes/alive_recently": recent.sum().float()}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {"code_last_used": self.code_last_used, "code_restarts": self.code_restarts}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name in ("code_last_used", "code_restarts"):
+            if name in tensors:
+                getattr(self, name).copy_(tensors[name])
+
     def loss(self, batch: Batch, hidden: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         model, mask = self.model, batch.loss_mask.bool()
-        idm_logits = model.idm_logits(hidden, batch.attention_mask)[mask]  # [N, K]
+        attention, positions = model.mask_and_positions(hidden, batch.attention_mask)
+        features = model.idm.trunk(hidden.to(model.head_dtype), attention, positions)[:, 1:][mask]  # [N, H]
+        idm_logits = model.idm.out(features)  # [N, K], the same as model.idm_logits(...)[mask]
         one_hot, soft = gumbel_softmax_st(idm_logits.float(), self.config.gumbel_tau, generator)
         action_embedding = model.codebook.embed_soft(one_hot.to(idm_logits.dtype))
         logits = model.world_model_logits(hidden[:, :-1][mask], action_embedding)
-        cross_entropy = mean_cross_entropy(logits, batch.targets[mask])
+        targets = batch.targets[mask]
+        token_ce = F.cross_entropy(logits.float(), targets, reduction="none")
+        cross_entropy = token_ce.sum() / max(targets.numel(), 1)
         negative_entropy = (soft * soft.clamp_min(1e-8).log()).sum(-1).mean()
         loss = cross_entropy + self.config.entropy_bonus * negative_entropy
         metrics = {
             "loss/world_model_ce": cross_entropy.detach(),
             "loss/idm_negative_entropy": negative_entropy.detach(),
         }
-        metrics.update(code_usage_metrics(idm_logits.argmax(-1).detach(), model.num_actions))
+        if self.config.code_usage_weight and len(targets):
+            usage = code_usage_loss(idm_logits.float())
+            loss = loss + self.config.code_usage_weight * usage
+            metrics["loss/code_usage"] = usage.detach()
+        chosen = idm_logits.argmax(-1).detach()
+        metrics.update(code_usage_metrics(chosen, model.num_actions))
+        if self.config.dead_code_steps and len(targets) and torch.is_grad_enabled():
+            self._pending = (features.detach(), idm_logits.detach(), token_ce.detach(), chosen)
         return loss, metrics
+
+    @torch.no_grad()
+    def _restart_dead_codes(
+        self, features: torch.Tensor, logits: torch.Tensor, token_ce: torch.Tensor, chosen: torch.Tensor
+    ) -> int:
+        """Restarts codes unused for ``dead_code_steps`` at the worst-predicted tokens; returns how many."""
+        self.code_last_used[chosen.unique()] = self._step
+        dead = torch.nonzero(self._step - self.code_last_used >= self.config.dead_code_steps).flatten()
+        worst = token_ce.argsort(descending=True)[: len(dead)]
+        read_out, embeddings = self.model.idm.out.weight, self.model.codebook.proj.weight  # [K, H], [d, K]
+        for code, row in zip(dead.tolist(), worst.tolist(), strict=False):
+            feature = features[row].to(read_out.dtype)
+            target = logits[row].max().to(read_out.dtype) + 1.0  # the restarted code wins here by a margin
+            read_out[code] = feature * target / feature.dot(feature).clamp_min(1e-6)
+            embeddings[:, code] = embeddings[:, int(chosen[row])]
+            self.code_last_used[code] = self._step
+        return min(len(dead), len(worst))
+
+
+def code_usage_loss(logits: torch.Tensor) -> torch.Tensor:
+    """``log K - H(mean p) + mean H(p)`` of IDM logits ``[N, K]``: 0 when usage is uniform and choices one-hot.
+
+    >>> round(float(code_usage_loss(torch.tensor([[9.0, -9.0], [-9.0, 9.0]]))), 4)  # both codes, sharp
+    0.0
+    >>> round(float(code_usage_loss(torch.tensor([[9.0, -9.0], [9.0, -9.0]]))), 3)  # collapsed on one code
+    0.693
+    """
+    probs = torch.softmax(logits, -1)
+    mean = probs.mean(0)
+    usage_entropy = -(mean * mean.clamp_min(1e-12).log()).sum()
+    token_entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+    return math.log(logits.shape[-1]) - usage_entropy + token_entropy
 
 
 class BehaviourCloningStage(StageObjective):

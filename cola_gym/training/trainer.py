@@ -153,6 +153,7 @@ class CoLATrainer:
                 metrics["grad_norm"] = torch.as_tensor(accelerator.clip_grad_norm_(parameters, config.grad_clip))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            metrics.update(accelerator.unwrap_model(objective).after_step(step))
             tokens += batch.num_targets
             done = step + 1
             if done % config.log_every == 0 or done == end:
