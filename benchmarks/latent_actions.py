@@ -9,7 +9,9 @@
 - how distinct the K actions are, from held-out prefixes (solution prefixes of random
   length): how many give distinct next tokens, how many give pairwise distinct 16-token
   continuations (the action repeated; and the action first, then the greedy policy), and
-  the entropy (bits) of the world model's next-token choice across the K actions.
+  the entropy (bits) of the world model's next-token choice across the K actions;
+- the CoLA policy prior as an agent: GSM8K test accuracy of its greedy and sampled actions
+  (``--prior-problems``, 0 skips it).
 
     python benchmarks/latent_actions.py --examples 64 --prompts 16 --tokens 64 --distinct-prefixes 16
 """
@@ -80,6 +82,23 @@ def action_distinctness(model: Any, prefixes: list[list[int]], horizon: int = 16
     return result
 
 
+def prior_accuracy(args: argparse.Namespace, model: CoLAModel) -> dict[str, float]:
+    """GSM8K test accuracy of the CoLA policy prior, greedy and sampled (top-k 40, T = 1)."""
+    from cola_agents import PriorAgent
+    from cola_agents.evaluation import evaluate
+
+    kwargs = {"model": model, "track_policy": True, "max_episode_steps": args.prior_max_tokens}
+    if args.data_dir:
+        kwargs["data_dir"] = args.data_dir
+    result = {"problems": float(args.prior_problems), "max_tokens": float(args.prior_max_tokens)}
+    for name, deterministic in (("greedy", True), ("sampled", False)):
+        run = evaluate(PriorAgent(seed=args.seed), "CoLA-GSM8K-v0", range(args.prior_problems), n_envs=16,
+                       deterministic=deterministic, show_progress=True, **kwargs)  # fmt: skip
+        result[f"{name}_accuracy"] = run.success_rate
+        result[f"{name}_mean_tokens"] = run.summary()["mean_tokens"]
+    return result
+
+
 def _rng(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -95,6 +114,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="tokens generated per prompt")
     parser.add_argument("--distinct-prefixes", type=int, default=16, help="held-out prefixes for action distinctness")
     parser.add_argument("--horizon", type=int, default=16, help="continuation length for action distinctness")
+    parser.add_argument("--prior-problems", type=int, default=32, help="GSM8K test problems for the prior's accuracy")
+    parser.add_argument("--prior-max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/latent_actions.json")
     args = parser.parse_args()
@@ -121,6 +142,9 @@ def main() -> None:
         "generation_perplexity_under_decoder": {"prompts": len(prompts), "max_tokens": args.tokens, **perplexity},
         "action_distinctness": distinctness,
     }
+    if args.prior_problems:
+        report["prior_gsm8k"] = prior_accuracy(args, model)
+        print(f"prior on GSM8K: {report['prior_gsm8k']}", flush=True)
     write_report(report, args.out, _plot)
 
 

@@ -26,7 +26,7 @@ def test_one_bad_row_leaves_every_row_as_it_was(kwargs: dict) -> None:
     for env in (vector, twin):
         env.reset(seed=0, options=[{"problem_index": 1}, {"problem_index": 2}, {"problem_index": 3}])
         env.step(np.array([5, 6, 7]))
-    with pytest.raises(ValueError, match="problem_index|task_index"):
+    with pytest.raises(ValueError, match=r"problem_index|task_index"):
         vector.reset(options=[{"problem_index": 4}, {"problem_index": 10**6}, {"problem_index": 5}])
     for _ in range(8):  # the running episodes, their problems and grading go on untouched
         actions = np.array([1, 2, 3])
@@ -38,7 +38,7 @@ def test_a_failed_single_reset_keeps_the_running_episode(kwargs: dict) -> None:
     for each in (env, twin):
         each.reset(seed=0, options={"problem_index": 3})
         each.step(4)
-    with pytest.raises(ValueError, match="problem_index|task_index"):
+    with pytest.raises(ValueError, match=r"problem_index|task_index"):
         env.reset(options={"problem_index": -5})
     for action in (1, 2, 3):
         assert data_equivalence(env.step(action), twin.step(action))
