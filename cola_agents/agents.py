@@ -56,7 +56,17 @@ def batch_env(env: Any) -> BatchEnv:
     return base
 
 
-class RandomAgent:
+class _EnvReader:
+    """What the bound agents share: the env they read (``None`` until :meth:`bind`)."""
+
+    env: BatchEnv | None = None
+
+    def bind(self, env: Any) -> None:
+        """Reads ``env`` (its decoding state and the task's action masks) from now on."""
+        self.env = batch_env(env)
+
+
+class RandomAgent(_EnvReader):
     """Uniformly random latent codes among the allowed ones (bind it for the task's action masks).
 
     Args:
@@ -67,11 +77,6 @@ class RandomAgent:
     def __init__(self, num_actions: int | None = None, seed: int | None = None) -> None:
         self.num_actions = num_actions
         self.rng = np.random.default_rng(seed)
-        self.env: BatchEnv | None = None
-
-    def bind(self, env: Any) -> None:
-        """Draws among ``env``'s allowed actions from now on."""
-        self.env = batch_env(env)
 
     def predict(
         self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -83,7 +88,7 @@ class RandomAgent:
         return (actions if np.ndim(observation) > 1 else actions[0]), None
 
 
-class PriorAgent:
+class PriorAgent(_EnvReader):
     """Samples a_t from the CoLA policy pi(a_t | x_1..t) with top-k and temperature.
 
     Bound to an env made with ``track_policy=True``, it reads the policy's logits from the
@@ -108,11 +113,6 @@ class PriorAgent:
             raise ValueError(f"temperature must be > 0 (use deterministic=True for argmax), got {temperature}")
         self.num_actions, self.top_k, self.temperature = num_actions, top_k, temperature
         self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
-        self.env: BatchEnv | None = None
-
-    def bind(self, env: Any) -> None:
-        """Reads the prior and the action masks of ``env`` from now on."""
-        self.env = batch_env(env)
 
     def predict(
         self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
