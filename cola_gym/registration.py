@@ -48,6 +48,8 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     over the entry's ``task`` (``"module:Class"``; the file's top-level ``task`` by default),
     with the entry's ``kwargs`` for the task. A ``dataset`` kwarg naming a
     ``[datasets.<name>]`` table of the same file is replaced by that table (plus its name).
+    An entry's ``level`` labels its difficulty (:func:`difficulty_ladder`); where the file
+    has ``[levels.<name>]`` tables, the named one is also the task's ``level`` kwarg.
     """
     registrations = []
     for file_name, spec in specs.items():
@@ -60,10 +62,14 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 )
             kwargs = dict(entry.get("kwargs", {}))
             dataset = kwargs.get("dataset")
-            if isinstance(dataset, str):
+            if isinstance(dataset, str) and datasets:
                 if dataset not in datasets:
                     raise ValueError(f"{file_name}: env {entry['id']} names unknown dataset {dataset!r}")
                 kwargs["dataset"] = {"name": dataset, **datasets[dataset]}
+            if "levels" in spec and "level" in entry:
+                if entry["level"] not in spec["levels"]:
+                    raise ValueError(f"{file_name}: env {entry['id']} names unknown level {entry['level']!r}")
+                kwargs["level"] = dict(spec["levels"][entry["level"]])
             registration = {
                 "id": entry["id"],
                 "entry_point": ENV_ENTRY_POINT,
@@ -88,6 +94,20 @@ def training_sources(specs: dict[str, dict[str, Any]]) -> dict[str, str]:
         for spec in specs.values()
         for entry in spec.get("env", [])
         if "data_name" in entry
+    }
+
+
+def difficulty_ladder(specs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The difficulty label of every id that declares one (``{"CoLA-Countdown-Easy-v0": "easy"}``).
+
+    Only evaluation ids (not ``-Train-`` ones) are listed: these are the ids that the task
+    benchmark measures.
+    """
+    return {
+        entry["id"]: entry["level"]
+        for spec in specs.values()
+        for entry in spec.get("env", [])
+        if "level" in entry and "-Train-" not in entry["id"]
     }
 
 

@@ -59,13 +59,18 @@ def build_task(task: TaskArg, **task_kwargs: Any) -> Task:
         if task_kwargs:
             raise TypeError(f"unexpected arguments {sorted(task_kwargs)} for an already built task")
         return task
-    if not isinstance(task, str) or ":" not in task:
-        raise TypeError(f"task must be a Task or 'module:Class', got {task!r}")
-    module, _, name = task.partition(":")
-    task_class = getattr(importlib.import_module(module), name)
-    if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-        raise TypeError(f"{task} is not a cola_gym Task class")
-    return task_class(**task_kwargs)
+    return task_class(task)(**task_kwargs)
+
+
+def task_class(path: str) -> type[Task]:
+    """The task class named by ``"module:Class"``."""
+    if not isinstance(path, str) or ":" not in path:
+        raise TypeError(f"task must be a Task or 'module:Class', got {path!r}")
+    module, _, name = path.partition(":")
+    found = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(found, type) and issubclass(found, Task)):
+        raise TypeError(f"{path} is not a cola_gym Task class")
+    return found
 
 
 class LatentActionEnv(gym.Env[np.ndarray, np.int64]):

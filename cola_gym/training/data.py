@@ -17,6 +17,8 @@ trained on in stages 1a/1b; stage 2 learns the response only (the prompt is mask
 from __future__ import annotations
 
 import hashlib
+import inspect
+import itertools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -102,10 +104,11 @@ def load_examples(
     """Tokenizes every source (in order) into examples of at most ``seq_len`` tokens."""
     examples: list[TokenizedExample] = []
     for source in sources:
-        found = list(_examples_of(source, tokenizer, seq_len, data_dir))
+        # islice: a procedural task's demonstrations may be endless
+        found = list(itertools.islice(_examples_of(source, tokenizer, seq_len, data_dir), source.max_examples))
         if not found:
             raise DataFormatError(f"{source.spec} produced no training examples")
-        examples.extend(found[: source.max_examples])
+        examples.extend(found)
     return examples
 
 
@@ -152,7 +155,7 @@ def _task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[
     import gymnasium as gym
 
     import cola_gym  # noqa: F401 - registers the ids
-    from cola_gym.envs.env import ENV_ARGUMENTS, build_task
+    from cola_gym.envs.env import ENV_ARGUMENTS, build_task, task_class
     from cola_gym.registration import load_task_specs, training_sources
 
     names = training_sources(load_task_specs())
@@ -163,7 +166,7 @@ def _task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[
         )
     kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k not in ENV_ARGUMENTS}
     task_path = kwargs.pop("task")
-    if data_dir is not None:
+    if data_dir is not None and "data_dir" in inspect.signature(task_class(task_path)).parameters:
         kwargs["data_dir"] = data_dir
     task = build_task(task_path, **kwargs)
     try:
