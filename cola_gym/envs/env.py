@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -54,12 +55,18 @@ class EnvSnapshot:
 
 
 def build_task(task: TaskArg, **task_kwargs: Any) -> Task:
-    """A task object: ``task`` itself, or ``"module:Class"`` built with ``task_kwargs``."""
+    """A task object: ``task`` itself, or ``"module:Class"`` built with ``task_kwargs``.
+
+    ``data_dir`` is dropped for task classes that read no data files.
+    """
     if isinstance(task, Task):
         if task_kwargs:
             raise TypeError(f"unexpected arguments {sorted(task_kwargs)} for an already built task")
         return task
-    return task_class(task)(**task_kwargs)
+    found = task_class(task)
+    if "data_dir" in task_kwargs and "data_dir" not in inspect.signature(found).parameters:
+        del task_kwargs["data_dir"]  # a procedural task reads no data files; callers pass it to every id
+    return found(**task_kwargs)
 
 
 def task_class(path: str) -> type[Task]:

@@ -4,6 +4,11 @@ The prompt is the problem plus the data set's instruction, through the model's c
 template. The episode terminates at an end-of-sequence token or as soon as the answer is
 complete (a closed ``\boxed{}``, or a ``#### n`` line for GSM8K). The last step's reward is
 1 when the answer is right and 0 otherwise; a truncated episode earns 0.
+
+With ``prompt_style="think"`` the instruction asks for reasoning inside ``<think>`` tags and
+the final answer inside ``<answer>`` tags (the format of the Countdown and reasoning tasks):
+the episode ends at ``</answer>``, and a gradable but wrong tagged answer earns
+``format_reward`` (default 0.1).
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import numpy as np
 
 from cola_gym.data.math import MathDataset, MathProblem, load_math_problems
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
-from cola_gym.rewards.math import answer_is_complete, grade_text
+from cola_gym.rewards.extractors import THINK_INSTRUCTION, answer_closed, tagged_answer
+from cola_gym.rewards.math import MathGrade, answer_is_complete, answers_match, grade_text, last_boxed
+
+PROMPT_STYLES = ("default", "think")
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
 _FINAL_HASH = re.compile(r"\n?####\s*(.+?)\s*$")
@@ -41,6 +49,9 @@ class MathTask(Task[MathState]):
             :class:`~cola_gym.data.math.MathDataset`).
         split: ``"test"`` or ``"train"`` (where the data set has it).
         data_dir: folder holding the data files; else ``$COLA_DATA_DIR``, else the Hub.
+        prompt_style: ``"default"`` (the data set's instruction: a boxed answer) or
+            ``"think"`` (``<think>`` then ``<answer>`` tags).
+        format_reward: with ``"think"``, the reward of a gradable tagged answer that is wrong.
 
     Reset options: ``task_index`` (alias ``problem_index``) picks a problem;
     ``{"problem": text, "answer": reference}`` poses your own (index -1); otherwise the
@@ -59,7 +70,15 @@ class MathTask(Task[MathState]):
         dataset: Mapping[str, Any] | MathDataset,
         split: str = "test",
         data_dir: str | os.PathLike[str] | None = None,
+        prompt_style: str = "default",
+        format_reward: float = 0.1,
     ) -> None:
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+        if not 0.0 <= format_reward < 1.0:
+            raise ValueError(f"format_reward must be in [0, 1), got {format_reward}")
+        self.prompt_style = prompt_style
+        self.format_reward = float(format_reward)
         self.dataset = MathDataset.from_spec(dataset)
         self.split = split
         self.data_dir = data_dir
@@ -96,16 +115,24 @@ class MathTask(Task[MathState]):
 
     def prompt(self, problem: str) -> list[Message]:
         """The prompt messages of ``problem``: the one place both envs and training data get them."""
-        content = f"{problem}\n{self.dataset.instruction}" if self.dataset.instruction else problem
+        instruction = THINK_INSTRUCTION if self.prompt_style == "think" else self.dataset.instruction
+        content = f"{problem}\n{instruction}" if instruction else problem
         return [{"role": "user", "content": content}]
 
     def turn_complete(self, state: MathState, turn_text: str) -> bool:
+        if self.prompt_style == "think":
+            return answer_closed(turn_text)
         return answer_is_complete(turn_text, self.dataset.answer_format)
 
     def end_turn(self, state: MathState, turn_text: str) -> TurnOutcome[MathState]:
-        grade = grade_text(turn_text, state.problem.answer, self.dataset.answer_format)
+        if self.prompt_style == "think":
+            grade = grade_tagged(turn_text, state.problem.answer)
+            reward = 1.0 if grade.is_correct else self.format_reward if grade.status == "ok" else 0.0
+        else:
+            grade = grade_text(turn_text, state.problem.answer, self.dataset.answer_format)
+            reward = float(grade.is_correct)
         graded = replace(state, answer=grade.answer or "", is_correct=grade.is_correct)
-        return TurnOutcome(graded, reward=float(grade.is_correct), terminated=True, success=grade.is_correct)
+        return TurnOutcome(graded, reward=reward, terminated=True, success=grade.is_correct)
 
     def info(self, state: MathState) -> dict[str, Any]:
         return {"answer": state.answer, "is_correct": state.is_correct, "problem_index": state.problem.index}
@@ -123,7 +150,23 @@ class MathTask(Task[MathState]):
             solution = problem.solution
             if self.dataset.answer_format == "gsm8k":
                 solution = gsm8k_solution_as_text(solution)
+            if self.prompt_style == "think":
+                solution = f"<think>{solution}</think>\n<answer>{problem.answer}</answer>"
             yield self.prompt(problem.problem), solution
+
+
+def grade_tagged(text: str, gold: str) -> MathGrade:
+    r"""Grades the last ``<answer>`` of ``text`` (a ``\boxed{}`` inside it is unwrapped).
+
+    >>> grade_tagged("<think>2 + 2</think><answer>4</answer>", "4").is_correct
+    True
+    >>> grade_tagged("<think>2 + 2</think>4", "4").status
+    'no_answer'
+    """
+    answer = tagged_answer(text)
+    if not answer:
+        return MathGrade(None, False, "no_answer")
+    return answers_match(last_boxed(answer) or answer, gold)
 
 
 def gsm8k_solution_as_text(answer: str) -> str:

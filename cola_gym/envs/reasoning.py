@@ -98,8 +98,8 @@ class ReasoningGymTask(Task[ReasoningState]):
         split: ``"test"`` (fixed evaluation set: 512 items) or ``"train"`` (1,000,000).
         seed / size: another seed or size than the split's.
         extractor: the fallback answer form when there are no ``<answer>`` tags:
-            ``"last_number"``, ``"first_yes_no"``, ``"last_word"``, ``"last_line"`` or
-            ``"tag"`` (tags only).
+            ``"last_number"``, ``"first_yes_no"``, ``"last_word"``, ``"last_line"``,
+            ``"tag"`` (tags only) or ``"auto"`` (by the shape of each item's reference).
         prompt_style: ``"answer"`` (answer inside tags) or ``"think"`` (think, then answer).
         format_reward: the least reward of an answer given inside ``<answer>`` tags.
 
@@ -116,7 +116,7 @@ class ReasoningGymTask(Task[ReasoningState]):
         split: str = "test",
         seed: int | None = None,
         size: int | None = None,
-        extractor: Extractor = "last_line",
+        extractor: Extractor = "auto",
         prompt_style: str = "answer",
         format_reward: float = 0.0,
     ) -> None:
@@ -190,7 +190,8 @@ class ReasoningGymTask(Task[ReasoningState]):
         return answer_closed(turn_text)
 
     def end_turn(self, state: ReasoningState, turn_text: str) -> TurnOutcome[ReasoningState]:
-        found = extract(turn_text, self.extractor)
+        reference = state.entry.get("answer")
+        found = extract(turn_text, self.extractor, None if reference is None else str(reference))
         score = self.score(found.answer, state.entry)
         scored = replace(state, answer=found.answer or "", extracted_by=found.extracted_by, score=score)
         reward = max(score, self.format_reward) if found.extracted_by == "tag" else score

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from cola_gym.rewards.numbers import find_numbers
+from cola_gym.rewards.numbers import find_numbers, parse_number
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
@@ -37,8 +37,8 @@ ANSWER_INSTRUCTION = "Give the final answer inside <answer></answer> tags."
 MAX_ANSWER_CHARS = 1_000
 """Longer extracted answers are not graded (score 0): no scorer sees unbounded text."""
 
-Extractor = Literal["tag", "last_number", "first_yes_no", "last_word", "last_line"]
-EXTRACTORS: tuple[Extractor, ...] = ("tag", "last_number", "first_yes_no", "last_word", "last_line")
+Extractor = Literal["tag", "auto", "last_number", "first_yes_no", "last_word", "last_line"]
+EXTRACTORS: tuple[Extractor, ...] = ("tag", "auto", "last_number", "first_yes_no", "last_word", "last_line")
 
 _TAGGED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
@@ -101,13 +101,32 @@ _FALLBACKS: dict[str, Callable[[str], str | None]] = {
 }
 
 
-def extract(text: str, fallback: Extractor = "tag") -> Extraction:
-    """The answer of ``text``: the last tagged answer, else ``fallback`` (``"tag"``: none)."""
+def form_of(reference: str) -> Extractor:
+    """The extractor that reads answers shaped like ``reference`` (what ``"auto"`` picks).
+
+    >>> [form_of(r) for r in ("-4", "2/5", "Yes", "wife", "(1, 2)")]
+    ['last_number', 'last_number', 'first_yes_no', 'last_word', 'last_line']
+    """
+    reference = reference.strip()
+    if parse_number(reference) is not None:
+        return "last_number"
+    if reference.lower() in ("yes", "no"):
+        return "first_yes_no"
+    if _WORD.fullmatch(reference):
+        return "last_word"
+    return "last_line"
+
+
+def extract(text: str, fallback: Extractor = "tag", reference: str | None = None) -> Extraction:
+    """The answer of ``text``: the last tagged answer, else ``fallback`` (``"tag"``: none;
+    ``"auto"``: the extractor for answers shaped like ``reference``, see :func:`form_of`)."""
     if fallback not in EXTRACTORS:
         raise ValueError(f"unknown extractor {fallback!r}; choose one of {EXTRACTORS}")
     tagged = tagged_answer(text)
     if tagged is not None:
         return Extraction(tagged, "tag")
+    if fallback == "auto":
+        fallback = form_of(reference) if reference is not None else "last_line"
     if fallback == "tag":
         return Extraction(None, "none")
     answer = _FALLBACKS[fallback](text)

@@ -17,7 +17,6 @@ trained on in stages 1a/1b; stage 2 learns the response only (the prompt is mask
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import logging
 import os
@@ -155,7 +154,7 @@ def _task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[
     import gymnasium as gym
 
     import cola_gym  # noqa: F401 - registers the ids
-    from cola_gym.envs.env import ENV_ARGUMENTS, build_task, task_class
+    from cola_gym.envs.env import ENV_ARGUMENTS, build_task
     from cola_gym.registration import load_task_specs, training_sources
 
     names = training_sources(load_task_specs())
@@ -166,7 +165,7 @@ def _task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[
         )
     kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k not in ENV_ARGUMENTS}
     task_path = kwargs.pop("task")
-    if data_dir is not None and "data_dir" in inspect.signature(task_class(task_path)).parameters:
+    if data_dir is not None:
         kwargs["data_dir"] = data_dir
     task = build_task(task_path, **kwargs)
     try:

@@ -63,7 +63,7 @@ def test_same_seed_same_episode(env_id: str, make) -> None:
     # a different seed picks another problem
     other, _ = envs[0].reset(seed=8)
     index = envs[0].unwrapped.episode.task_index
-    assert trajectories[0][0][1]["problem_index"] != index or not np.array_equal(other, trajectories[0][0][0])
+    assert trajectories[0][0][1]["task_index"] != index or not np.array_equal(other, trajectories[0][0][0])
 
 
 @pytest.mark.parametrize("env_id", IDS)
