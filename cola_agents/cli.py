@@ -67,7 +67,8 @@ def _episode(args: argparse.Namespace) -> int:
     if args.agent in ("mcts", "best-of-n"):
         from cola_gym.model import shared_model
 
-        kwargs["track_q"] = shared_model(args.model).q_network is not None
+        model = args.model if args.model is not None else gym.spec(args.env).kwargs.get("model")
+        kwargs["track_q"] = shared_model(model).q_network is not None
     env = gym.make(args.env, **kwargs)
     loaded = time.perf_counter()
     options = {} if args.task_index is None else {"task_index": args.task_index}
@@ -147,7 +148,7 @@ def _collect(args: argparse.Namespace) -> int:
     from cola_agents.episodes import collect_episodes
     from cola_agents.mcts import MCTSConfig
 
-    env_kwargs: dict[str, Any] = {"model": args.model}
+    env_kwargs: dict[str, Any] = {} if args.model is None else {"model": args.model}
     if args.data_dir:
         env_kwargs["data_dir"] = args.data_dir
     problems = range(args.first_problem, args.first_problem + args.problems)

@@ -49,7 +49,8 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     with the entry's ``kwargs`` for the task. A ``dataset`` kwarg naming a
     ``[datasets.<name>]`` table of the same file is replaced by that table (plus its name).
     An entry's ``level`` labels its difficulty (:func:`difficulty_ladder`); where the file
-    has ``[levels.<name>]`` tables, the named one is also the task's ``level`` kwarg.
+    has ``[levels.<name>]`` tables, the named one is also the task's ``level`` kwarg. A
+    ``model`` (entry or file level) names the id's default model in ``cola_gym/pretrained/``.
     """
     registrations = []
     for file_name, spec in specs.items():
@@ -70,6 +71,9 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 if entry["level"] not in spec["levels"]:
                     raise ValueError(f"{file_name}: env {entry['id']} names unknown level {entry['level']!r}")
                 kwargs["level"] = dict(spec["levels"][entry["level"]])
+            model = entry.get("model", spec.get("model"))
+            if model is not None:
+                kwargs["model"] = pretrained_path(model)
             registration = {
                 "id": entry["id"],
                 "entry_point": ENV_ENTRY_POINT,
@@ -82,6 +86,14 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 twin_kwargs = {**registration["kwargs"], "action_kind": "token"}
                 registrations.append({**registration, "id": token_twin_id(entry["id"]), "kwargs": twin_kwargs})
     return registrations
+
+
+def pretrained_path(name: str) -> str:
+    """The directory of a model shipped in ``cola_gym/pretrained/`` (checked to exist)."""
+    path = Path(__file__).resolve().parent / "pretrained" / name
+    if not (path / "cola_config.json").is_file():
+        raise ValueError(f"no pretrained model {name!r} in {path.parent}")
+    return str(path)
 
 
 def training_sources(specs: dict[str, dict[str, Any]]) -> dict[str, str]:

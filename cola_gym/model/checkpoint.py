@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,9 +53,10 @@ def save_cola(
         path: target directory.
         store_decoder: also write the decoder under ``path/decoder`` so the checkpoint is
             self-contained; otherwise only a reference (path or Hub id) is recorded. A
-            decoder with LoRA adapters always stores just the adapters.
-        dtype: store the head weights in this dtype (e.g. ``torch.bfloat16`` halves the
-            file); they are cast back to the model's dtype on loading.
+            decoder with LoRA adapters (being trained, or merged in from the checkpoint it
+            was loaded from) always stores just the adapters.
+        dtype: store the head (and adapter) weights in this dtype (e.g. ``torch.bfloat16``
+            halves the file); they are cast back to the model's dtype on loading.
     """
     from safetensors.torch import save_file
 
@@ -63,8 +65,8 @@ def save_cola(
     for leftover in [*directory.glob(f".{HEADS_FILE}.*"), *directory.glob(f".{CONFIG_FILE}.*")]:
         leftover.unlink(missing_ok=True)  # left by a save that was killed half-way
     adapter = None
-    if hasattr(model.decoder, "peft_config"):
-        model.decoder.save_pretrained(directory / ADAPTER_DIR)
+    if hasattr(model.decoder, "peft_config") or model.decoder_adapter is not None:
+        _save_adapter(model, directory / ADAPTER_DIR, dtype)
         adapter = ADAPTER_DIR
         reference = model.decoder_name_or_path or EMBEDDED_DECODER
         if looks_like_path(reference):
@@ -136,10 +138,13 @@ def load_cola(
         reference = directory / recorded if meta["decoder"].get("stored") else recorded
     decoder_model, tokenizer = load_decoder(reference, settings)
     _check_fingerprint(directory, meta["decoder_fingerprint"], decoder_model.config)
+    adapter_dir = None
     if meta["decoder"].get("adapter") and decoder is None:
-        decoder_model = _apply_adapter(decoder_model, directory / meta["decoder"]["adapter"])
+        adapter_dir = directory / meta["decoder"]["adapter"]
+        decoder_model = _apply_adapter(decoder_model, adapter_dir)
     config = meta["cola_config"]
     model = model_class(config, decoder_model, tokenizer, decoder_name_or_path=str(reference))
+    model.decoder_adapter = adapter_dir
     load_heads(model, directory / HEADS_FILE)
     model.name_or_path = str(directory.resolve())
     return model
@@ -157,6 +162,26 @@ def _apply_adapter(decoder: Any, adapter_dir: Path) -> Any:
     merged.requires_grad_(False)
     merged.eval()
     return merged
+
+
+def _save_adapter(model: CoLAModel, target: Path, dtype: torch.dtype | None) -> None:
+    """Writes the decoder's LoRA adapters: the ones being trained, else the merged-in ones."""
+    if hasattr(model.decoder, "peft_config"):
+        model.decoder.save_pretrained(target)
+    else:
+        assert model.decoder_adapter is not None
+        source = Path(model.decoder_adapter)
+        if source.resolve() != target.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            for item in source.iterdir():
+                if item.is_file():
+                    shutil.copyfile(item, target / item.name)
+    if dtype is not None:
+        from safetensors.torch import load_file, save_file
+
+        for weights in target.glob("*.safetensors"):
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+            _atomic_write(weights, lambda tmp, t=tensors: save_file(t, str(tmp), metadata={"format": "pt"}))
 
 
 def _read_config(directory: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,6 +65,7 @@ class CoLAModel(nn.Module):
         self.tokenizer: Any = tokenizer
         self.decoder_name_or_path = decoder_name_or_path or getattr(decoder.config, "_name_or_path", None)
         self.name_or_path: str | None = None
+        self.decoder_adapter: Path | None = None  # LoRA adapters merged into the decoder, kept for saving
         decoder_config = decoder.config
         width = decoder_config.hidden_size
         # Hugging Face constructors draw from the global RNG: keep the caller's stream intact

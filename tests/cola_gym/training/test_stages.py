@@ -132,6 +132,30 @@ def test_stage_2_fine_tunes_the_decoder_under_fixed_actions(
     assert torch.allclose(expected, actual, atol=1e-4)
 
 
+def test_a_lora_checkpoint_keeps_its_adapter_through_later_stages_and_export(
+    stage_1a_dir: Path, corpus, tmp_path: Path
+) -> None:
+    train, _ = corpus
+    model = CoLAModel.from_pretrained(stage_1a_dir)
+    CoLATrainer(model, _config("2", steps=6, learning_rate=1e-2, lora_rank=4), train, tmp_path / "2",
+                show_progress=False).train()  # fmt: skip
+    tuned = CoLAModel.from_pretrained(tmp_path / "2" / "final")  # the adapter is merged in on loading
+    prompt = torch.tensor([tuned.tokenizer("Fine-tuned decoding")["input_ids"]])
+    with torch.no_grad():
+        expected = tuned.hidden_states(prompt)
+        assert not torch.allclose(expected, CoLAModel.from_pretrained(stage_1a_dir).hidden_states(prompt), atol=1e-3)
+    CoLATrainer(tuned, _config("1b", steps=2), train, tmp_path / "1b", show_progress=False).train()
+    tuned.save_pretrained(tmp_path / "export", dtype=torch.bfloat16)  # what `cola-gym export` writes
+    for saved in (tmp_path / "1b" / "final", tmp_path / "export"):
+        assert (saved / "decoder_adapter" / "adapter_config.json").is_file(), saved
+        with torch.no_grad():
+            actual = CoLAModel.from_pretrained(saved).hidden_states(prompt)
+        assert torch.allclose(expected, actual, atol=0.05 if saved.name == "export" else 1e-5), saved
+    (tmp_path / "1b" / "final" / "decoder_adapter" / "adapter_config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"no adapter_config\.json"):
+        CoLAModel.from_pretrained(tmp_path / "1b" / "final")
+
+
 @pytest.mark.parametrize("stage", ["1a", "2"])
 def test_resume_is_exact(stage_1a_dir: Path, corpus, tmp_path: Path, stage: str) -> None:
     train, _ = corpus

@@ -1,0 +1,39 @@
+"""``benchmarks/tasks.py`` end to end on a tiny model: rows, the grading clock, resuming."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(tiny_cola_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(REPO / "benchmarks" / "tasks.py"), "--model", str(tiny_cola_dir), "--out", str(out),
+               "--problems", "3", "--batch", "3", "--seeds", "0", *extra]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tasks.json"
+    done = _run(tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0", "CoLA-Countdown-Easy-v0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {f"{i}|{m}|0" for i in ("CoLA-LCM-Easy-v0", "CoLA-Countdown-Easy-v0")
+                                   for m in ("greedy", "sampled")}  # fmt: skip
+    for run in report["runs"].values():
+        assert run["problems"] == 3 and 0 <= run["success_rate"] <= 1 and 0 < run["grading_share"] < 1
+        assert 1 <= run["mean_tokens"] <= 192
+    assert [row["id"] for row in report["rows"]] == ["CoLA-Countdown-Easy-v0", "CoLA-LCM-Easy-v0"]
+    assert out.with_suffix(".png").is_file()
+    report["runs"]["CoLA-LCM-Easy-v0|greedy|0"]["success_rate"] = 0.5  # a finished run is not measured again
+    out.write_text(json.dumps(report))
+    again = _run(tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0")
+    kept = json.loads(out.read_text())["runs"]["CoLA-LCM-Easy-v0|greedy|0"]
+    assert again.returncode == 0 and kept["success_rate"] == 0.5
+    table = _run(tiny_cola_dir, out, "--table")
+    assert "| CoLA-LCM-Easy-v0 | easy | **50%** (50%) |" in table.stdout
+    bad = _run(tiny_cola_dir, out, "--ids", "CoLA-GSM8K-v0")
+    assert bad.returncode == 2 and "not ladder ids" in bad.stderr
