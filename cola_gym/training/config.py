@@ -55,6 +55,8 @@ class TrainConfig:
         lora_alpha: LoRA scaling numerator.
         use_hidden_cache: stages 1a/1b read the frozen decoder's states from a
             memory-mapped cache built once, instead of running the decoder every step.
+        responses_only: stages 1a/1b: only the targets inside a chat's response count
+            (cloning a task's demonstrations rather than its prompts); stage 2 always does.
         discount: gamma of the Q-learning targets (stage q).
         target_sync_every: steps between target-network syncs (stage q).
         seed: seed of data order, Gumbel noise and head initialisation.
@@ -82,6 +84,7 @@ class TrainConfig:
     lora_rank: int = 0
     lora_alpha: int = 16
     use_hidden_cache: bool = True
+    responses_only: bool = False
     discount: float = 0.99
     target_sync_every: int = 50
     seed: int = 0
@@ -132,6 +135,11 @@ class TrainConfig:
     def trains_decoder(self) -> bool:
         """Stage 2 changes the decoder; stages 1a and 1b only the heads."""
         return self.stage == "2"
+
+    @property
+    def counts_only_responses(self) -> bool:
+        """Whether prompt targets are masked out of the loss."""
+        return self.trains_decoder or self.responses_only
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based): warm-up, then the schedule."""

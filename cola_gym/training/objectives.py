@@ -131,17 +131,20 @@ def evaluation_metrics(model: CoLAModel, batch: Batch) -> tuple[dict[str, torch.
     return metrics, idm_actions
 
 
-def evaluate_examples(model: CoLAModel, examples: Sequence[TokenizedExample], batch_size: int = 8) -> dict[str, float]:
+def evaluate_examples(
+    model: CoLAModel, examples: Sequence[TokenizedExample], batch_size: int = 8, only_responses: bool = False
+) -> dict[str, float]:
     """:func:`evaluation_metrics` over a held-out set: token-weighted means, code usage over the whole set.
 
-    Also ``perplexity/decoder`` and ``perplexity/world_model_idm_actions``.
+    Also ``perplexity/decoder`` and ``perplexity/world_model_idm_actions``. ``only_responses``
+    measures the responses of chat examples only.
     """
     totals: dict[str, float] = {}
     weight = 0
     actions = []
     for first in range(0, len(examples), batch_size):
         chunk = examples[first : first + batch_size]
-        batch = collate([(e.ids, None, e.response_start) for e in chunk], only_responses=False).to(model.device)
+        batch = collate([(e.ids, None, e.response_start) for e in chunk], only_responses).to(model.device)
         metrics, batch_actions = evaluation_metrics(model, batch)
         for key, value in metrics.items():
             if not key.startswith("codes/"):

@@ -279,7 +279,7 @@ class CoLATrainer:
             else:
                 ids, hidden, start = example.ids, None, example.response_start
             rows.append((ids, hidden, start, example.transitions))
-        return collate(rows, only_responses=config.trains_decoder)
+        return collate(rows, only_responses=config.counts_only_responses)
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -314,7 +314,9 @@ class CoLATrainer:
         if not self.eval_examples or not self.accelerator.is_main_process:
             return {}
         with self._evaluating():
-            metrics = evaluate_examples(self.model, self.eval_examples, self.config.batch_size)
+            metrics = evaluate_examples(
+                self.model, self.eval_examples, self.config.batch_size, self.config.counts_only_responses
+            )
         if writer is not None:
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, step)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from cola_gym.errors import DataFormatError, DataNotFoundError
@@ -115,3 +116,11 @@ def test_training_data_comes_from_the_task(tiny_cola, data_dir: Path) -> None:
     assert [e.ids.tolist() for e in by_name] == [e.ids.tolist() for e in by_id]
     with pytest.raises(DataFormatError, match="no worked solutions"):
         load_examples([TextSource("math500:test", max_examples=2)], tiny_cola.tokenizer, 256, data_dir)
+
+
+def test_responses_only_masks_prompt_targets_in_stages_1a_and_1b() -> None:
+    from cola_gym.training.objectives import collate
+
+    rows = [(np.arange(10), None, 6)]  # a 6-token prompt, a 4-token response
+    for config, targets in ((TrainConfig("1b"), 9), (TrainConfig("1b", responses_only=True), 4), (TrainConfig("2"), 4)):
+        assert int(collate(rows, config.counts_only_responses).loss_mask.sum()) == targets
