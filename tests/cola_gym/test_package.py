@@ -50,6 +50,11 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "cola_gym/specs/math.toml" in names
     assert "cola_gym/rewards/_verify_worker.py" in names
+    shipped = [p for p in (REPO / "cola_gym" / "pretrained").rglob("*") if p.is_file()]
+    assert {p.relative_to(REPO).as_posix() for p in shipped} <= set(names)  # every model file, adapters too
+    assert wheel.stat().st_size < 100e6  # PyPI's limit
+    for model in (REPO / "cola_gym" / "pretrained").iterdir():
+        assert sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) <= 30e6, model
     site = root / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],

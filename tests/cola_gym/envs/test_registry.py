@@ -76,3 +76,23 @@ def test_pickled_env_behaves_the_same(env_id: str, make) -> None:
     assert restored.unwrapped.model is env.unwrapped.model
     assert data_equivalence(env.reset(seed=11), restored.reset(seed=11))
     assert data_equivalence(env.step(5), restored.step(5))
+
+
+def test_spec_entries_name_levels_and_default_models() -> None:
+    from cola_gym.registration import difficulty_ladder, env_registrations
+
+    spec = {
+        "task": "m:C",
+        "model": "smollm2-135m-instruct",
+        "levels": {"easy": {"max_value": 10}},
+        "env": [{"id": "X-Easy-v0", "level": "easy"}, {"id": "X-Easy-Train-v0", "level": "easy"}, {"id": "X-v0"}],
+    }
+    first, _, plain = env_registrations({"t.toml": spec})
+    assert first["kwargs"]["level"] == {"max_value": 10} and "level" not in plain["kwargs"]
+    assert Path(first["kwargs"]["model"]).name == "smollm2-135m-instruct"
+    assert (Path(first["kwargs"]["model"]) / "cola_config.json").is_file()
+    assert difficulty_ladder({"t.toml": spec}) == {"X-Easy-v0": "easy"}  # evaluation ids only
+    with pytest.raises(ValueError, match="no pretrained model 'nope'"):
+        env_registrations({"t.toml": {**spec, "model": "nope"}})
+    with pytest.raises(ValueError, match="unknown level 'hard'"):
+        env_registrations({"t.toml": {**spec, "env": [{"id": "X-v0", "level": "hard"}]}})
