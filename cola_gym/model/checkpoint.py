@@ -66,11 +66,11 @@ def save_cola(
         leftover.unlink(missing_ok=True)  # left by a save that was killed half-way
     adapter = None
     if hasattr(model.decoder, "peft_config") or model.decoder_adapter is not None:
-        _save_adapter(model, directory / ADAPTER_DIR, dtype)
-        adapter = ADAPTER_DIR
         reference = model.decoder_name_or_path or EMBEDDED_DECODER
         if looks_like_path(reference):
             reference = str(Path(reference).expanduser().resolve())
+        _save_adapter(model, directory / ADAPTER_DIR, dtype, reference)
+        adapter = ADAPTER_DIR
     elif store_decoder:
         if getattr(model.decoder, "is_quantized", False):
             raise CheckpointError(
@@ -164,8 +164,12 @@ def _apply_adapter(decoder: Any, adapter_dir: Path) -> Any:
     return merged
 
 
-def _save_adapter(model: CoLAModel, target: Path, dtype: torch.dtype | None) -> None:
-    """Writes the decoder's LoRA adapters: the ones being trained, else the merged-in ones."""
+def _save_adapter(model: CoLAModel, target: Path, dtype: torch.dtype | None, decoder_reference: str) -> None:
+    """Writes the decoder's LoRA adapters: the ones being trained, else the merged-in ones.
+
+    The adapter config names the decoder as the checkpoint does (not this machine's cache
+    path); peft's empty model-card template is left out (the checkpoint has its own card).
+    """
     if hasattr(model.decoder, "peft_config"):
         model.decoder.save_pretrained(target)
     else:
@@ -173,9 +177,13 @@ def _save_adapter(model: CoLAModel, target: Path, dtype: torch.dtype | None) -> 
         source = Path(model.decoder_adapter)
         if source.resolve() != target.resolve():
             target.mkdir(parents=True, exist_ok=True)
-            for item in source.iterdir():
-                if item.is_file():
-                    shutil.copyfile(item, target / item.name)
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copyfile(source / name, target / name)
+    (target / "README.md").unlink(missing_ok=True)
+    config_path = target / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = decoder_reference
+    _atomic_write(config_path, lambda tmp: tmp.write_text(json.dumps(adapter_config, indent=2)))
     if dtype is not None:
         from safetensors.torch import load_file, save_file
 
