@@ -25,7 +25,7 @@ import numpy as np
 from _report import pyplot, write_report
 
 import cola_gym
-from cola_gym.envs.env import build_task
+from cola_gym.envs.env import ENV_ARGUMENTS, build_task
 from cola_gym.registration import difficulty_ladder, load_task_specs
 
 MODES = {"greedy": True, "sampled": False}
@@ -63,7 +63,7 @@ def measure(env_id: str, seed: int, deterministic: bool, args: argparse.Namespac
     from cola_agents.evaluation import evaluate
 
     spec_kwargs = dict(gym.spec(env_id).kwargs)
-    task = build_task(spec_kwargs.pop("task"), **{k: v for k, v in spec_kwargs.items() if k != "action_kind"})
+    task = build_task(spec_kwargs.pop("task"), **{k: v for k, v in spec_kwargs.items() if k not in ENV_ARGUMENTS})
     count = task.num_tasks or args.problems
     indices = np.random.default_rng(seed).choice(count, size=min(args.problems, count), replace=False)
     kwargs: dict[str, Any] = {"track_policy": True}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+
+from cola_gym.envs.countdown import CountdownTask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +29,7 @@ def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path) -> No
     assert set(report["runs"]) == {f"{i}|{m}|0" for i in ("CoLA-LCM-Easy-v0", "CoLA-Countdown-Easy-v0")
                                    for m in ("greedy", "sampled")}  # fmt: skip
     for run in report["runs"].values():
-        assert run["problems"] == 3 and 0 <= run["success_rate"] <= 1 and 0 < run["grading_share"] < 1
+        assert run["problems"] == 3 and 0 <= run["success_rate"] <= 1 and 0 <= run["grading_share"] < 1
         assert 1 <= run["mean_tokens"] <= 192
     assert [row["id"] for row in report["rows"]] == ["CoLA-Countdown-Easy-v0", "CoLA-LCM-Easy-v0"]
     assert out.with_suffix(".png").is_file()
@@ -37,3 +42,19 @@ def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path) -> No
     assert "| CoLA-LCM-Easy-v0 | easy | **50%** (50%) |" in table.stdout
     bad = _run(tiny_cola_dir, out, "--ids", "CoLA-GSM8K-v0")
     assert bad.returncode == 2 and "not ladder ids" in bad.stderr
+
+
+def test_the_grading_clock_times_end_turn_and_restores_it() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("tasks_benchmark", REPO / "benchmarks" / "tasks.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    task = CountdownTask()
+    state = task.begin({"task_index": 0}, np.random.default_rng(0)).state
+    original = CountdownTask.end_turn
+    with module.GradingClock(CountdownTask) as clock:
+        assert task.end_turn(state, "<answer>1 + 2</answer>").reward == 0.1
+    assert clock.seconds > 0 and CountdownTask.end_turn is original

@@ -40,3 +40,18 @@ def test_the_shipped_world_model_follows_its_actions(default_decoder_dir: Path, 
     model, state = env.unwrapped.model, env.unwrapped.decoding_state
     tokens = model.next_tokens(state.select([0] * model.num_actions), torch.arange(model.num_actions))
     assert len(set(tokens.tolist())) >= 3  # untrained heads give one token for every code
+
+
+def test_the_countdown_ids_default_to_their_warm_started_model(default_decoder_dir: Path) -> None:
+    env = gym.make("CoLA-Countdown-Easy-v0", track_policy=True)
+    model = env.unwrapped.model
+    assert Path(model.name_or_path).name == "smollm2-135m-instruct-countdown"
+    assert model.decoder_adapter is not None  # the LoRA adapter is merged into the decoder
+    obs, info = env.reset(options={"numbers": [3, 5, 2], "target": 16})
+    agent = PriorAgent()
+    agent.bind(env)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
+    assert terminated and info["text"].endswith("</answer>"), info["text"]  # it writes the task's format
+    assert info["status"] != "no_answer" and reward in (0.1, 1.0)
