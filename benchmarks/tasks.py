@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="CoLA checkpoint (default: each id's default model)")
     parser.add_argument("--ids", nargs="*", default=None, help="ids to measure (default: every ladder id)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
+    parser.add_argument("--modes", nargs="*", choices=list(MODES), default=list(MODES))
     parser.add_argument("--problems", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64, help="episodes decoded together")
     parser.add_argument("--out", default="benchmarks/results/tasks.json")
@@ -162,7 +163,8 @@ def main() -> None:
     report: dict[str, Any] = {"model": args.model or "default", "cola_gym": cola_gym.__version__, "runs": runs}
     for env_id in ids:
         for seed in args.seeds:
-            for mode, deterministic in MODES.items():
+            for mode in args.modes:
+                deterministic = MODES[mode]
                 key = f"{env_id}|{mode}|{seed}"
                 if key in runs:
                     continue
