@@ -1,0 +1,196 @@
+"""ALFWorld-style household games as a multi-turn task: the agent writes commands, the room answers.
+
+Each turn the agent's latent actions write one command; the turn ends at the end of the
+line (or at an end-of-turn token, or after :data:`MAX_COMMAND_CHARS` characters). The
+engine plays the command and its answer (ALFWorld's text, ``Nothing happens.`` for anything
+not admissible) becomes the next user message, appended as one cached prefill. Reward 1 when
+the goal holds, which ends the episode; ALFWorld's limit of 50 commands ends it with reward
+0. ``info`` has the admissible commands, ``won``, the number of commands (``turns``), the
+task type and the last command and answer.
+
+Games come from :mod:`cola_gym.household` by split (``train``, ``valid_seen``,
+``valid_unseen``), task type and index; the engine is the pure-Python one by default, or the
+real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.household.alfworld`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
+from cola_gym.household import SPLIT_SIZES, SPLITS, TASK_TYPES, Game, expert_plan, generate_game
+from cola_gym.household.backends import Backend, make_backend
+from cola_gym.household.engine import normalize_command
+from cola_gym.household.vocabulary import SHORT_NAMES
+
+MAX_COMMAND_CHARS = 120
+"""A turn with no line break by this length ends anyway (a command is at most ~60 characters)."""
+
+INSTRUCTION = (
+    "You are a household robot. Each turn, reply with one command, such as: go to X, open X, close X, "
+    "take A from X, move A to X, use X, heat A with X, cool A with X, clean A with X, examine X, "
+    "inventory, look."
+)
+"""The system message of every household episode."""
+
+_TYPE_NAMES = {**{t: t for t in TASK_TYPES}, **{short: t for t, short in SHORT_NAMES.items()}}
+
+
+@dataclass(frozen=True)
+class HouseholdState:
+    """An episode: the game, the engine's state, commands played, the last exchange."""
+
+    game: Game
+    world: Any
+    turns: int = 0
+    won: bool = False
+    admissible: tuple[str, ...] = ()
+    command: str = ""
+    feedback: str = ""
+
+
+class HouseholdTask(Task[HouseholdState]):
+    """ALFWorld's household games (six task types) played by commands.
+
+    Args:
+        split: ``"train"`` (100,000 procedural games), ``"valid_seen"`` (140 games in training
+            rooms) or ``"valid_unseen"`` (134 games in held-out rooms).
+        task_type: one of ALFWorld's six types (or its ReAct short name: ``put``, ``examine``,
+            ``clean``, ``heat``, ``cool``, ``puttwo``); ``None``: all six in turn.
+        max_commands: commands per episode (ALFWorld: 50).
+        backend: ``"native"`` (this package's engine) or ``"alfworld"`` (ALFWorld's own
+            TextWorld engine on the same games; ``pip install 'cola-gym[alfworld]'``).
+
+    Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
+    """
+
+    info_keys: ClassVar[tuple[str, ...]] = (
+        "admissible_commands",
+        "won",
+        "turns",
+        "task_type",
+        "goal",
+        "command",
+        "feedback",
+    )
+    option_keys: ClassVar[tuple[str, ...]] = ("game",)
+    option_aliases: ClassVar[Mapping[str, str]] = {"game_index": TASK_INDEX}
+
+    def __init__(
+        self,
+        split: str = "valid_seen",
+        task_type: str | None = None,
+        max_commands: int = 50,
+        backend: str = "native",
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if task_type is not None and task_type not in _TYPE_NAMES:
+            raise ValueError(f"task_type must be one of {sorted(_TYPE_NAMES)} or None, got {task_type!r}")
+        if max_commands < 1:
+            raise ValueError(f"max_commands must be >= 1, got {max_commands}")
+        self.split = split
+        self.task_type = None if task_type is None else _TYPE_NAMES[task_type]
+        self.max_commands = int(max_commands)
+        self.backend_name = backend
+        self.backend: Backend = make_backend(backend)
+
+    @property
+    def num_tasks(self) -> int:
+        return SPLIT_SIZES[self.split]
+
+    def game(self, index: int) -> Game:
+        """Game ``index`` of this task's split and type."""
+        return generate_game(self.split, index, self.task_type)
+
+    def check_options(self, options: Any) -> dict[str, Any]:
+        checked = super().check_options(options)
+        if "game" in checked:
+            if not isinstance(checked["game"], Game):
+                raise ValueError(f"options['game'] must be a cola_gym.household.Game, got {type(checked['game']).__name__}")
+            if TASK_INDEX in checked:
+                raise ValueError(f"give either options['game'] or options['{TASK_INDEX}'], not both")
+        return checked
+
+    def begin(self, options: Mapping[str, Any], rng: np.random.Generator) -> TaskStart[HouseholdState]:
+        game = options.get("game")
+        if game is None:
+            index = options.get(TASK_INDEX)
+            game = self.game(int(rng.integers(self.num_tasks)) if index is None else index)
+        reply = self.backend.start(game)
+        state = HouseholdState(game, reply.world, admissible=reply.admissible, feedback=reply.text)
+        return TaskStart(state, tuple(self.prompt(reply.text)), game.index)
+
+    @staticmethod
+    def prompt(observation: str) -> list[Message]:
+        """The opening messages: the instruction, then the game's first observation."""
+        return [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": observation}]
+
+    def turn_complete(self, state: HouseholdState, turn_text: str) -> bool:
+        text = turn_text.lstrip()
+        return "\n" in text or len(text) >= MAX_COMMAND_CHARS
+
+    def end_turn(self, state: HouseholdState, turn_text: str) -> TurnOutcome[HouseholdState]:
+        command = command_of(turn_text)
+        reply = self.backend.play(state.game, state.world, command)
+        turns = state.turns + 1
+        after = replace(
+            state,
+            world=reply.world,
+            turns=turns,
+            won=reply.won,
+            admissible=reply.admissible,
+            command=command,
+            feedback=reply.text,
+        )
+        if reply.won:
+            return TurnOutcome(after, reward=1.0, success=True)
+        if turns >= self.max_commands:
+            return TurnOutcome(after, success=False)
+        return TurnOutcome(after, terminated=False, next_message=reply.text)
+
+    def info(self, state: HouseholdState) -> dict[str, Any]:
+        return {
+            "admissible_commands": list(state.admissible),
+            "won": state.won,
+            "turns": state.turns,
+            "task_type": state.game.goal.task_type,
+            "goal": state.game.goal.sentence,
+            "command": state.command,
+            "feedback": state.feedback,
+        }
+
+    def describe(self, state: HouseholdState) -> str:
+        goal = state.game.goal
+        plan = "; ".join(expert_plan(state.game))
+        return f"{state.game.name} ({goal.task_type}): {goal.sentence}\n\nexpert plan: {plan}"
+
+    def demonstrations(self) -> Iterable[tuple[Sequence[Message], str]]:
+        """The expert's games as chats: one example per command, with the transcript so far."""
+        for index in range(self.num_tasks):
+            yield from expert_chats(self.game(index))
+
+
+def command_of(turn_text: str) -> str:
+    """The command a turn writes: its first non-empty line, normalized (see the engine)."""
+    for line in turn_text.splitlines():
+        if line.strip():
+            return normalize_command(line)
+    return ""
+
+
+def expert_chats(game: Game) -> Iterable[tuple[list[Message], str]]:
+    """The expert's play of ``game`` as (messages so far, next command), one per command."""
+    from cola_gym.household.engine import intro, step
+
+    messages = HouseholdTask.prompt(intro(game))
+    world = game.start
+    for command in expert_plan(game):
+        yield list(messages), command
+        result = step(game, world, command)
+        world = result.state
+        messages += [{"role": "assistant", "content": command}, {"role": "user", "content": result.feedback}]
