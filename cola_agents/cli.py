@@ -4,7 +4,8 @@
 - ``cola-gym train``: train one CoLA stage (1a, 1b, 2, or q: the Q-network); ``torchrun`` makes
   it data-parallel;
 - ``cola-gym collect-episodes``: log best-of-N policy episodes (actions, rewards) for Q-learning;
-- ``cola-gym export``: copy a trained model, its heads at lower precision, with its card.
+- ``cola-gym export``: copy a trained model, its heads at lower precision, with its card;
+- ``cola-gym household-demos``: write the household expert's games as chat transcripts.
 """
 
 from __future__ import annotations
@@ -175,6 +176,27 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _household_demos(args: argparse.Namespace) -> int:
+    from cola_gym.envs.household import HouseholdTask, expert_transcript
+
+    task = HouseholdTask(split=args.split, task_type=args.task_type)
+    last = args.first_game + args.games
+    if args.games < 1 or not 0 <= args.first_game < last <= task.num_tasks:
+        raise ValueError(f"--first-game and --games must select games within [0, {task.num_tasks}) of {args.split}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    commands = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for index in tqdm(range(args.first_game, last), desc="expert games", unit="game"):
+            game = task.game(index)
+            messages = expert_transcript(game)
+            commands += sum(m["role"] == "assistant" for m in messages)
+            row = {"game": game.name, "task_type": game.goal.task_type, "goal": game.goal.sentence, "messages": messages}
+            handle.write(json.dumps(row) + "\n")
+    print(f"wrote {args.games} expert games ({commands} commands, {commands / args.games:.1f} per game) to {out}")
+    return 0
+
+
 _TRAIN_ALIASES = {
     "--learning-rate": ("--lr",),
     "--min-learning-rate": ("--min-lr",),
@@ -276,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
     export.set_defaults(run=_export)
+
+    demos = commands.add_parser("household-demos", help="write the household expert's games as chat transcripts")
+    demos.add_argument("--split", default="train", choices=("train", "valid_seen", "valid_unseen"))
+    demos.add_argument("--task-type", help="one of ALFWorld's six task types or its short name (default: all six)")
+    demos.add_argument("--games", type=int, default=100, help="how many games, from --first-game on")
+    demos.add_argument("--first-game", type=int, default=0)
+    demos.add_argument("--out", required=True, help="JSON-lines file: one game per line, its chat in 'messages'")
+    demos.set_defaults(run=_household_demos)
     return parser
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
 from cola_gym.household import SPLIT_SIZES, SPLITS, TASK_TYPES, Game, expert_plan, generate_game
 from cola_gym.household.backends import Backend, make_backend
-from cola_gym.household.engine import normalize_command
+from cola_gym.household.engine import intro, normalize_command, step
 from cola_gym.household.vocabulary import SHORT_NAMES
 
 MAX_COMMAND_CHARS = 120
@@ -185,12 +185,20 @@ def command_of(turn_text: str) -> str:
 
 def expert_chats(game: Game) -> Iterable[tuple[list[Message], str]]:
     """The expert's play of ``game`` as (messages so far, next command), one per command."""
-    from cola_gym.household.engine import intro, step
+    transcript = expert_transcript(game)
+    for turn in range(2, len(transcript), 2):
+        yield transcript[:turn], transcript[turn]["content"]
 
+
+def expert_transcript(game: Game) -> list[Message]:
+    """The expert's whole game as a chat: instruction, intro, then command / answer turns,
+    ending with the winning command (the env ends the episode there)."""
     messages = HouseholdTask.prompt(intro(game))
     world = game.start
     for command in expert_plan(game):
-        yield list(messages), command
         result = step(game, world, command)
         world = result.state
-        messages += [{"role": "assistant", "content": command}, {"role": "user", "content": result.feedback}]
+        messages.append({"role": "assistant", "content": command})
+        if not result.won:
+            messages.append({"role": "user", "content": result.feedback})
+    return messages

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, replace
 
 from cola_gym.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT, OBJECT_CLASSES, can_hold
-from cola_gym.household.world import Game, WorldState, class_of, is_lamp, is_openable
+from cola_gym.household.world import Game, WorldState, class_of, is_lamp, is_openable, listing_order
 
 NOTHING_HAPPENS = "Nothing happens."
 WELCOME = "-= Welcome to TextWorld, ALFRED! =-"
@@ -67,7 +67,7 @@ def listing(names: tuple[str, ...] | list[str]) -> str:
 
 def intro(game: Game) -> str:
     """The first observation: welcome line, the room's receptacles, the task."""
-    around = listing(list(game.house.receptacles))
+    around = listing(sorted(game.house.receptacles, key=listing_order))
     return (
         f"{WELCOME}\n\nYou are in the middle of a room. Looking quickly around you, you see {around}.\n\n"
         f"Your task is to: {game.goal.sentence}."
@@ -180,7 +180,7 @@ def _apply(game: Game, state: WorldState, action: Action) -> tuple[WorldState, s
         return state, describe_object(state, action[1])
     if verb == "inventory":
         held = state.holding
-        return state, f"You are carrying: [a {held}]." if held else "You are not carrying anything."
+        return state, f"You are carrying: a {held}." if held else "You are not carrying anything."
     if verb == "look":
         if state.location is None:
             return state, "You are in the middle of a room. Looking quickly around you, you see nothing."

@@ -167,3 +167,23 @@ LAMP_STANDS = ("desk", "sidetable", "dresser")
 def can_hold(receptacle_class: str, object_class: str) -> bool:
     """Whether a receptacle of this class can hold an object of that class."""
     return OBJECT_CLASSES[object_class].kind in HOLDS.get(receptacle_class, frozenset())
+
+_CAMEL = {
+    name.lower(): name
+    for name in (
+        "AlarmClock ArmChair BathtubBasin ButterKnife CD CellPhone CoffeeTable CounterTop CreditCard DeskLamp "
+        "DiningTable DishSponge GarbageCan HandTowel KeyChain LaundryHamper PepperShaker RemoteControl SaltShaker "
+        "ScrubBrush SideTable SinkBasin SoapBar SoapBottle SprayBottle StoveBurner TVStand ToiletPaper TowelHolder "
+        "WineBottle"
+    ).split()
+}
+
+
+def alfred_name(cls: str) -> str:
+    """ALFRED's spelling of a class (``"sinkbasin"`` -> ``"SinkBasin"``), as PDDL types use it."""
+    return _CAMEL.get(cls, cls.capitalize())
+
+
+def alfred_id_prefix(cls: str) -> str:
+    """The start of an ALFRED id of this class, lower case (basins: ``Sink|...|SinkBasin``)."""
+    return cls[: -len("basin")] if cls.endswith("basin") and cls != "basin" else cls

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from cola_gym.household.vocabulary import LAMPS, OPENABLE, TASK_TYPES
+from cola_gym.household.vocabulary import LAMPS, OPENABLE, TASK_TYPES, alfred_id_prefix
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,13 @@ class Household:
 def class_of(name: str) -> str:
     """``"sinkbasin 1"`` -> ``"sinkbasin"``."""
     return name.rsplit(" ", 1)[0]
+
+
+def listing_order(name: str) -> tuple[str, int]:
+    """ALFWorld's order of names in a list: by class id, higher numbers first (its ids sort
+    that way: ``a drawer 2, a drawer 1``)."""
+    cls, number = name.rsplit(" ", 1)
+    return f"{alfred_id_prefix(cls)}_bar_", -int(number)
 
 
 def is_openable(receptacle: str) -> bool:
@@ -74,8 +81,9 @@ class WorldState:
         return self.places[house.object_index[obj]]
 
     def contents(self, house: Household, receptacle: str) -> tuple[str, ...]:
-        """Objects in ``receptacle``, in the household's order."""
-        return tuple(o for o, where in zip(house.objects, self.places, strict=True) if where == receptacle)
+        """Objects in ``receptacle``, in ALFWorld's listing order."""
+        inside = [o for o, where in zip(house.objects, self.places, strict=True) if where == receptacle]
+        return tuple(sorted(inside, key=listing_order))
 
     def moved(self, house: Household, obj: str, to: str | None) -> WorldState:
         """This state with ``obj`` put in ``to`` (``None``: into the agent's hand)."""
