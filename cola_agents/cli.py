@@ -191,7 +191,12 @@ def _household_demos(args: argparse.Namespace) -> int:
             game = task.game(index)
             messages = expert_transcript(game)
             commands += sum(m["role"] == "assistant" for m in messages)
-            row = {"game": game.name, "task_type": game.goal.task_type, "goal": game.goal.sentence, "messages": messages}
+            row = {
+                "game": game.name,
+                "task_type": game.goal.task_type,
+                "goal": game.goal.sentence,
+                "messages": messages,
+            }
             handle.write(json.dumps(row) + "\n")
     print(f"wrote {args.games} expert games ({commands} commands, {commands / args.games:.1f} per game) to {out}")
     return 0

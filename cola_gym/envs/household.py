@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
-from cola_gym.household import SPLIT_SIZES, SPLITS, TASK_TYPES, Game, expert_plan, generate_game
+from cola_gym.household import SPLIT_SIZES, SPLITS, Game, expert_plan, generate_game
 from cola_gym.household.backends import Backend, make_backend
 from cola_gym.household.engine import intro, normalize_command, step
-from cola_gym.household.vocabulary import SHORT_NAMES
+from cola_gym.household.vocabulary import resolve_task_type
 
 MAX_COMMAND_CHARS = 120
 """A turn with no line break by this length ends anyway (a command is at most ~60 characters)."""
@@ -36,8 +36,6 @@ INSTRUCTION = (
     "inventory, look."
 )
 """The system message of every household episode."""
-
-_TYPE_NAMES = {**{t: t for t in TASK_TYPES}, **{short: t for t, short in SHORT_NAMES.items()}}
 
 
 @dataclass(frozen=True)
@@ -89,12 +87,10 @@ class HouseholdTask(Task[HouseholdState]):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if task_type is not None and task_type not in _TYPE_NAMES:
-            raise ValueError(f"task_type must be one of {sorted(_TYPE_NAMES)} or None, got {task_type!r}")
         if max_commands < 1:
             raise ValueError(f"max_commands must be >= 1, got {max_commands}")
         self.split = split
-        self.task_type = None if task_type is None else _TYPE_NAMES[task_type]
+        self.task_type = None if task_type is None else resolve_task_type(task_type)
         self.max_commands = int(max_commands)
         self.backend_name = backend
         self.backend: Backend = make_backend(backend)
@@ -111,19 +107,21 @@ class HouseholdTask(Task[HouseholdState]):
         checked = super().check_options(options)
         if "game" in checked:
             if not isinstance(checked["game"], Game):
-                raise ValueError(f"options['game'] must be a cola_gym.household.Game, got {type(checked['game']).__name__}")
+                raise ValueError(
+                    f"options['game'] must be a cola_gym.household.Game, got {type(checked['game']).__name__}"
+                )
             if TASK_INDEX in checked:
                 raise ValueError(f"give either options['game'] or options['{TASK_INDEX}'], not both")
         return checked
 
     def begin(self, options: Mapping[str, Any], rng: np.random.Generator) -> TaskStart[HouseholdState]:
-        game = options.get("game")
+        game, index = options.get("game"), -1  # a game posed by hand has no index here
         if game is None:
-            index = options.get(TASK_INDEX)
-            game = self.game(int(rng.integers(self.num_tasks)) if index is None else index)
+            index = options.get(TASK_INDEX, int(rng.integers(self.num_tasks)))
+            game = self.game(index)
         reply = self.backend.start(game)
         state = HouseholdState(game, reply.world, admissible=reply.admissible, feedback=reply.text)
-        return TaskStart(state, tuple(self.prompt(reply.text)), game.index)
+        return TaskStart(state, tuple(self.prompt(reply.text)), index)
 
     @staticmethod
     def prompt(observation: str) -> list[Message]:

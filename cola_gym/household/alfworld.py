@@ -73,22 +73,34 @@ def pddl_problem(game: Game, goal_pddl: str) -> str:
     facts = ["(atLocation agent1 loc_bar_0)"]
     for receptacle in house.receptacles:
         rid = ids[receptacle]
-        facts += [f"(receptacleType {rid} {alfred_name(class_of(receptacle))}Type)",
-                  f"(receptacleAtLocation {rid} {locations[receptacle]})"]
+        facts += [
+            f"(receptacleType {rid} {alfred_name(class_of(receptacle))}Type)",
+            f"(receptacleAtLocation {rid} {locations[receptacle]})",
+        ]
         if class_of(receptacle) in OPENABLE:
             facts.append(f"(openable {rid})")
     for obj, where in zip(house.objects, start.places, strict=True):
         oid, cls = ids[obj], class_of(obj)
         assert where is not None
-        facts += [f"(objectType {oid} {alfred_name(cls)}Type)", f"(inReceptacle {oid} {ids[where]})",
-                  f"(objectAtLocation {oid} {locations[where]})"]
+        facts += [
+            f"(objectType {oid} {alfred_name(cls)}Type)",
+            f"(inReceptacle {oid} {ids[where]})",
+            f"(objectAtLocation {oid} {locations[where]})",
+        ]
         if cls in LAMPS:
             facts.append(f"(toggleable {oid})")
             continue
         facts.append(f"(pickupable {oid})")
         properties = OBJECT_CLASSES[cls]
-        facts += [f"({flag} {oid})" for flag, able in (("heatable", properties.heatable),
-                  ("coolable", properties.coolable), ("cleanable", properties.cleanable)) if able]
+        facts += [
+            f"({flag} {oid})"
+            for flag, able in (
+                ("heatable", properties.heatable),
+                ("coolable", properties.coolable),
+                ("cleanable", properties.cleanable),
+            )
+            if able
+        ]
     facts += [
         f"(canContain {alfred_name(r)}Type {alfred_name(o)}Type)"
         for r in sorted(HOLDS)
@@ -176,7 +188,9 @@ class AlfworldSession:
     def play(self, command: str) -> Reply:
         state, _, _ = self._env.step(command)
         self.history = (*self.history, command)
-        self.last = Reply(self.history, str(state.feedback).strip(), tuple(state["admissible_commands"]), bool(state["won"]))
+        self.last = Reply(
+            self.history, str(state.feedback).strip(), tuple(state["admissible_commands"]), bool(state["won"])
+        )
         return self.last
 
     def replay(self, history: Sequence[str]) -> None:

@@ -87,7 +87,9 @@ def describe_receptacle(game: Game, state: WorldState, receptacle: str) -> str:
 def describe_object(state: WorldState, obj: str) -> str:
     if is_lamp(obj):
         return f"This {obj} is {'on' if obj in state.lit else 'off'}."
-    states = [word for word, group in (("hot", state.hot), ("cold", state.cool), ("clean", state.clean)) if obj in group]
+    states = [
+        word for word, group in (("hot", state.hot), ("cold", state.cool), ("clean", state.clean)) if obj in group
+    ]
     if not states:
         return f"There's nothing special about {obj}."
     return f"This is a {' and '.join(states)} {obj}."
@@ -110,7 +112,10 @@ def actions(game: Game, state: WorldState) -> dict[str, Action]:
     found[f"examine {here}"] = ("examine", here)
     reachable = not is_openable(here) or here in state.opened
     if is_openable(here):
-        found[f"{'close' if here in state.opened else 'open'} {here}"] = ("close" if here in state.opened else "open", here)
+        found[f"{'close' if here in state.opened else 'open'} {here}"] = (
+            "close" if here in state.opened else "open",
+            here,
+        )
     for obj in state.contents(house, here):
         if is_lamp(obj):
             found[f"use {obj}"] = ("use", obj)

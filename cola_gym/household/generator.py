@@ -28,6 +28,7 @@ from cola_gym.household.vocabulary import (
     SCENES,
     TASK_TYPES,
     can_hold,
+    resolve_task_type,
 )
 from cola_gym.household.world import Game, Goal, Household, WorldState, class_of
 
@@ -83,8 +84,8 @@ def generate_game(split: str, index: int, task_type: str | None = None) -> Game:
     """Game ``index`` of ``split`` (of one task type, or of all six in turn when ``None``)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise ValueError(f"task_type must be one of {TASK_TYPES} or None, got {task_type!r}")
+    if task_type is not None:
+        task_type = resolve_task_type(task_type)
     if not 0 <= index < SPLIT_SIZES[split]:
         raise ValueError(f"index must be in [0, {SPLIT_SIZES[split]}) for {split}, got {index}")
     kind = TASK_TYPES[index % len(TASK_TYPES)] if task_type is None else task_type

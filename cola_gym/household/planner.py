@@ -13,7 +13,7 @@ Downward expert it costs microseconds. The tests check it against breadth-first 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cola_gym.household.engine import step
 from cola_gym.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT
@@ -30,7 +30,8 @@ class _Script:
     """Writes commands while playing them, so each step sees the state the last one left."""
 
     def __init__(self, game: Game, state: WorldState) -> None:
-        self.game, self.state, self.commands = game, state, []  # type: list[str]
+        self.game, self.state = game, state
+        self.commands: list[str] = []
 
     def do(self, command: str) -> None:
         result = step(self.game, self.state, command)
@@ -54,6 +55,9 @@ class _Script:
     def deliver(self, obj: str, receptacle: str) -> None:
         self.go(receptacle)
         self.do(f"move {obj} to {receptacle}")
+
+
+PlanWriter = Callable[[_Script], None]
 
 
 class _Infeasible(Exception):
@@ -86,7 +90,7 @@ def expert_plan(game: Game, state: WorldState | None = None) -> list[str]:
     return best
 
 
-def _choices(game: Game, state: WorldState) -> Iterator:  # type: ignore[type-arg]
+def _choices(game: Game, state: WorldState) -> Iterator[PlanWriter]:
     """One plan writer per choice of objects, destination and appliance."""
     house, goal = game.house, game.goal
     if step(game, state, "look").won:
@@ -110,7 +114,7 @@ def _choices(game: Game, state: WorldState) -> Iterator:  # type: ignore[type-ar
         yield _place_plan(obj, destination, verb, appliance)
 
 
-def _look_plan(obj: str, lamp: str):  # type: ignore[no-untyped-def]
+def _look_plan(obj: str, lamp: str) -> PlanWriter:
     def write(script: _Script) -> None:
         script.fetch(obj)
         stand = script.state.place_of(script.game.house, lamp)
@@ -122,7 +126,7 @@ def _look_plan(obj: str, lamp: str):  # type: ignore[no-untyped-def]
     return write
 
 
-def _two_plan(first: str, second: str, destination: str):  # type: ignore[no-untyped-def]
+def _two_plan(first: str, second: str, destination: str) -> PlanWriter:
     def write(script: _Script) -> None:
         for obj in (first, second):
             if script.state.place_of(script.game.house, obj) != destination:
@@ -132,7 +136,7 @@ def _two_plan(first: str, second: str, destination: str):  # type: ignore[no-unt
     return write
 
 
-def _place_plan(obj: str, destination: str, verb: str, appliance: str):  # type: ignore[no-untyped-def]
+def _place_plan(obj: str, destination: str, verb: str, appliance: str) -> PlanWriter:
     def write(script: _Script) -> None:
         script.fetch(obj)
         if verb:

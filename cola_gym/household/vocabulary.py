@@ -34,6 +34,10 @@ class ObjectClass:
     cleanable: bool = False
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 def _objects(kind: str, spec: str) -> dict[str, ObjectClass]:
     """``"apple:hcw bread:hc"`` -> classes; h = heatable, c = coolable, w = cleanable (washable)."""
     classes = {}
@@ -100,6 +104,17 @@ TASK_TYPES = (
 SHORT_NAMES = dict(zip(TASK_TYPES, ("put", "examine", "clean", "heat", "cool", "puttwo"), strict=True))
 """The ReAct prompts' short names of the task types."""
 
+
+def resolve_task_type(name: str) -> str:
+    """A task type from its name or its short name (``"heat"`` -> ``pick_heat_then_place_in_recep``)."""
+    full = {short: task_type for task_type, short in SHORT_NAMES.items()}.get(name, name)
+    if full not in TASK_TYPES:
+        raise ValueError(
+            f"task_type must be one of {TASK_TYPES} or their short names {tuple(SHORT_NAMES.values())}, got {name!r}"
+        )
+    return full
+
+
 GOAL_TEMPLATES: dict[str, tuple[str, str]] = {
     "pick_and_place_simple": ("put a {obj} in {recep}", "put some {obj} on {recep}"),
     "look_at_obj_in_light": ("look at {obj} under the {toggle}", "examine the {obj} with the {toggle}"),
@@ -133,29 +148,29 @@ def _counts(spec: str) -> tuple[tuple[str, int, int], ...]:
 SCENES: dict[str, SceneType] = {
     "kitchen": SceneType(
         "kitchen",
-        _counts("cabinet:1-3 countertop:1-2 drawer:1-2 fridge microwave sinkbasin stoveburner:0-1 diningtable:0-1 "
-                "shelf:0-1 garbagecan"),
-        tuple(
-            "apple bread egg potato tomato lettuce mug cup plate bowl pan pot kettle winebottle knife butterknife "
-            "fork spoon spatula ladle dishsponge peppershaker saltshaker soapbottle".split()
+        _counts(
+            "cabinet:1-3 countertop:1-2 drawer:1-2 fridge microwave sinkbasin stoveburner:0-1 diningtable:0-1 "
+            "shelf:0-1 garbagecan"
+        ),
+        _names(
+            "apple bread egg potato tomato lettuce mug cup plate bowl pan pot kettle winebottle knife "
+            "butterknife fork spoon spatula ladle dishsponge peppershaker saltshaker soapbottle"
         ),
     ),
     "livingroom": SceneType(
         "livingroom",
-        _counts("sofa armchair:0-1 coffeetable sidetable:1-2 tvstand:0-1 drawer:0-2 cabinet:0-1 shelf:0-1 "
-                "garbagecan"),
-        tuple("creditcard keychain remotecontrol newspaper statue vase watch laptop pillow".split()),
+        _counts("sofa armchair:0-1 coffeetable sidetable:1-2 tvstand:0-1 drawer:0-2 cabinet:0-1 shelf:0-1 garbagecan"),
+        _names("creditcard keychain remotecontrol newspaper statue vase watch laptop pillow"),
     ),
     "bedroom": SceneType(
         "bedroom",
         _counts("bed desk:0-1 sidetable:1-2 dresser:0-1 drawer:1-2 shelf:0-1 safe:0-1 garbagecan"),
-        tuple("alarmclock book cd cellphone creditcard keychain laptop mug pen pencil pillow".split()),
+        _names("alarmclock book cd cellphone creditcard keychain laptop mug pen pencil pillow"),
     ),
     "bathroom": SceneType(
         "bathroom",
-        _counts("toilet sinkbasin countertop cabinet:1-3 bathtubbasin:0-1 towelholder:0-1 drawer:0-1 "
-                "garbagecan"),
-        tuple("candle cloth soapbar soapbottle spraybottle toiletpaper handtowel towel plunger scrubbrush".split()),
+        _counts("toilet sinkbasin countertop cabinet:1-3 bathtubbasin:0-1 towelholder:0-1 drawer:0-1 garbagecan"),
+        _names("candle cloth soapbar soapbottle spraybottle toiletpaper handtowel towel plunger scrubbrush"),
     ),
 }
 """The four ALFRED room types; each household draws its receptacles and objects from one."""
@@ -168,14 +183,15 @@ def can_hold(receptacle_class: str, object_class: str) -> bool:
     """Whether a receptacle of this class can hold an object of that class."""
     return OBJECT_CLASSES[object_class].kind in HOLDS.get(receptacle_class, frozenset())
 
+
 _CAMEL = {
     name.lower(): name
-    for name in (
-        "AlarmClock ArmChair BathtubBasin ButterKnife CD CellPhone CoffeeTable CounterTop CreditCard DeskLamp "
-        "DiningTable DishSponge GarbageCan HandTowel KeyChain LaundryHamper PepperShaker RemoteControl SaltShaker "
-        "ScrubBrush SideTable SinkBasin SoapBar SoapBottle SprayBottle StoveBurner TVStand ToiletPaper TowelHolder "
-        "WineBottle"
-    ).split()
+    for name in _names(
+        "AlarmClock ArmChair BathtubBasin ButterKnife CD CellPhone CoffeeTable CounterTop CreditCard "
+        "DeskLamp DiningTable DishSponge GarbageCan HandTowel KeyChain LaundryHamper PepperShaker "
+        "RemoteControl SaltShaker ScrubBrush SideTable SinkBasin SoapBar SoapBottle SprayBottle "
+        "StoveBurner TVStand ToiletPaper TowelHolder WineBottle"
+    )
 }
 
 

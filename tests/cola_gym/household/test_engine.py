@@ -8,7 +8,9 @@ from cola_gym.household import Game, Goal, Household, WorldState, admissible_com
 from cola_gym.household.engine import HELP_TEXT, NOTHING_HAPPENS, listing, normalize_command
 
 
-def kitchen(task_type: str = "pick_heat_then_place_in_recep", sentence: str = "heat some apple and put it in countertop") -> Game:
+def kitchen(
+    task_type: str = "pick_heat_then_place_in_recep", sentence: str = "heat some apple and put it in countertop"
+) -> Game:
     """The room of ALFWorld's documented example: an apple in the closed fridge, a mug and a
     knife on the countertop."""
     house = Household(
@@ -78,20 +80,43 @@ def test_admissible_commands_follow_alfworlds_preconditions() -> None:
     ("commands", "expected"),
     [
         (["inventory"], "You are not carrying anything."),
-        (["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "inventory"], "You are carrying: a apple 1."),
+        (
+            ["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "inventory"],
+            "You are carrying: a apple 1.",
+        ),
         (["look"], "You are in the middle of a room. Looking quickly around you, you see nothing."),
         (["go to fridge 1", "look"], "You are facing the fridge 1. Next to it, you see nothing."),
         (["go to fridge 1", "examine fridge 1"], "The fridge 1 is closed."),
         (["go to fridge 1", "open fridge 1", "open fridge 1"], NOTHING_HAPPENS),
         (["go to fridge 1", "open fridge 1", "close fridge 1"], "You close the fridge 1."),
-        (["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "examine apple 1"],
-         "There's nothing special about apple 1."),
-        (["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "cool apple 1 with fridge 1",
-          "examine apple 1"], "This is a cold apple 1."),
-        (["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "go to sinkbasin 1",
-          "clean apple 1 with sinkbasin 1"], "You clean the apple 1 using the sinkbasin 1."),
-        (["go to countertop 1", "take mug 1 from countertop 1", "go to fridge 1", "move mug 1 to fridge 1"],
-         NOTHING_HAPPENS),  # closed
+        (
+            ["go to fridge 1", "open fridge 1", "take apple 1 from fridge 1", "examine apple 1"],
+            "There's nothing special about apple 1.",
+        ),
+        (
+            [
+                "go to fridge 1",
+                "open fridge 1",
+                "take apple 1 from fridge 1",
+                "cool apple 1 with fridge 1",
+                "examine apple 1",
+            ],
+            "This is a cold apple 1.",
+        ),
+        (
+            [
+                "go to fridge 1",
+                "open fridge 1",
+                "take apple 1 from fridge 1",
+                "go to sinkbasin 1",
+                "clean apple 1 with sinkbasin 1",
+            ],
+            "You clean the apple 1 using the sinkbasin 1.",
+        ),
+        (
+            ["go to countertop 1", "take mug 1 from countertop 1", "go to fridge 1", "move mug 1 to fridge 1"],
+            NOTHING_HAPPENS,
+        ),  # closed
         (["help"], HELP_TEXT),
     ],
 )
@@ -132,8 +157,9 @@ def test_rules_one_object_in_hand_appliances_and_open_doors() -> None:
     at_microwave = step(game, holding, "go to microwave 1").state
     hot = step(game, at_microwave, "heat mug 1 with microwave 1").state  # a closed microwave heats
     assert hot.hot == {"mug 1"}
-    cooled = play(game, ["go to countertop 1", "take mug 1 from countertop 1", "go to microwave 1",
-                         "heat mug 1 with microwave 1", "go to fridge 1", "cool mug 1 with fridge 1"])[-1][1]  # fmt: skip
+    heat_then_cool = ["go to countertop 1", "take mug 1 from countertop 1", "go to microwave 1",
+                      "heat mug 1 with microwave 1", "go to fridge 1", "cool mug 1 with fridge 1"]  # fmt: skip
+    cooled = play(game, heat_then_cool)[-1][1]
     assert (cooled.hot, cooled.cool) == (frozenset(), {"mug 1"})
     knife = step(game, holding, "go to countertop 1").state
     assert "heat knife 1 with microwave 1" not in admissible_commands(game, knife)
@@ -180,7 +206,9 @@ def test_lists_and_their_order() -> None:
     assert listing(["knife 1", "mug 1"]) == "a knife 1, and a mug 1"
     assert listing(["a 1", "b 1", "c 1"]) == "a a 1, a b 1, and a c 1"
     house = Household("kitchen", 0, ("cabinet 1", "cabinet 2", "cabinet 3", "sinkbasin 1", "shelf 1"), ())
-    game = Game(house, Goal("pick_and_place_simple", "apple", "shelf", None, "put a apple in shelf"), WorldState(None, None, ()))
+    game = Game(
+        house, Goal("pick_and_place_simple", "apple", "shelf", None, "put a apple in shelf"), WorldState(None, None, ())
+    )
     # ALFWorld lists by id: higher numbers first, and a sink basin's id starts with "sink"
     assert "a cabinet 3, a cabinet 2, a cabinet 1, a shelf 1, and a sinkbasin 1." in intro(game)
 
