@@ -178,6 +178,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _household_demos(args: argparse.Namespace) -> int:
     from cola_gym.envs.household import HouseholdTask, expert_transcript
+    from cola_gym.household import generate_game
 
     task = HouseholdTask(split=args.split, task_type=args.task_type)
     last = args.first_game + args.games
@@ -188,7 +189,7 @@ def _household_demos(args: argparse.Namespace) -> int:
     commands = 0
     with out.open("w", encoding="utf-8") as handle:
         for index in tqdm(range(args.first_game, last), desc="expert games", unit="game"):
-            game = task.game(index)
+            game = generate_game(args.split, index, task.task_type)
             messages = expert_transcript(game)
             commands += sum(m["role"] == "assistant" for m in messages)
             row = {

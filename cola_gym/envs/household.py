@@ -15,6 +15,7 @@ real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.household.alfworld`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -23,9 +24,13 @@ import numpy as np
 
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
 from cola_gym.household import SPLIT_SIZES, SPLITS, Game, expert_plan, generate_game
+from cola_gym.household.alfworld import find_game_files
 from cola_gym.household.backends import Backend, make_backend
 from cola_gym.household.engine import intro, normalize_command, step
 from cola_gym.household.vocabulary import resolve_task_type
+from cola_gym.household.world import GameFile
+
+_GOAL = re.compile(r"Your task is to: (.*?)\.?\s*$")
 
 MAX_COMMAND_CHARS = 120
 """A turn with no line break by this length ends anyway (a command is at most ~60 characters)."""
@@ -42,8 +47,10 @@ INSTRUCTION = (
 class HouseholdState:
     """An episode: the game, the engine's state, commands played, the last exchange."""
 
-    game: Game
+    game: Game | GameFile
     world: Any
+    task_type: str
+    goal: str
     turns: int = 0
     won: bool = False
     admissible: tuple[str, ...] = ()
@@ -62,6 +69,9 @@ class HouseholdTask(Task[HouseholdState]):
         max_commands: commands per episode (ALFWorld: 50).
         backend: ``"native"`` (this package's engine) or ``"alfworld"`` (ALFWorld's own
             TextWorld engine on the same games; ``pip install 'cola-gym[alfworld]'``).
+        game_files: real ALFWorld games instead of generated ones (``game.tw-pddl`` files or
+            folders searched for them; relative to ``$ALFWORLD_DATA`` when not found here);
+            needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
 
     Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
     """
@@ -84,6 +94,7 @@ class HouseholdTask(Task[HouseholdState]):
         task_type: str | None = None,
         max_commands: int = 50,
         backend: str = "native",
+        game_files: str | Sequence[str] | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -94,13 +105,23 @@ class HouseholdTask(Task[HouseholdState]):
         self.max_commands = int(max_commands)
         self.backend_name = backend
         self.backend: Backend = make_backend(backend)
+        self.game_files: tuple[GameFile, ...] = ()
+        if game_files is not None:
+            if backend != "alfworld":
+                raise ValueError("game_files are played by ALFWorld's engine: pass backend='alfworld'")
+            found = find_game_files(game_files)
+            self.game_files = tuple(f for f in found if self.task_type in (None, f.task_type))
+            if not self.game_files:
+                raise ValueError(f"none of the {len(found)} game files is a {self.task_type} game")
 
     @property
     def num_tasks(self) -> int:
-        return SPLIT_SIZES[self.split]
+        return len(self.game_files) or SPLIT_SIZES[self.split]
 
-    def game(self, index: int) -> Game:
-        """Game ``index`` of this task's split and type."""
+    def game(self, index: int) -> Game | GameFile:
+        """Game ``index`` of this task's split and type (or of its game files)."""
+        if self.game_files:
+            return self.game_files[index]
         return generate_game(self.split, index, self.task_type)
 
     def check_options(self, options: Any) -> dict[str, Any]:
@@ -117,10 +138,15 @@ class HouseholdTask(Task[HouseholdState]):
     def begin(self, options: Mapping[str, Any], rng: np.random.Generator) -> TaskStart[HouseholdState]:
         game, index = options.get("game"), -1  # a game posed by hand has no index here
         if game is None:
-            index = options.get(TASK_INDEX, int(rng.integers(self.num_tasks)))
+            index = options[TASK_INDEX] if TASK_INDEX in options else int(rng.integers(self.num_tasks))
             game = self.game(index)
         reply = self.backend.start(game)
-        state = HouseholdState(game, reply.world, admissible=reply.admissible, feedback=reply.text)
+        if isinstance(game, Game):
+            task_type, goal = game.goal.task_type, game.goal.sentence
+        else:
+            found = _GOAL.search(reply.text)
+            task_type, goal = game.task_type, found.group(1) if found else ""
+        state = HouseholdState(game, reply.world, task_type, goal, admissible=reply.admissible, feedback=reply.text)
         return TaskStart(state, tuple(self.prompt(reply.text)), index)
 
     @staticmethod
@@ -156,21 +182,24 @@ class HouseholdTask(Task[HouseholdState]):
             "admissible_commands": list(state.admissible),
             "won": state.won,
             "turns": state.turns,
-            "task_type": state.game.goal.task_type,
-            "goal": state.game.goal.sentence,
+            "task_type": state.task_type,
+            "goal": state.goal,
             "command": state.command,
             "feedback": state.feedback,
         }
 
     def describe(self, state: HouseholdState) -> str:
-        goal = state.game.goal
-        plan = "; ".join(expert_plan(state.game))
-        return f"{state.game.name} ({goal.task_type}): {goal.sentence}\n\nexpert plan: {plan}"
+        about = f"{state.game.name} ({state.task_type}): {state.goal}"
+        if not isinstance(state.game, Game):
+            return about
+        return f"{about}\n\nexpert plan: {'; '.join(expert_plan(state.game))}"
 
     def demonstrations(self) -> Iterable[tuple[Sequence[Message], str]]:
         """The expert's games as chats: one example per command, with the transcript so far."""
+        if self.game_files:
+            raise ValueError("the expert plays generated games only")
         for index in range(self.num_tasks):
-            yield from expert_chats(self.game(index))
+            yield from expert_chats(generate_game(self.split, index, self.task_type))
 
 
 def command_of(turn_text: str) -> str:

@@ -29,7 +29,7 @@ from cola_gym.household.vocabulary import (
     alfred_name,
     can_hold,
 )
-from cola_gym.household.world import Game, class_of
+from cola_gym.household.world import Game, GameFile, class_of
 
 INSTALL_HINT = "the ALFWorld backend needs ALFWorld: pip install 'cola-gym[alfworld]'"
 
@@ -146,11 +146,38 @@ def tw_pddl_game(game: Game) -> dict[str, Any]:
     }
 
 
-def load_game_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A real ALFWorld game (``game.tw-pddl``), by path, or relative to ``$ALFWORLD_DATA``."""
+def _resolve(path: str | os.PathLike[str]) -> Path:
     candidate = Path(path).expanduser()
     if not candidate.is_absolute() and not candidate.exists() and os.environ.get("ALFWORLD_DATA"):
         candidate = Path(os.environ["ALFWORLD_DATA"]) / candidate
+    return candidate
+
+
+def find_game_files(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[GameFile]:
+    """Game files under ``paths`` (files or folders searched for ``game.tw-pddl``; relative paths
+    may be relative to ``$ALFWORLD_DATA``), sorted.
+
+    Raises:
+        FileNotFoundError: a path does not exist, or no game file is found.
+    """
+    entries = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    found: list[Path] = []
+    for entry in entries:
+        candidate = _resolve(entry)
+        if candidate.is_dir():
+            found += sorted(candidate.rglob("game.tw-pddl"))
+        elif candidate.is_file():
+            found.append(candidate)
+        else:
+            raise FileNotFoundError(f"ALFWorld game path {candidate} does not exist (a path, or set $ALFWORLD_DATA)")
+    if not found:
+        raise FileNotFoundError(f"no game.tw-pddl file under {[str(e) for e in entries]}")
+    return [GameFile(str(path)) for path in found]
+
+
+def load_game_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A real ALFWorld game (``game.tw-pddl``), by path, or relative to ``$ALFWORLD_DATA``."""
+    candidate = _resolve(path)
     if candidate.is_dir():
         candidate = candidate / "game.tw-pddl"
     if not candidate.is_file():
@@ -211,19 +238,20 @@ class AlfworldBackend(Backend):
 
     def __init__(self) -> None:
         _alfworld()
-        self._sessions: dict[Game, AlfworldSession] = {}
+        self._sessions: dict[Game | GameFile, AlfworldSession] = {}
 
-    def _session(self, game: Game) -> AlfworldSession:
+    def _session(self, game: Game | GameFile) -> AlfworldSession:
         if game not in self._sessions:
             if len(self._sessions) >= 8:
                 self._sessions.pop(next(iter(self._sessions))).close()
-            self._sessions[game] = AlfworldSession(tw_pddl_game(game))
+            data = load_game_file(game.path) if isinstance(game, GameFile) else tw_pddl_game(game)
+            self._sessions[game] = AlfworldSession(data)
         return self._sessions[game]
 
-    def start(self, game: Game) -> Reply:
+    def start(self, game: Game | GameFile) -> Reply:
         return self._session(game).reset()
 
-    def play(self, game: Game, world: Any, command: str) -> Reply:
+    def play(self, game: Game | GameFile, world: Any, command: str) -> Reply:
         session = self._session(game)
         session.replay(world)
         return session.play(command)

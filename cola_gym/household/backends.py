@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cola_gym.household import engine
-from cola_gym.household.world import Game
+from cola_gym.household.world import Game, GameFile
 
 BACKENDS = ("native", "alfworld")
 
@@ -33,21 +33,24 @@ class Backend(ABC):
     """Plays games: :meth:`start` gives the intro, :meth:`play` answers one command."""
 
     @abstractmethod
-    def start(self, game: Game) -> Reply:
+    def start(self, game: Game | GameFile) -> Reply:
         """The game's first observation (ALFWorld's intro)."""
 
     @abstractmethod
-    def play(self, game: Game, world: Any, command: str) -> Reply:
+    def play(self, game: Game | GameFile, world: Any, command: str) -> Reply:
         """Answers ``command`` in ``world``."""
 
 
 class NativeBackend(Backend):
     """This package's engine (:mod:`cola_gym.household.engine`): microseconds per command."""
 
-    def start(self, game: Game) -> Reply:
+    def start(self, game: Game | GameFile) -> Reply:
+        if not isinstance(game, Game):
+            raise ValueError(f"the native engine plays generated games; {game!r} needs backend='alfworld'")
         return Reply(game.start, engine.intro(game), tuple(engine.admissible_commands(game, game.start)), False)
 
-    def play(self, game: Game, world: Any, command: str) -> Reply:
+    def play(self, game: Game | GameFile, world: Any, command: str) -> Reply:
+        assert isinstance(game, Game)
         result = engine.step(game, world, command)
         return Reply(result.state, result.feedback, tuple(engine.admissible_commands(game, result.state)), result.won)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 
 from cola_gym.household.vocabulary import LAMPS, OPENABLE, TASK_TYPES, alfred_id_prefix
 
@@ -147,3 +148,23 @@ class Game:
         for obj, where in zip(house.objects, start.places, strict=True):
             if is_lamp(obj) and where is None:
                 raise ValueError(f"{obj} must stand on a receptacle")
+
+
+@dataclass(frozen=True)
+class GameFile:
+    """A real ALFWorld game file (``.../<task_type>-.../trial_.../game.tw-pddl``)."""
+
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    @property
+    def task_type(self) -> str:
+        """The task type named by the game's folder (ALFWorld's layout), else ``"unknown"``."""
+        for part in reversed(Path(self.path).parts):
+            for task_type in TASK_TYPES:
+                if part.startswith(task_type):
+                    return task_type
+        return "unknown"

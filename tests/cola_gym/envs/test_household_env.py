@@ -193,6 +193,33 @@ def test_the_alfworld_backend_plays_the_same_episode(make_env) -> None:
     assert terminated and rewards[-1] == 1.0 and info["won"]
 
 
+def test_real_alfworld_game_files(make_env, tmp_path: Path, monkeypatch) -> None:
+    """Game files in ALFWorld's folder layout, played through the env by ALFWorld's engine."""
+    pytest.importorskip("alfworld")
+    from cola_gym.household.alfworld import tw_pddl_game
+
+    games = [generate_game("valid_unseen", i) for i in (0, 3)]
+    for game in games:
+        folder = tmp_path / "json_2.1.1" / f"{game.goal.task_type}-Obj-None-Recep-10" / "trial_T0"
+        folder.mkdir(parents=True)
+        (folder / "game.tw-pddl").write_text(json.dumps(tw_pddl_game(game)))
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
+    env = make_env(backend="alfworld", game_files="json_2.1.1", task_type="heat")
+    assert env.unwrapped.task.num_tasks == 1
+    _, info = env.reset(options={"task_index": 0})
+    assert info["task_type"] == "pick_heat_then_place_in_recep" and info["goal"] == games[1].goal.sentence
+    assert "expert plan" not in env.unwrapped.task.describe(env.unwrapped.episode.task_state)
+    for line in expert_plan(games[1]):
+        rewards, terminated, _, info = command(env, line)
+    assert terminated and rewards[-1] == 1.0 and info["won"]
+    with pytest.raises(ValueError, match="backend='alfworld'"):
+        HouseholdTask(game_files="json_2.1.1")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        HouseholdTask(backend="alfworld", game_files="nowhere")
+    with pytest.raises(ValueError, match="none of the 2"):
+        HouseholdTask(backend="alfworld", game_files=str(tmp_path), task_type="cool")
+
+
 def test_vector_env_and_sb3_training(tiny_cola_dir: Path) -> None:
     vector = gym.make_vec(
         "CoLA-ALFWorld-v0", num_envs=3, vectorization_mode="vector_entry_point", model=str(tiny_cola_dir)

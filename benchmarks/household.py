@@ -1,0 +1,281 @@
+"""Household games: engine speed against the real ALFWorld, env speed, and the default model's success.
+
+Three parts, each written to the JSON as soon as it is done (a rerun skips finished parts and
+finished success runs, so a stopped benchmark resumes):
+
+- ``engine``: commands per second of our engine and of ALFWorld's TextWorld engine on the
+  same generated games and the same commands (the expert's plan, then random admissible
+  and non-admissible commands), each answering with its text, admissible commands and
+  ``won``; and the cost of starting a game. Target: ours >= 500x faster per command.
+- ``env``: latent-action tokens per second of a household env (one and eight games, random
+  actions, the room's answers prefilled at every line break) against Hugging Face
+  ``generate`` of the same decoder on the same prompts, measured side by side.
+- ``success``: the default household model's policy prior, greedy and sampled, on
+  ``--games`` valid-seen and valid-unseen games (all six task types in turn), per task
+  type, beside the expert's (which wins every game, by construction and by test).
+
+    python benchmarks/household.py                    # all parts (success needs the default model)
+    python benchmarks/household.py --parts engine     # only the engine comparison (needs ALFWorld)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _report import pyplot, write_report
+
+import cola_gym  # noqa: F401 - registers the ids
+from cola_gym.household import TASK_TYPES, admissible_commands, expert_plan, generate_game, step
+from cola_gym.household.backends import NativeBackend
+from cola_gym.household.vocabulary import SHORT_NAMES
+
+MODES = {"greedy": True, "sampled": False}
+SPLIT_IDS = {"seen": "CoLA-ALFWorld-v0", "unseen": "CoLA-ALFWorld-Unseen-v0"}
+
+
+def command_script(game: Any, extra: int, seed: int) -> list[str]:
+    """The expert's plan, then ``extra`` random commands (admissible or not)."""
+    rng = np.random.default_rng(seed)
+    commands = expert_plan(game)
+    state = game.start
+    for command in commands:
+        state = step(game, state, command).state
+    for _ in range(extra):
+        command = str(rng.choice([*admissible_commands(game, state), "go to nowhere 1", "dance"]))
+        commands.append(command)
+        state = step(game, state, command).state
+    return commands
+
+
+def engine_part(args: argparse.Namespace) -> dict[str, Any]:
+    from cola_gym.household.alfworld import AlfworldSession, tw_pddl_game
+
+    games = [generate_game("valid_seen", i) for i in range(args.engine_games)]
+    scripts = [command_script(game, 10, i) for i, game in enumerate(games)]
+    native = NativeBackend()
+    ours_start, ours_step, theirs_start, theirs_step, commands = [], [], [], [], 0
+    for game, script in zip(games, scripts, strict=True):
+        started = time.perf_counter()
+        for _ in range(args.native_repeats):
+            reply = native.start(game)
+            world = reply.world
+            for command in script:
+                world = native.play(game, world, command).world
+        per_game = (time.perf_counter() - started) / args.native_repeats
+        started = time.perf_counter()
+        for _ in range(args.native_repeats):
+            native.start(game)
+        ours_start.append((time.perf_counter() - started) / args.native_repeats)
+        ours_step.append((per_game - ours_start[-1]) / len(script))
+
+        session = AlfworldSession(tw_pddl_game(game))
+        started = time.perf_counter()
+        session.reset()
+        theirs_start.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for command in script:
+            session.play(command)
+        theirs_step.append((time.perf_counter() - started) / len(script))
+        session.close()
+        commands += len(script)
+    ours, theirs = statistics.mean(ours_step), statistics.mean(theirs_step)
+    return {
+        "games": len(games),
+        "commands": commands,
+        "ours_seconds_per_command": ours,
+        "alfworld_seconds_per_command": theirs,
+        "ours_commands_per_s": 1 / ours,
+        "alfworld_commands_per_s": 1 / theirs,
+        "ours_seconds_per_start": statistics.mean(ours_start),
+        "alfworld_seconds_per_start": statistics.mean(theirs_start),
+        "speedup_per_command": theirs / ours,
+        "speedup_per_start": statistics.mean(theirs_start) / statistics.mean(ours_start),
+    }
+
+
+def env_part(args: argparse.Namespace) -> dict[str, Any]:
+    import gymnasium as gym
+    from throughput import time_generate
+
+    env_id = SPLIT_IDS["seen"]
+    kwargs: dict[str, Any] = {} if args.model is None else {"model": args.model}
+    probe = gym.make(env_id, **kwargs)
+    model = probe.unwrapped.model
+    rows: dict[str, Any] = {}
+    for batch in (1, 8):
+        prompts = []
+        for index in range(batch):
+            probe.reset(options={"task_index": index})
+            prompts.append(model.tokenizer(probe.unwrapped.prompt_text, add_special_tokens=False)["input_ids"])
+        generate = statistics.median(time_generate(model, prompts, args.tokens) for _ in range(args.rounds))
+        vector = gym.make_vec(env_id, num_envs=batch, vectorization_mode="vector_entry_point",
+                              max_episode_steps=args.tokens + 1, **kwargs)  # fmt: skip
+        speeds = []
+        for round_number in range(args.rounds):
+            vector.reset(options=[{"task_index": i} for i in range(batch)])
+            rng = np.random.default_rng(round_number)
+            actions = rng.integers(0, vector.single_action_space.n, size=(args.tokens, batch))
+            started = time.perf_counter()
+            for step_actions in actions:
+                vector.step(step_actions)
+            speeds.append(batch * args.tokens / (time.perf_counter() - started))
+        env_speed = statistics.median(speeds)
+        rows[str(batch)] = {"generate_tokens_per_s": generate, "env_tokens_per_s": env_speed,
+                            "env/generate": env_speed / generate}  # fmt: skip
+    return {"tokens": args.tokens, "rounds": args.rounds, "batches": rows}
+
+
+def success_run(split: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    from cola_agents import PriorAgent
+    from cola_agents.evaluation import evaluate
+
+    kwargs: dict[str, Any] = {"track_policy": True}
+    if args.model:
+        kwargs["model"] = args.model
+    run = evaluate(PriorAgent(seed=0), SPLIT_IDS[split], list(range(args.games)), n_envs=args.batch,
+                   deterministic=MODES[mode], show_progress=True, **kwargs)  # fmt: skip
+    per_type: dict[str, list[bool]] = {}
+    commands: dict[str, list[int]] = {}
+    for info, success in zip(run.infos, run.successes, strict=True):
+        per_type.setdefault(info["task_type"], []).append(bool(success))
+        commands.setdefault(info["task_type"], []).append(int(info["turns"]))
+    return {
+        "success_rate": run.success_rate,
+        "per_type": {t: float(np.mean(v)) for t, v in per_type.items()},
+        "games_per_type": {t: len(v) for t, v in per_type.items()},
+        "mean_commands": {t: float(np.mean(v)) for t, v in commands.items()},
+        "mean_tokens": float(np.mean(run.tokens)),
+        "seconds": run.seconds,
+    }
+
+
+def expert_lengths(split: str, games: int) -> dict[str, float]:
+    lengths: dict[str, list[int]] = {}
+    for index in range(games):
+        game = generate_game("valid_seen" if split == "seen" else "valid_unseen", index)
+        lengths.setdefault(game.goal.task_type, []).append(len(expert_plan(game)))
+    return {t: float(np.mean(v)) for t, v in lengths.items()}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = []
+    engine = report.get("engine")
+    if engine:
+        lines += [
+            "| engine | commands/s | s per command | s per game start |",
+            "| --- | --- | --- | --- |",
+            f"| cola-gym (pure Python) | {engine['ours_commands_per_s']:,.0f} "
+            f"| {engine['ours_seconds_per_command']:.2e} | {engine['ours_seconds_per_start']:.2e} |",
+            f"| ALFWorld 0.4.2 (TextWorld PDDL) | {engine['alfworld_commands_per_s']:,.1f} "
+            f"| {engine['alfworld_seconds_per_command']:.3f} | {engine['alfworld_seconds_per_start']:.2f} |",
+            f"| **ratio** | **{engine['speedup_per_command']:,.0f}x** | | {engine['speedup_per_start']:,.0f}x |",
+            "",
+        ]
+    env = report.get("env")
+    if env:
+        lines += ["| batch | env tokens/s | generate tokens/s | env / generate |", "| --- | --- | --- | --- |"]
+        for batch, row in env["batches"].items():
+            lines.append(f"| {batch} | {row['env_tokens_per_s']:.1f} | {row['generate_tokens_per_s']:.1f} "
+                         f"| {row['env/generate']:.2f} |")  # fmt: skip
+        lines.append("")
+    success = report.get("success", {})
+    if success:
+        header = "| task type | " + " | ".join(f"{s} {m}" for s in SPLIT_IDS for m in MODES) + " | expert |"
+        lines += [header, "| --- " * (2 + len(SPLIT_IDS) * len(MODES)) + "|"]
+        for task_type in [*TASK_TYPES, "all"]:
+            cells = []
+            for split in SPLIT_IDS:
+                for mode in MODES:
+                    run = success.get(f"{split}|{mode}")
+                    if run is None:
+                        cells.append("-")
+                    elif task_type == "all":
+                        cells.append(f"**{run['success_rate']:.0%}**")
+                    else:
+                        count = run["games_per_type"].get(task_type, 0)
+                        cells.append(f"{run['per_type'].get(task_type, 0):.0%} (n={count})")
+            name = "all" if task_type == "all" else f"{SHORT_NAMES[task_type]} ({task_type})"
+            lines.append(f"| {name} | " + " | ".join(cells) + " | 100% |")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    engine = report.get("engine")
+    if engine:
+        names = ["cola-gym", "ALFWorld"]
+        axes[0].bar(
+            names, [engine["ours_commands_per_s"], engine["alfworld_commands_per_s"]], color=["#1f77b4", "#888"]
+        )
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("commands per second (log)")
+        axes[0].set_title(f"Engine speed: {engine['speedup_per_command']:,.0f}x on the same games")
+    success = report.get("success", {})
+    if success:
+        x = np.arange(len(TASK_TYPES))
+        width = 0.8 / max(1, len(success))
+        for n, (key, run) in enumerate(sorted(success.items())):
+            values = [100 * run["per_type"].get(t, 0) for t in TASK_TYPES]
+            axes[1].bar(x + n * width - 0.4 + width / 2, values, width=width, label=key.replace("|", ", "))
+        axes[1].axhspan(10, 70, color="green", alpha=0.08, label="10-70 %: room to learn")
+        axes[1].set_xticks(x, [SHORT_NAMES[t] for t in TASK_TYPES])
+        axes[1].set_ylim(0, 100)
+        axes[1].set_ylabel("success (%)")
+        axes[1].set_title("Default household model's prior (expert: 100 %)")
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--parts", nargs="+", choices=("engine", "env", "success"), default=["engine", "env", "success"]
+    )
+    parser.add_argument("--model", default=None, help="CoLA checkpoint (default: the household ids' default model)")
+    parser.add_argument("--engine-games", type=int, default=20)
+    parser.add_argument("--native-repeats", type=int, default=50, help="our engine's repeats of each game's script")
+    parser.add_argument("--tokens", type=int, default=48, help="env part: tokens per row and measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--games", type=int, default=60, help="success part: games per split (all task types)")
+    parser.add_argument("--batch", type=int, default=12, help="success part: games played together")
+    parser.add_argument("--splits", nargs="+", choices=tuple(SPLIT_IDS), default=list(SPLIT_IDS))
+    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
+    parser.add_argument("--out", default="benchmarks/results/household.json")
+    parser.add_argument("--table", action="store_true", help="print the Markdown tables of --out and exit")
+    args = parser.parse_args()
+    out = Path(args.out)
+    report: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    if args.table:
+        print(markdown(report))
+        return
+    report.setdefault("model", args.model or "default household model")
+    if "engine" in args.parts and "engine" not in report:
+        report["engine"] = engine_part(args)
+        write_report(report, out, plot)
+    if "env" in args.parts and "env" not in report:
+        report["env"] = env_part(args)
+        write_report(report, out, plot)
+    if "success" in args.parts:
+        success = report.setdefault("success", {})
+        for split in args.splits:
+            report.setdefault("expert_commands", {})[split] = expert_lengths(split, args.games)
+            for mode in args.modes:
+                key = f"{split}|{mode}"
+                if key not in success:
+                    success[key] = success_run(split, mode, args)
+                    write_report(report, out, plot)
+    write_report(report, out, plot)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
