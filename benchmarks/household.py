@@ -12,7 +12,8 @@ finished success runs, so a stopped benchmark resumes):
   ``generate`` of the same decoder on the same prompts, measured side by side.
 - ``success``: the default household model's policy prior, greedy and sampled, on
   ``--games`` valid-seen and valid-unseen games (all six task types in turn), per task
-  type, beside the expert's (which wins every game, by construction and by test).
+  type, within ``--max-tokens`` (256: about 25 commands; the ids allow 512), beside the
+  expert's (which wins every game, by construction and by test).
 
     python benchmarks/household.py                    # all parts (success needs the default model)
     python benchmarks/household.py --parts engine     # only the engine comparison (needs ALFWorld)
@@ -135,7 +136,7 @@ def success_run(split: str, mode: str, args: argparse.Namespace) -> dict[str, An
     from cola_agents import PriorAgent
     from cola_agents.evaluation import evaluate
 
-    kwargs: dict[str, Any] = {"track_policy": True}
+    kwargs: dict[str, Any] = {"track_policy": True, "max_episode_steps": args.max_tokens}
     if args.model:
         kwargs["model"] = args.model
     run = evaluate(PriorAgent(seed=0), SPLIT_IDS[split], list(range(args.games)), n_envs=args.batch,
@@ -245,8 +246,9 @@ def main() -> None:
     parser.add_argument("--native-repeats", type=int, default=50, help="our engine's repeats of each game's script")
     parser.add_argument("--tokens", type=int, default=48, help="env part: tokens per row and measurement")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--games", type=int, default=60, help="success part: games per split (all task types)")
-    parser.add_argument("--batch", type=int, default=12, help="success part: games played together")
+    parser.add_argument("--games", type=int, default=24, help="success part: games per split (all task types)")
+    parser.add_argument("--batch", type=int, default=4, help="success part: games played together")
+    parser.add_argument("--max-tokens", type=int, default=256, help="success part: token limit of an episode")
     parser.add_argument("--splits", nargs="+", choices=tuple(SPLIT_IDS), default=list(SPLIT_IDS))
     parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
     parser.add_argument("--out", default="benchmarks/results/household.json")

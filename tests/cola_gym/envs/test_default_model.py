@@ -55,3 +55,19 @@ def test_the_countdown_ids_default_to_their_warm_started_model(default_decoder_d
         obs, reward, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
     assert terminated and info["text"].endswith("</answer>"), info["text"]  # it writes the task's format
     assert info["status"] != "no_answer" and reward in (0.1, 1.0)
+
+
+def test_the_household_ids_default_to_their_warm_started_model(default_decoder_dir: Path) -> None:
+    env = gym.make("CoLA-ALFWorld-v0", track_policy=True)
+    model = env.unwrapped.model
+    assert Path(model.name_or_path).name == "smollm2-135m-instruct-household"
+    assert model.decoder_adapter is not None
+    obs, info = env.reset(options={"task_index": 0})
+    agent = PriorAgent()
+    agent.bind(env)
+    while info["turns"] < 2:
+        obs, reward, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
+        assert not truncated
+    # it writes commands of the game's language: the first one is admissible
+    first = info["text"].split("<|im_end|>")[0].strip()
+    assert first.startswith("go to ") and "Nothing happens." not in info["text"].split("<|im_end|>")[1], info["text"]
