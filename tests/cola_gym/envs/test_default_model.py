@@ -66,7 +66,7 @@ def test_the_household_ids_default_to_their_warm_started_model(default_decoder_d
     agent = PriorAgent()
     agent.bind(env)
     while info["turns"] < 2:
-        obs, reward, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
+        obs, _, _, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
         assert not truncated
     # it writes commands of the game's language: the first one is admissible
     first = info["text"].split("<|im_end|>")[0].strip()
