@@ -103,7 +103,6 @@ class HouseholdTask(Task[HouseholdState]):
         self.split = split
         self.task_type = None if task_type is None else resolve_task_type(task_type)
         self.max_commands = int(max_commands)
-        self.backend_name = backend
         self.backend: Backend = make_backend(backend)
         self.game_files: tuple[GameFile, ...] = ()
         if game_files is not None:

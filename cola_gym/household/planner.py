@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
-from cola_gym.household.engine import step
+from cola_gym.household.engine import is_won, step
 from cola_gym.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT
 from cola_gym.household.world import Game, WorldState, class_of, is_openable
 
@@ -81,7 +81,7 @@ def expert_plan(game: Game, state: WorldState | None = None) -> list[str]:
             choice(script)
         except _Infeasible:
             continue
-        if not step(game, script.state, "look").won:
+        if not is_won(game, script.state):
             continue
         if best is None or (len(script.commands), script.commands) < (len(best), best):
             best = script.commands
@@ -93,7 +93,7 @@ def expert_plan(game: Game, state: WorldState | None = None) -> list[str]:
 def _choices(game: Game, state: WorldState) -> Iterator[PlanWriter]:
     """One plan writer per choice of objects, destination and appliance."""
     house, goal = game.house, game.goal
-    if step(game, state, "look").won:
+    if is_won(game, state):
         yield lambda script: None
         return
     targets = [o for o in house.objects if class_of(o) == goal.obj]
