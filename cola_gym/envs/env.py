@@ -98,7 +98,8 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         action_kind: ``"latent"`` (``Discrete(K)`` codes through the world model) or
             ``"token"`` (``Discrete(V)``: the token itself, the paper's token-level baseline).
         observation: ``"hidden"`` (h_t) or ``"hidden+prior"`` (h_t followed by the CoLA
-            policy's log-probabilities, the prior that SB3 agents start from).
+            policy's log-probabilities, the prior that SB3 agents start from; for token actions
+            the decoder's next-token log-probabilities, ``[V]`` entries).
         prior_kl_coef: beta of a KL-to-prior penalty: each step's reward gains
             ``beta * log pi_prior(a_t | x_1..t)``; with an entropy bonus of the same beta in
             the algorithm (``ent_coef``), the expected return is penalised by exactly
@@ -150,7 +151,9 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         self.action_kind = action_kind
         self.observation_kind = observation
         self.prior_kl_coef = float(prior_kl_coef)
-        self.track_policy = track_policy or observation == "hidden+prior" or self.prior_kl_coef > 0
+        self.track_policy = (
+            track_policy or (observation == "hidden+prior" and action_kind == "latent") or self.prior_kl_coef > 0
+        )
         self.track_q = track_q
         self._settings = DecoderSettings(quantization=quantization, device=device, dtype=dtype)  # type: ignore[arg-type]
         if isinstance(model, CoLAModel):
@@ -181,7 +184,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         bound = self.model.hidden_state_bound().numpy()
         if self.observation_kind == "hidden+prior":
             # log-probabilities: at most 0, and above the floor once clipped
-            bound = np.concatenate([bound, np.full(self.model.num_actions, -PRIOR_FLOOR, dtype=np.float32)])
+            bound = np.concatenate([bound, np.full(self.num_actions, -PRIOR_FLOOR, dtype=np.float32)])
         self.observation_space = gym.spaces.Box(-bound, bound, shape=bound.shape, dtype=np.float32)
 
     # ------------------------------------------------------------ Gymnasium API

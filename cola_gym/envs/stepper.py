@@ -151,11 +151,16 @@ class EpisodeStepper:
 
     # ------------------------------------------------------------ what agents see
     def observation(self, state: DecodingState, row: int) -> np.ndarray:
-        """Row ``row``'s observation: h_t ``[d]`` (then the policy's log-probabilities ``[K]``)."""
+        """Row ``row``'s observation: h_t ``[d]`` (then the prior's log-probabilities: the policy's ``[K]``,
+        or the decoder's ``[V]`` for token actions)."""
         parts = [state.hidden[row].detach().to("cpu", torch.float32)]
         if self.observation_kind == "hidden+prior":
-            assert state.policy_logits is not None
-            logits = state.policy_logits[row].detach().float().cpu()
+            if self.action_kind == "token":  # the decoder's own next-token distribution
+                with torch.no_grad():
+                    logits = self.model.decoder_logits(state.hidden[row : row + 1])[0].float().cpu()
+            else:
+                assert state.policy_logits is not None
+                logits = state.policy_logits[row].detach().float().cpu()
             parts.append(torch.log_softmax(logits, -1).clamp_min(PRIOR_FLOOR))
         return torch.cat(parts).numpy()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from stable_baselines3 import A2C, DQN, PPO
 
 from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy, CoLARecurrentPriorPolicy
 from cola_agents.sb3 import CoLAVecEnv, make_sb3_env
-from cola_gym.envs import LatentActionVectorEnv, Task, TaskStart, TurnOutcome
+from cola_gym.envs import LatentActionVectorEnv
 from cola_gym.envs.math import MathTask
 from cola_gym.model.generation import greedy_policy, rollout
 
@@ -122,26 +121,11 @@ def test_prior_policies_start_as_the_bc_policy(algorithm, policy, vec_env, tiny_
     agent.learn(32)  # and it trains
 
 
-class FirstTokenTask(Task[None]):
-    """A one-token bandit on the real model: reward 1 when the first token is the target."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def begin(self, options: Mapping[str, Any], rng: Any) -> TaskStart[None]:
-        return TaskStart(None, ({"role": "user", "content": "Say the magic word."},))
-
-    def turn_complete(self, state: None, turn_text: str) -> bool:
-        return True
-
-    def end_turn(self, state: None, turn_text: str) -> TurnOutcome[None]:
-        return TurnOutcome(None, reward=float(turn_text == self.target))
-
-
-def test_ppo_learns_the_rewarded_latent_action(speller) -> None:
+def test_ppo_learns_the_rewarded_latent_action(speller, first_token_task) -> None:
     model, spell = speller
     actions = spell(" apple banana cherry date elder fig grape")
-    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=8, max_episode_steps=2, task=FirstTokenTask(" grape"), model=model))
+    task = first_token_task(" grape")
+    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=8, max_episode_steps=2, task=task, model=model))
     agent = PPO("MlpPolicy", env, n_steps=8, batch_size=64, n_epochs=4, learning_rate=3e-3, ent_coef=0.0, seed=0)
     agent.learn(3000)
     obs = env.reset()

@@ -1,0 +1,416 @@
+"""Group Relative Policy Optimization over latent actions, as a Stable-Baselines3 algorithm.
+
+GRPO (Shao et al., 2024) needs no critic: it samples G episodes of the *same* problem, scores
+each against its group (``A_i = (R_i - mean(R)) / (std(R) + eps)``), gives every step of an
+episode its episode's advantage, and takes clipped-ratio policy-gradient steps, optionally
+with a KL term towards the CoLA prior. Problems are fixed per group through the task's
+``task_index`` reset option, so it runs on every cola-gym id, latent or token twin.
+
+    from cola_agents.algorithms import GRPO
+    from cola_agents.sb3 import make_sb3_env
+
+    env = make_sb3_env("CoLA-Countdown-Easy-Train-v0", n_envs=16, observation="hidden+prior")
+    agent = GRPO("MlpPolicy", env, group_size=8, tensorboard_log="runs/")
+    agent.learn(50_000)
+    agent.save("grpo_countdown")
+
+It is used like SB3's ``PPO``: ``learn``, ``save`` / ``load``, ``predict``, callbacks,
+TensorBoard, ``seed``. The budget (``total_timesteps``) counts every decoder step of every
+row, including the steps of rows that wait for their group to finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, safe_mean
+from torch import nn
+from torch.nn import functional as F
+
+from cola_gym.envs.stepper import PRIOR_FLOOR
+
+SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
+
+
+def observation_has_prior(observation_space: spaces.Space, num_actions: int) -> bool:
+    """Whether observations end with prior log-probabilities (``observation="hidden+prior"``).
+
+    The env bounds those entries by ``-PRIOR_FLOOR`` exactly; hidden states never reach it.
+    """
+    if not isinstance(observation_space, spaces.Box) or observation_space.shape[-1] <= num_actions:
+        return False
+    return bool(np.all(observation_space.high[..., -num_actions:] == -PRIOR_FLOOR))
+
+
+class GroupPolicy(BasePolicy):
+    """The actor GRPO trains: an MLP over the observation whose output is added to the prior.
+
+    With ``observation="hidden+prior"`` envs the logits are ``prior log-probs + action_net(...)``
+    and ``action_net`` starts at zero, so the untrained agent *is* the CoLA policy (for token
+    twins: the decoder's own next-token distribution). Without the prior it is a plain MLP
+    policy, as SB3's ``MlpPolicy``.
+
+    Args:
+        observation_space: the env's.
+        action_space: ``Discrete(K)`` (or ``Discrete(V)`` for token twins).
+        lr_schedule: learning-rate schedule of the optimizer.
+        net_arch: hidden layer sizes.
+        activation_fn: activation between them.
+        use_prior: ``"auto"`` (use the prior when the observation carries one), ``True`` or ``False``.
+        optimizer_class: torch optimizer.
+        optimizer_kwargs: its extra arguments.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: Sequence[int] = (64, 64),
+        activation_fn: type[nn.Module] = nn.Tanh,
+        use_prior: bool | str = "auto",
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise TypeError(f"GRPO needs a Discrete action space (latent codes or tokens), got {action_space}")
+        super().__init__(observation_space, action_space, optimizer_class=optimizer_class,
+                         optimizer_kwargs=optimizer_kwargs, **kwargs)  # fmt: skip
+        self.num_actions = int(action_space.n)
+        found = observation_has_prior(observation_space, self.num_actions)
+        if use_prior == "auto":
+            use_prior = found
+        elif use_prior and not found:
+            raise ValueError("use_prior=True needs observation='hidden+prior': the observation must end with the prior")
+        self.use_prior = bool(use_prior)
+        self.net_arch = list(net_arch)
+        self.activation_fn = activation_fn
+        layers: list[nn.Module] = []
+        width = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
+        for size in self.net_arch:
+            layers += [nn.Linear(width, size), activation_fn()]
+            width = size
+        self.mlp = nn.Sequential(*layers)
+        self.action_net = nn.Linear(width, self.num_actions)
+        if self.use_prior:
+            nn.init.zeros_(self.action_net.weight)
+            nn.init.zeros_(self.action_net.bias)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(net_arch=self.net_arch, activation_fn=self.activation_fn, use_prior=self.use_prior,
+                    lr_schedule=FloatSchedule(0.0), optimizer_class=self.optimizer_class,
+                    optimizer_kwargs=self.optimizer_kwargs)  # fmt: skip
+        return data
+
+    def prior_log_probs(self, observation: torch.Tensor) -> torch.Tensor | None:
+        """The prior's log-probabilities ``[N, n]`` read from the observations, or ``None``."""
+        return observation[..., -self.num_actions :] if self.use_prior else None
+
+    def logits(self, observation: torch.Tensor) -> torch.Tensor:
+        """Action logits ``[N, n]`` (``-inf``-free: the prior is clipped at the env's floor)."""
+        logits = self.action_net(self.mlp(observation.flatten(1).float()))
+        prior = self.prior_log_probs(observation)
+        return logits if prior is None else logits + prior.float()
+
+    def forward(self, observation: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions ``[N]`` and their log-probabilities."""
+        dist = torch.distributions.Categorical(logits=self.logits(observation))
+        actions = dist.probs.argmax(-1) if deterministic else dist.sample()
+        return actions, dist.log_prob(actions)
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:  # type: ignore[override]
+        return self(observation, deterministic)[0]
+
+    def evaluate_actions(self, observation: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(log_prob [N], entropy [N], log_probs_all [N, n])`` of ``actions``."""
+        log_probs = F.log_softmax(self.logits(observation), dim=-1)
+        taken = log_probs.gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return taken, entropy, log_probs
+
+
+@dataclass
+class GroupRollout:
+    """One rollout: every step of ``groups x group_size`` episodes, flattened.
+
+    Attributes:
+        observations: ``[S, ...]`` the observation before each step.
+        actions: ``[S]``.
+        log_probs: ``[S]`` the acting policy's log-probabilities.
+        advantages: ``[S]`` the step's episode's group-relative advantage.
+        returns: ``[groups, group_size]`` episode returns.
+        successes: ``[groups, group_size]``.
+        lengths: ``[groups, group_size]`` steps per episode.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    log_probs: np.ndarray
+    advantages: np.ndarray
+    returns: np.ndarray
+    successes: np.ndarray
+    lengths: np.ndarray
+
+
+def group_advantages(returns: np.ndarray, scale: bool = True, eps: float = 1e-6) -> np.ndarray:
+    """``(R - mean) / (std + eps)`` within each row of ``returns [groups, G]`` (no scaling: ``R - mean``)."""
+    centred = returns - returns.mean(axis=1, keepdims=True)
+    if not scale:
+        return centred
+    return centred / (returns.std(axis=1, keepdims=True) + eps)
+
+
+class GRPO(BaseAlgorithm):
+    """Group Relative Policy Optimization (critic-free PPO with group-normalised returns).
+
+    Args:
+        policy: ``"MlpPolicy"`` (:class:`GroupPolicy`) or a policy class.
+        env: a cola-gym SB3 ``VecEnv`` (``cola_agents.sb3.make_sb3_env``), any ``VecEnv`` or a
+            single env whose reset takes the ``task_index`` option, or an id.
+        learning_rate: Adam's step size (or a schedule of the remaining progress).
+        group_size: G, episodes per problem.
+        groups_per_rollout: problems per rollout (default: ``max(1, n_envs // G)``); the
+            rollout runs in waves of ``n_envs`` episodes until every group is complete.
+        n_epochs: passes over each rollout.
+        batch_size: steps per gradient step.
+        clip_range: epsilon of the clipped ratio.
+        kl_coef: beta of the exact per-step KL(pi || prior) term (needs the prior in the
+            observation, ``observation="hidden+prior"``); 0 turns it off.
+        ent_coef: entropy bonus.
+        scale_advantages: divide by the group's standard deviation (GRPO); ``False`` only centres
+            (Dr. GRPO).
+        max_grad_norm: gradient clipping.
+        task_indices: the problems to draw groups from (default: all of the task's).
+        stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device: as in SB3.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": GroupPolicy}
+    policy: GroupPolicy
+
+    def __init__(
+        self,
+        policy: str | type[GroupPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-4,
+        group_size: int = 8,
+        groups_per_rollout: int | None = None,
+        n_epochs: int = 2,
+        batch_size: int = 256,
+        clip_range: float = 0.2,
+        kl_coef: float = 0.0,
+        ent_coef: float = 0.0,
+        scale_advantages: bool = True,
+        max_grad_norm: float = 0.5,
+        task_indices: Sequence[int] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(policy, env, learning_rate, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
+                         tensorboard_log=tensorboard_log, verbose=verbose, device=device, support_multi_env=True,
+                         seed=seed, supported_action_spaces=(spaces.Discrete,))  # fmt: skip
+        if group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (advantages compare episodes of a group), got {group_size}")
+        if groups_per_rollout is not None and groups_per_rollout < 1:
+            raise ValueError(f"groups_per_rollout must be >= 1, got {groups_per_rollout}")
+        if n_epochs < 1 or batch_size < 1 or clip_range <= 0 or kl_coef < 0 or max_grad_norm <= 0:
+            raise ValueError("n_epochs, batch_size, clip_range and max_grad_norm must be > 0, kl_coef >= 0")
+        self.group_size = group_size
+        self.groups_per_rollout = groups_per_rollout or max(1, self.n_envs // group_size)
+        self.n_epochs, self.batch_size, self.clip_range = n_epochs, batch_size, clip_range
+        self.kl_coef, self.ent_coef = kl_coef, ent_coef
+        self.scale_advantages, self.max_grad_norm = scale_advantages, max_grad_norm
+        self.task_indices = None if task_indices is None else [int(i) for i in task_indices]
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
+        if not isinstance(policy, GroupPolicy):
+            raise TypeError(f"GRPO trains a GroupPolicy (or a subclass), got {type(policy).__name__}")
+        self.policy = policy.to(self.device)
+        if self.kl_coef and not self.policy.use_prior:
+            raise ValueError("kl_coef > 0 needs the prior in the observation: make the env with "
+                             "observation='hidden+prior'")  # fmt: skip
+        self._problem_rng = np.random.default_rng(self.seed)
+
+    # ------------------------------------------------------------ rollouts
+    def _num_tasks(self) -> int:
+        assert self.env is not None
+        count = self.env.get_attr("task", [0])[0].num_tasks
+        if count is None:
+            raise ValueError("GRPO fixes each group's problem with the task_index reset option; "
+                             "this task has no indexed instances (num_tasks is None)")  # fmt: skip
+        return int(count)
+
+    def _draw_problems(self) -> list[int]:
+        pool = self.task_indices
+        if pool is not None:
+            return [pool[i] for i in self._problem_rng.integers(len(pool), size=self.groups_per_rollout)]
+        return [int(i) for i in self._problem_rng.integers(self._num_tasks(), size=self.groups_per_rollout)]
+
+    def collect_rollouts(self, callback: BaseCallback) -> GroupRollout | None:
+        """Runs ``groups_per_rollout`` groups of ``group_size`` episodes; ``None`` if a callback stopped."""
+        assert self.env is not None
+        env, n_envs, group = self.env, self.n_envs, self.group_size
+        problems = self._draw_problems()
+        slots = [(g, member) for g in range(len(problems)) for member in range(group)]
+        returns = np.zeros((len(problems), group))
+        successes = np.zeros((len(problems), group), dtype=bool)
+        lengths = np.zeros((len(problems), group), dtype=np.int64)
+        observations: list[np.ndarray] = []
+        actions_taken: list[np.ndarray] = []
+        log_probs: list[np.ndarray] = []
+        episode_of_step: list[int] = []
+        self.policy.set_training_mode(False)
+        callback.on_rollout_start()
+        for first in range(0, len(slots), n_envs):
+            wave = slots[first : first + n_envs]
+            rows = len(wave)
+            # rows past the last slot repeat its problem; their episodes are not used
+            env.set_options([{"task_index": problems[wave[min(r, rows - 1)][0]]} for r in range(n_envs)])
+            obs = np.asarray(env.reset())
+            active = np.arange(n_envs) < rows
+            while active.any():
+                with torch.no_grad():
+                    obs_tensor = torch.as_tensor(obs, device=self.device)
+                    actions, action_log_probs = self.policy(obs_tensor)
+                actions_np = actions.cpu().numpy()
+                new_obs, rewards, dones, infos = env.step(actions_np)
+                self.num_timesteps += n_envs
+                callback.update_locals(locals())
+                if not callback.on_step():
+                    return None
+                finished = []
+                for row in map(int, np.flatnonzero(active)):
+                    slot = first + row
+                    g, member = slots[slot]
+                    observations.append(np.asarray(obs[row]))
+                    actions_taken.append(actions_np[row])
+                    log_probs.append(action_log_probs[row].cpu().numpy())
+                    episode_of_step.append(slot)
+                    returns[g, member] += float(rewards[row])
+                    lengths[g, member] += 1
+                    if dones[row]:
+                        successes[g, member] = bool(infos[row].get("is_success", False))
+                        active[row] = False
+                        finished.append(infos[row])
+                self._update_info_buffer(finished, np.ones(len(finished), dtype=bool))
+                obs = np.asarray(new_obs)
+        callback.on_rollout_end()
+        advantages = group_advantages(returns, self.scale_advantages)
+        per_slot = np.array([advantages[g, m] for g, m in slots], dtype=np.float32)
+        step_advantages = per_slot[np.asarray(episode_of_step)]
+        return GroupRollout(np.stack(observations), np.asarray(actions_taken), np.asarray(log_probs, dtype=np.float32),
+                            step_advantages, returns, successes, lengths)  # fmt: skip
+
+    # ------------------------------------------------------------ updates
+    def train(self, rollout: GroupRollout) -> None:
+        """``n_epochs`` passes of clipped policy-gradient steps over the rollout."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        steps = len(rollout.actions)
+        obs = torch.as_tensor(rollout.observations, device=self.device)
+        actions = torch.as_tensor(rollout.actions, device=self.device)
+        old_log_probs = torch.as_tensor(rollout.log_probs, device=self.device)
+        advantages = torch.as_tensor(rollout.advantages, device=self.device)
+        logs: dict[str, list[float]] = {"loss": [], "policy_gradient_loss": [], "entropy": [], "approx_kl": [],
+                                        "clip_fraction": [], "kl_prior": []}  # fmt: skip
+        for _ in range(self.n_epochs):
+            order = torch.randperm(steps, device=self.device)
+            for start in range(0, steps, self.batch_size):
+                batch = order[start : start + self.batch_size]
+                log_prob, entropy, log_probs_all = self.policy.evaluate_actions(obs[batch], actions[batch])
+                ratio = torch.exp(log_prob - old_log_probs[batch])
+                advantage = advantages[batch]
+                clipped = torch.clamp(ratio, 1 - self.clip_range, 1 + self.clip_range)
+                policy_loss = -torch.min(ratio * advantage, clipped * advantage).mean()
+                loss = policy_loss - self.ent_coef * entropy.mean()
+                prior = self.policy.prior_log_probs(obs[batch])
+                if prior is not None:
+                    prior_log_probs = F.log_softmax(prior.float(), dim=-1)
+                    kl_prior = (log_probs_all.exp() * (log_probs_all - prior_log_probs)).sum(-1).mean()
+                    loss = loss + self.kl_coef * kl_prior
+                    logs["kl_prior"].append(kl_prior.item())
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+                with torch.no_grad():
+                    log_ratio = log_prob - old_log_probs[batch]
+                    logs["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+                    logs["clip_fraction"].append(((ratio - 1).abs() > self.clip_range).float().mean().item())
+                logs["loss"].append(loss.item())
+                logs["policy_gradient_loss"].append(policy_loss.item())
+                logs["entropy"].append(entropy.mean().item())
+        self._n_updates += self.n_epochs
+        for key, values in logs.items():
+            if values:
+                self.logger.record(f"train/{key}", float(np.mean(values)))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/learning_rate", self.policy.optimizer.param_groups[0]["lr"])
+        spread = rollout.returns.std(axis=1)
+        self.logger.record("rollout/group_return_mean", float(rollout.returns.mean()))
+        self.logger.record("rollout/group_success_rate", float(rollout.successes.mean()))
+        self.logger.record("rollout/groups_without_signal", float(np.mean(spread == 0)))
+
+    def learn(
+        self: SelfGRPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "GRPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfGRPO:
+        """Trains until ``total_timesteps`` env steps (every row's decoder steps) are spent."""
+        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps,
+                                                      tb_log_name, progress_bar)  # fmt: skip
+        callback.on_training_start(locals(), globals())
+        iteration = 0
+        while self.num_timesteps < total_timesteps:
+            rollout = self.collect_rollouts(callback)
+            if rollout is None:
+                break
+            iteration += 1
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self.train(rollout)
+            if log_interval and iteration % log_interval == 0:
+                self._dump_logs(iteration)
+        callback.on_training_end()
+        return self
+
+    def _dump_logs(self, iteration: int) -> None:
+        assert self.ep_info_buffer is not None and self.ep_success_buffer is not None
+        elapsed = max((time.time_ns() - self.start_time) / 1e9, 1e-9)
+        self.logger.record("time/iterations", iteration, exclude="tensorboard")
+        if self.ep_info_buffer and "r" in self.ep_info_buffer[0]:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
+            self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
+        if self.ep_success_buffer:
+            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
+        self.logger.record("time/fps", int((self.num_timesteps - self._num_timesteps_at_start) / elapsed))
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []

@@ -1,0 +1,41 @@
+"""Fixtures of the agent tests: a one-token bandit on the real (tiny) model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from cola_gym.envs import Task, TaskStart, TurnOutcome
+
+
+class FirstTokenTask(Task[None]):
+    """A one-token bandit on the real model: reward 1 when the first token is the target.
+
+    ``prompts`` instances differ only in their prompt (``task_index`` picks one).
+    """
+
+    def __init__(self, target: str, prompts: int = 1) -> None:
+        self.target = target
+        self.prompts = prompts
+
+    @property
+    def num_tasks(self) -> int:
+        return self.prompts
+
+    def begin(self, options: Mapping[str, Any], rng: Any) -> TaskStart[None]:
+        index = options.get("task_index", 0)
+        return TaskStart(None, ({"role": "user", "content": f"Say the magic word number {index}."},))
+
+    def turn_complete(self, state: None, turn_text: str) -> bool:
+        return True
+
+    def end_turn(self, state: None, turn_text: str) -> TurnOutcome[None]:
+        return TurnOutcome(None, reward=float(turn_text == self.target))
+
+
+@pytest.fixture
+def first_token_task() -> type[FirstTokenTask]:
+    """The bandit task class: ``first_token_task(" grape")``."""
+    return FirstTokenTask

@@ -1,0 +1,160 @@
+"""GRPO over latent actions and token twins, tested as SB3 tests its algorithms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from cola_agents.algorithms import GRPO, GroupPolicy
+from cola_agents.algorithms.grpo import group_advantages
+from cola_agents.sb3 import CoLAVecEnv, make_sb3_env
+from cola_gym.envs import LatentActionVectorEnv
+from cola_gym.model.generation import greedy_policy, rollout
+
+
+@pytest.fixture
+def math_env(tiny_cola_dir: Path, data_dir: Path):
+    def make(env_id: str = "CoLA-GSM8K-v0", n_envs: int = 4, **kwargs: Any):
+        return make_sb3_env(env_id, n_envs=n_envs, seed=0, model=str(tiny_cola_dir), data_dir=str(data_dir),
+                            max_episode_steps=6, **kwargs)  # fmt: skip
+
+    return make
+
+
+def _parameters(agent: GRPO) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in agent.policy.parameters()]
+
+
+@pytest.mark.parametrize(
+    ("returns", "scale", "expected"),
+    [
+        ([[1.0, 0.0, 0.0, 1.0]], True, [[1.0, -1.0, -1.0, 1.0]]),
+        ([[1.0, 1.0, 1.0, 1.0]], True, [[0.0, 0.0, 0.0, 0.0]]),  # no spread: no signal
+        ([[0.0, 0.0, 0.0, 0.0]], True, [[0.0, 0.0, 0.0, 0.0]]),
+        ([[1.0, 0.0, 0.0, 0.0]], False, [[0.75, -0.25, -0.25, -0.25]]),  # Dr. GRPO: centred only
+        ([[0.1, 0.1], [1.0, 0.0]], True, [[0.0, 0.0], [1.0, -1.0]]),  # groups are scored separately
+    ],
+)
+def test_group_advantages(returns, scale, expected) -> None:
+    np.testing.assert_allclose(group_advantages(np.array(returns), scale), expected, atol=1e-5)
+
+
+def test_grpo_learns_the_rewarded_latent_action(speller, first_token_task) -> None:
+    model, spell = speller
+    actions = spell(" apple banana cherry date elder fig grape")
+    task = first_token_task(" grape")
+    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=8, max_episode_steps=2, task=task, model=model))
+    agent = GRPO("MlpPolicy", env, group_size=8, n_epochs=4, batch_size=8, learning_rate=3e-3, seed=0)
+    agent.learn(3000)
+    obs = env.reset()
+    chosen, _ = agent.predict(obs, deterministic=True)
+    assert (chosen == actions[-1]).all(), (chosen, actions[-1])
+    assert agent.ep_success_buffer and np.mean(agent.ep_success_buffer) > 0.5  # rollouts were mostly right by the end
+
+
+def test_each_group_plays_one_problem_and_waves_cover_the_groups(math_env) -> None:
+    env = math_env(n_envs=3)  # 2 groups of 4: three waves of 3 rows, the last with one spare row
+    agent = GRPO("MlpPolicy", env, group_size=4, groups_per_rollout=2, seed=0)
+    seen: dict[int, list[int]] = {}
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            local = self.locals
+            for row in np.flatnonzero(local["active"] & local["dones"]):
+                group = local["wave"][row][0]
+                seen.setdefault(group, []).append(int(local["infos"][row]["task_index"]))
+            return True
+
+    agent._setup_learn(10, Record())
+    callback = agent._init_callback(Record())
+    result = agent.collect_rollouts(callback)
+    assert result is not None
+    assert sorted(seen) == [0, 1] and all(len(v) == 4 and len(set(v)) == 1 for v in seen.values())
+    assert result.returns.shape == result.successes.shape == (2, 4)
+    assert len(result.actions) == result.lengths.sum() == len(result.observations) == len(result.advantages)
+    assert agent.num_timesteps == 3 * sum(6 for _ in range(3))  # every row's decoder steps count
+
+
+def test_prior_policy_starts_as_the_bc_policy_and_the_token_twin_as_the_decoder(math_env, tiny_cola) -> None:
+    env = math_env(n_envs=2, observation="hidden+prior")
+    agent = GRPO("MlpPolicy", env, group_size=2, seed=0)
+    assert agent.policy.use_prior
+    base = env.unwrapped.vector_env
+    obs = env.reset()
+    expected = rollout(tiny_cola, base.decoding_state, 5, greedy_policy)
+    tokens = []
+    for _ in range(5):
+        actions, _ = agent.predict(obs, deterministic=True)
+        tokens.append(tiny_cola.next_tokens(base.decoding_state, torch.as_tensor(actions)))
+        obs, _, _, _ = env.step(actions)
+    assert torch.equal(torch.stack(tokens, dim=1), expected)
+
+    twin = math_env("CoLA-GSM8K-Token-v0", n_envs=2, observation="hidden+prior")
+    assert twin.observation_space.shape == (tiny_cola.hidden_size + twin.action_space.n,)
+    token_agent = GRPO("MlpPolicy", twin, group_size=2, seed=0)
+    obs = twin.reset()
+    hidden = twin.unwrapped.vector_env.decoding_state.hidden
+    actions, _ = token_agent.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, tiny_cola.decoder_logits(hidden).argmax(-1).numpy())
+    token_agent.learn(16)
+
+
+def test_kl_term_needs_the_prior_and_is_logged(math_env) -> None:
+    with pytest.raises(ValueError, match="hidden\\+prior"):
+        GRPO("MlpPolicy", math_env(n_envs=2), group_size=2, kl_coef=0.1)
+    with pytest.raises(ValueError, match="hidden\\+prior"):
+        GRPO("MlpPolicy", math_env(n_envs=2), group_size=2, policy_kwargs={"use_prior": True})
+    env = math_env(n_envs=4, observation="hidden+prior", prior_kl_coef=0.1)
+    agent = GRPO("MlpPolicy", env, group_size=4, kl_coef=0.1, learning_rate=1e-2, seed=0)
+    agent.learn(48, log_interval=0)  # nothing dumped: the last update's values stay readable
+    assert "train/kl_prior" in agent.logger.name_to_value
+    assert agent.logger.name_to_value["train/kl_prior"] >= 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"group_size": 1}, {"groups_per_rollout": 0}, {"clip_range": 0.0}, {"kl_coef": -1.0}, {"batch_size": 0}],
+)
+def test_bad_settings_are_refused(math_env, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        GRPO("MlpPolicy", math_env(n_envs=2), **{"group_size": 2, **kwargs})
+
+
+def test_save_load_round_trip_and_seeds(math_env, tmp_path: Path) -> None:
+    env = math_env(n_envs=4, prior_kl_coef=0.1)  # a dense, action-dependent reward: groups differ
+    agent = GRPO("MlpPolicy", env, group_size=4, learning_rate=1e-2, seed=3, tensorboard_log=str(tmp_path / "tb"))
+    before = _parameters(agent)
+    agent.learn(48)
+    after = _parameters(agent)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert list((tmp_path / "tb").glob("GRPO_1/events.out.tfevents.*"))  # TensorBoard
+    agent.save(tmp_path / "grpo.zip")
+    loaded = GRPO.load(tmp_path / "grpo.zip", env=env)
+    assert isinstance(loaded.policy, GroupPolicy) and loaded.group_size == 4
+    obs = env.reset()
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    for a, b in zip(after, _parameters(loaded), strict=True):
+        torch.testing.assert_close(a, b)
+    loaded.learn(24, reset_num_timesteps=False)  # and it continues
+
+    same = GRPO("MlpPolicy", math_env(n_envs=4, prior_kl_coef=0.1), group_size=4, learning_rate=1e-2, seed=3)
+    same.learn(48)
+    other = GRPO("MlpPolicy", math_env(n_envs=4, prior_kl_coef=0.1), group_size=4, learning_rate=1e-2, seed=4)
+    other.learn(48)
+    assert all(torch.equal(a, b) for a, b in zip(after, _parameters(same), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(after, _parameters(other), strict=True))
+
+
+def test_single_gymnasium_env_as_rl_zoo_builds_it(tiny_cola_dir: Path, data_dir: Path) -> None:
+    env = DummyVecEnv([lambda: gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir), data_dir=str(data_dir),
+                                        max_episode_steps=4, prior_kl_coef=0.1)])  # fmt: skip
+    agent = GRPO("MlpPolicy", env, group_size=2, seed=0, task_indices=[0, 1, 2])
+    agent.learn(16)
+    assert agent.num_timesteps >= 16
