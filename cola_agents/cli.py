@@ -5,7 +5,11 @@
   it data-parallel;
 - ``cola-gym collect-episodes``: log best-of-N policy episodes (actions, rewards) for Q-learning;
 - ``cola-gym export``: copy a trained model, its heads at lower precision, with its card;
-- ``cola-gym household-demos``: write the household expert's games as chat transcripts.
+- ``cola-gym household-demos``: write the household expert's games as chat transcripts;
+- ``cola-gym benchmark run`` / ``report``: the RL benchmark protocol (suites of algorithm x
+  task x seed runs at equal env-token budgets, resumable, local or Ray) and its rliable report;
+- ``cola-gym init-decoder``: a small Llama decoder from scratch (tokenizer trained on a task's
+  text, random weights), the micro tier's starting point for ``cola-gym train --stage lm``.
 """
 
 from __future__ import annotations
@@ -203,6 +207,70 @@ def _household_demos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_decoder(args: argparse.Namespace) -> int:
+    import itertools
+
+    from cola_gym.training.data import task_chats
+    from cola_gym.training.micro import MicroShape, init_decoder, parameter_count, train_tokenizer
+
+    shape = MicroShape(hidden_size=args.hidden_size, num_layers=args.layers, num_heads=args.heads,
+                       intermediate_size=args.intermediate_size, max_positions=args.max_positions)  # fmt: skip
+    if args.examples < 1:
+        raise ValueError(f"--examples must be >= 1, got {args.examples}")
+
+    def texts() -> Any:
+        for spec in args.data:
+            for messages, response in itertools.islice(task_chats(spec, None), args.examples):
+                turns = "".join(f"{m['role']}\n{m['content']}\n" for m in messages)
+                yield f"{turns}assistant\n{response}\n"
+
+    tokenizer = train_tokenizer(tqdm(texts(), desc="tokenizer text", unit="example"), vocab_size=args.vocab_size)
+    path = init_decoder(args.out, tokenizer, shape, seed=args.seed)
+    print(f"wrote a random {parameter_count(path):,}-parameter Llama decoder with a {len(tokenizer)}-token "
+          f"vocabulary to {path}; train it with: cola-gym train --stage lm --model {path} ...")  # fmt: skip
+    return 0
+
+
+def _benchmark_run(args: argparse.Namespace) -> int:
+    from cola_agents.benchmark import load_suite, run_suite, write_report
+    from cola_agents.benchmark.suite import Suite, TaskSpec, parse_algorithms, training_id
+
+    overrides = {"budget": args.budget, "eval_points": args.eval_points, "eval_problems": args.eval_problems,
+                 "n_envs": args.n_envs, "seeds": args.seeds}  # fmt: skip
+    given = (("model", args.model), ("data_dir", args.data_dir), ("max_episode_steps", args.max_steps))
+    env_kwargs = {k: v for k, v in given if v is not None}
+    if args.suite:
+        if args.env or args.algo:
+            raise ValueError("give either --suite or --env/--algo, not both")
+        suite = load_suite(args.suite, **overrides)
+        if env_kwargs:
+            suite = dataclasses.replace(suite, env_kwargs={**suite.env_kwargs, **env_kwargs})
+    else:
+        if not args.env or not args.algo:
+            raise ValueError("give --suite FILE, or at least one --env and one --algo")
+        fields: dict[str, Any] = {k: (tuple(v) if k == "seeds" else v) for k, v in overrides.items() if v is not None}
+        tasks = tuple(TaskSpec(train=training_id(e), eval=e) for e in args.env)
+        suite = Suite(tasks, parse_algorithms(args.algo), env_kwargs=env_kwargs, **fields)
+    runs = suite.runs()
+    print(f"{len(runs)} runs ({len(suite.algorithms)} algorithms x {len(suite.tasks)} tasks x {len(suite.seeds)} "
+          f"seeds), {suite.budget:,} env tokens each, evaluated at {list(suite.eval_budgets)} on "
+          f"{suite.eval_problems} held-out problems; results in {args.out}")  # fmt: skip
+    run_suite(suite, args.out, launcher=args.launcher, workers=args.workers, ray_address=args.ray_address)
+    paths = write_report(args.out, reps=args.reps)
+    print(Path(paths["markdown"]).read_text(encoding="utf-8"))
+    print("report: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _benchmark_report(args: argparse.Namespace) -> int:
+    from cola_agents.benchmark import write_report
+
+    paths = write_report(args.runs, args.out, reps=args.reps, title=args.title)
+    print(Path(paths["markdown"]).read_text(encoding="utf-8"))
+    print("report: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 _TRAIN_ALIASES = {
     "--learning-rate": ("--lr",),
     "--min-learning-rate": ("--min-lr",),
@@ -312,6 +380,55 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--first-game", type=int, default=0)
     demos.add_argument("--out", required=True, help="JSON-lines file: one game per line, its chat in 'messages'")
     demos.set_defaults(run=_household_demos)
+
+    benchmark = commands.add_parser("benchmark", help="the RL benchmark protocol: run a suite, report it")
+    benchmark_commands = benchmark.add_subparsers(dest="benchmark_command", required=True)
+    bench_run = benchmark_commands.add_parser(
+        "run",
+        help="train and evaluate every (algorithm, task, seed) of a suite; re-running resumes",
+        description="Train and evaluate every (algorithm, task, seed) run of a suite at equal env-token "
+        "budgets on fixed held-out problems; re-running the command resumes it. Ends with the report.",
+    )
+    bench_run.add_argument("--suite", help="suite TOML file (benchmarks/suites/*.toml); or give --env and --algo")
+    bench_run.add_argument("--env", action="append", default=[],
+                           help="evaluation id, repeatable (trains on its -Train- id when there is one)")  # fmt: skip
+    bench_run.add_argument("--algo", action="append", default=[],
+                           help="ppo, a2c, maskable_ppo or grpo; a -token suffix runs on the token twins")  # fmt: skip
+    bench_run.add_argument("--budget", type=int, help="env tokens per run (default 20000)")
+    bench_run.add_argument("--eval-points", type=int, help="evaluations after each 1/N of the budget (default 5)")
+    bench_run.add_argument("--eval-problems", type=int, help="held-out problems per evaluation (default 64)")
+    bench_run.add_argument("--n-envs", type=int, help="episodes decoded together in training (default 16)")
+    bench_run.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2)")
+    bench_run.add_argument("--model", help="model for every env (default: each id's own)")
+    bench_run.add_argument("--max-steps", type=int, help="token limit of every episode (default: each id's)")
+    bench_run.add_argument("--data-dir", help="folder with the math data sets (default: $COLA_DATA_DIR)")
+    bench_run.add_argument("--launcher", choices=("local", "ray"), default="local",
+                           help="local processes, or tasks on a Ray cluster (RAY_ADDRESS / --ray-address)")  # fmt: skip
+    bench_run.add_argument("--workers", type=int, default=1, help="local: runs at once")
+    bench_run.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    bench_run.add_argument("--out", required=True, help="output folder (runs/, checkpoints/, tensorboard/, report)")
+    bench_run.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report")
+    bench_run.set_defaults(run=_benchmark_run)
+    bench_report = benchmark_commands.add_parser("report", help="aggregate a suite's runs with rliable")
+    bench_report.add_argument("--runs", required=True, help="the folder of cola-gym benchmark run --out")
+    bench_report.add_argument("--out", help="where to write the report (default: --runs)")
+    bench_report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    bench_report.add_argument("--title", default="", help="title of the learning-curve plot")
+    bench_report.set_defaults(run=_benchmark_report)
+
+    micro = commands.add_parser("init-decoder", help="write a small random Llama decoder with a tokenizer for a task")
+    micro.add_argument("--data", action="append", required=True,
+                       help="task whose prompts and demonstrations train the tokenizer (id or short name)")  # fmt: skip
+    micro.add_argument("--examples", type=int, default=20_000, help="demonstrations per --data source")
+    micro.add_argument("--vocab-size", type=int, default=1024, help="byte-level BPE vocabulary (>= 259)")
+    micro.add_argument("--hidden-size", type=int, default=256)
+    micro.add_argument("--layers", type=int, default=4)
+    micro.add_argument("--heads", type=int, default=4)
+    micro.add_argument("--intermediate-size", type=int, default=768)
+    micro.add_argument("--max-positions", type=int, default=512)
+    micro.add_argument("--seed", type=int, default=0)
+    micro.add_argument("--out", required=True, help="directory for the decoder and its tokenizer")
+    micro.set_defaults(run=_init_decoder)
     return parser
 
 
@@ -325,7 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return int(args.run(args))
-    except (CoLAError, ValueError) as error:  # bad input: the message says what to fix; a traceback would bury it
+    except (
+        CoLAError,
+        ValueError,
+        FileNotFoundError,
+    ) as error:  # bad input: the message says what to fix; a traceback would bury it
         print(f"cola-gym {args.command}: error: {error}", file=sys.stderr)
         return 2
 

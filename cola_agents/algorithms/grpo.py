@@ -186,7 +186,7 @@ class GRPO(BaseAlgorithm):
             rollout runs in waves of ``n_envs`` episodes until every group is complete.
         n_epochs: passes over each rollout.
         batch_size: steps per gradient step.
-        clip_range: epsilon of the clipped ratio.
+        clip_range: epsilon of the clipped ratio (or a schedule of the remaining progress, as PPO's).
         kl_coef: beta of the exact per-step KL(pi || prior) term (needs the prior in the
             observation, ``observation="hidden+prior"``); 0 turns it off.
         ent_coef: entropy bonus.
@@ -209,7 +209,7 @@ class GRPO(BaseAlgorithm):
         groups_per_rollout: int | None = None,
         n_epochs: int = 2,
         batch_size: int = 256,
-        clip_range: float = 0.2,
+        clip_range: float | Schedule = 0.2,
         kl_coef: float = 0.0,
         ent_coef: float = 0.0,
         scale_advantages: bool = True,
@@ -230,11 +230,14 @@ class GRPO(BaseAlgorithm):
             raise ValueError(f"group_size must be >= 2 (advantages compare episodes of a group), got {group_size}")
         if groups_per_rollout is not None and groups_per_rollout < 1:
             raise ValueError(f"groups_per_rollout must be >= 1, got {groups_per_rollout}")
-        if n_epochs < 1 or batch_size < 1 or clip_range <= 0 or kl_coef < 0 or max_grad_norm <= 0:
-            raise ValueError("n_epochs, batch_size, clip_range and max_grad_norm must be > 0, kl_coef >= 0")
+        if isinstance(clip_range, (int, float)) and clip_range <= 0:
+            raise ValueError(f"clip_range must be > 0, got {clip_range}")
+        if n_epochs < 1 or batch_size < 1 or kl_coef < 0 or max_grad_norm <= 0:
+            raise ValueError("n_epochs, batch_size and max_grad_norm must be > 0, kl_coef >= 0")
         self.group_size = group_size
         self.groups_per_rollout = groups_per_rollout or max(1, self.n_envs // group_size)
-        self.n_epochs, self.batch_size, self.clip_range = n_epochs, batch_size, clip_range
+        self.n_epochs, self.batch_size = n_epochs, batch_size
+        self.clip_range: Schedule = FloatSchedule(clip_range)
         self.kl_coef, self.ent_coef = kl_coef, ent_coef
         self.scale_advantages, self.max_grad_norm = scale_advantages, max_grad_norm
         self.task_indices = None if task_indices is None else [int(i) for i in task_indices]
@@ -328,6 +331,7 @@ class GRPO(BaseAlgorithm):
         """``n_epochs`` passes of clipped policy-gradient steps over the rollout."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        clip_range = float(self.clip_range(self._current_progress_remaining))
         steps = len(rollout.actions)
         obs = torch.as_tensor(rollout.observations, device=self.device)
         actions = torch.as_tensor(rollout.actions, device=self.device)
@@ -342,7 +346,7 @@ class GRPO(BaseAlgorithm):
                 log_prob, entropy, log_probs_all = self.policy.evaluate_actions(obs[batch], actions[batch])
                 ratio = torch.exp(log_prob - old_log_probs[batch])
                 advantage = advantages[batch]
-                clipped = torch.clamp(ratio, 1 - self.clip_range, 1 + self.clip_range)
+                clipped = torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
                 policy_loss = -torch.min(ratio * advantage, clipped * advantage).mean()
                 loss = policy_loss - self.ent_coef * entropy.mean()
                 prior = self.policy.prior_log_probs(obs[batch])
@@ -358,7 +362,7 @@ class GRPO(BaseAlgorithm):
                 with torch.no_grad():
                     log_ratio = log_prob - old_log_probs[batch]
                     logs["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
-                    logs["clip_fraction"].append(((ratio - 1).abs() > self.clip_range).float().mean().item())
+                    logs["clip_fraction"].append(((ratio - 1).abs() > clip_range).float().mean().item())
                 logs["loss"].append(loss.item())
                 logs["policy_gradient_loss"].append(policy_loss.item())
                 logs["entropy"].append(entropy.mean().item())

@@ -84,6 +84,9 @@ class CountdownState:
     grade: CountdownGrade | None = None
 
 
+PROMPT_STYLES = ("tinyzero", "short")
+
+
 class CountdownTask(Task[CountdownState]):
     """Countdown puzzles with the R1/TinyZero thinking prompt.
 
@@ -96,6 +99,9 @@ class CountdownTask(Task[CountdownState]):
         seed: another set of puzzles (overrides the split's seed).
         size: how many puzzles the set has (``task_index`` in ``[0, size)``).
         format_reward: reward of a well-formed but wrong answer.
+        prompt_style: ``"tinyzero"`` (TinyZero's instructions, for chat models) or ``"short"``
+            (``Numbers: 3 5 2. Target: 16.``: the micro tier's models, trained on this format;
+            the answer format and the grading are the same).
 
     Reset options: ``task_index``; ``{"numbers": [...], "target": n}`` poses your own.
     ``info`` adds ``numbers``, ``target``, ``answer`` (the ``<answer>`` content), ``status``
@@ -112,7 +118,10 @@ class CountdownTask(Task[CountdownState]):
         seed: int | None = None,
         size: int | None = None,
         format_reward: float = 0.1,
+        prompt_style: str = "tinyzero",
     ) -> None:
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
         if split not in SPLIT_SEEDS:
             raise ValueError(f"split must be one of {sorted(SPLIT_SEEDS)}, got {split!r}")
         if not 0.0 <= format_reward < 1.0:
@@ -124,6 +133,7 @@ class CountdownTask(Task[CountdownState]):
         if self.size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.format_reward = float(format_reward)
+        self.prompt_style = prompt_style
 
     @property
     def num_tasks(self) -> int:
@@ -173,7 +183,10 @@ class CountdownTask(Task[CountdownState]):
         return TaskStart(CountdownState(puzzle), tuple(self.prompt(puzzle)), puzzle.index)
 
     def prompt(self, puzzle: CountdownPuzzle) -> list[Message]:
-        """The prompt messages of ``puzzle`` (TinyZero's wording, for a chat model)."""
+        """The prompt messages of ``puzzle`` (TinyZero's wording, or the short style)."""
+        if self.prompt_style == "short":
+            numbers = " ".join(map(str, puzzle.numbers))
+            return [{"role": "user", "content": f"Numbers: {numbers}. Target: {puzzle.target}."}]
         content = (
             f"Using the numbers {list(puzzle.numbers)}, create an equation that equals {puzzle.target}. "
             "You can use basic arithmetic operations (+, -, *, /) and each number must be used exactly once. "

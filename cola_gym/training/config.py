@@ -7,19 +7,23 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Stage = Literal["1a", "1b", "2", "q"]
-STAGES: tuple[Stage, ...] = ("1a", "1b", "2", "q")
+Stage = Literal["lm", "1a", "1b", "2", "q"]
+STAGES: tuple[Stage, ...] = ("lm", "1a", "1b", "2", "q")
 Schedule = Literal["cosine", "linear", "constant"]
 
 # Learning rates of the authors' release: stage 1 cosine 1e-4 -> 4e-5; stage 2 5e-6.
-_DEFAULT_LR = {"1a": 1e-4, "1b": 1e-4, "2": 5e-6, "q": 1e-4}
-_DEFAULT_MIN_LR = {"1a": 4e-5, "1b": 4e-5, "2": 5e-7, "q": 1e-5}
+# Stage lm (training a small decoder from scratch) uses a from-scratch language-model rate.
+_DEFAULT_LR = {"lm": 1e-3, "1a": 1e-4, "1b": 1e-4, "2": 5e-6, "q": 1e-4}
+_DEFAULT_MIN_LR = {"lm": 1e-4, "1a": 4e-5, "1b": 4e-5, "2": 5e-7, "q": 1e-5}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One stage of CoLA training (Jia et al., ICML 2025, and the authors' release).
 
+    - ``"lm"``: plain next-token training of the decoder and its LM head, fully, on
+      responses (prompt masked); how a micro decoder is trained from scratch before the
+      CoLA stages (not part of the paper, which starts from a pretrained LLM).
     - ``"1a"``: inverse dynamics model + codebook + world-model merge, decoder frozen;
       straight-through Gumbel-softmax on the IDM logits (``gumbel_tau``) with an entropy
       bonus (``entropy_bonus``), next-token cross-entropy of the world model.
@@ -32,7 +36,7 @@ class TrainConfig:
       ``target_sync_every`` steps); decoder and other heads frozen.
 
     Attributes:
-        stage: ``"1a"``, ``"1b"``, ``"2"`` or ``"q"`` (see :mod:`cola_gym.training.stages`).
+        stage: ``"lm"``, ``"1a"``, ``"1b"``, ``"2"`` or ``"q"`` (see :mod:`cola_gym.training.stages`).
         steps: optimizer steps.
         batch_size: sequences per step and process.
         seq_len: tokens per sequence (longer examples are cut).
@@ -133,8 +137,8 @@ class TrainConfig:
 
     @property
     def trains_decoder(self) -> bool:
-        """Stage 2 changes the decoder; stages 1a and 1b only the heads."""
-        return self.stage == "2"
+        """Stages lm and 2 change the decoder; the others only the heads."""
+        return self.stage in ("lm", "2")
 
     @property
     def counts_only_responses(self) -> bool:

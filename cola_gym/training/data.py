@@ -124,7 +124,7 @@ def _examples_of(
     source: TextSource, tokenizer: Any, seq_len: int, data_dir: str | os.PathLike[str] | None
 ) -> Iterable[TokenizedExample]:
     if not source.is_file:
-        for messages, response in _task_chats(source.spec, data_dir):
+        for messages, response in task_chats(source.spec, data_dir):
             yield _chat_example(tokenizer, messages, response, seq_len)
         return
     path = Path(source.spec).expanduser()
@@ -150,7 +150,8 @@ def _examples_of(
             yield _chat_example(tokenizer, user, _field(row, source.response_field, where), seq_len)
 
 
-def _task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[Sequence[Message], str]]:
+def task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[Sequence[Message], str]]:
+    """The (prompt messages, response) demonstrations of a task source (env id or short name)."""
     import gymnasium as gym
 
     import cola_gym  # noqa: F401 - registers the ids

@@ -17,6 +17,7 @@ from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
 
 _STAGE_NAMES = {
+    "lm": "stage lm: the decoder as a plain language model, trained from scratch",
     "1a": "stage 1a: latent action control (IDM + codebook + world model, decoder frozen)",
     "1b": "stage 1b: behaviour cloning of the latent policy on IDM actions",
     "2": "stage 2: fine-tuning under action guidance",

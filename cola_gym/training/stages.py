@@ -3,6 +3,7 @@
 =========  ===========================================  ==========  ==========================================
 stage      trains                                       data        loss (metrics)
 =========  ===========================================  ==========  ==========================================
+``lm``     decoder + LM head (full)                     text        next-token CE of the bare decoder
 ``1a``     IDM + codebook + world-model merge           text        world-model CE with straight-through
                                                                     Gumbel-softmax IDM actions + entropy bonus
 ``1b``     policy                                       text        behaviour cloning of the IDM's argmax
@@ -281,6 +282,23 @@ class FineTuningStage(StageObjective):
         return loss, {"loss/fta_ce": loss.detach()}
 
 
+class LanguageModelStage(StageObjective):
+    """Stage lm: the decoder as a plain language model (a micro decoder's training from scratch)."""
+
+    name = "lm"
+    metrics = ("loss/lm_ce",)
+
+    @classmethod
+    def trainable_parts(cls, model: CoLAModel) -> dict[str, nn.Module]:
+        return {"decoder": model.decoder}
+
+    def loss(self, batch: Batch, hidden: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
+        mask = batch.loss_mask.bool()
+        logits = self.model.decoder_logits(hidden[:, :-1][mask])
+        loss = mean_cross_entropy(logits, batch.targets[mask])
+        return loss, {"loss/lm_ce": loss.detach()}
+
+
 class QLearningStage(StageObjective):
     """Stage q: the Q-network tree search uses, by Double DQN on logged episodes.
 
@@ -349,7 +367,8 @@ class QLearningStage(StageObjective):
 
 
 STAGE_OBJECTIVES: dict[str, type[StageObjective]] = {
-    stage.name: stage for stage in (LatentActionStage, BehaviourCloningStage, FineTuningStage, QLearningStage)
+    stage.name: stage
+    for stage in (LanguageModelStage, LatentActionStage, BehaviourCloningStage, FineTuningStage, QLearningStage)
 }
 """Every stage, by its name in :class:`~cola_gym.training.config.TrainConfig`."""
 

@@ -1,0 +1,155 @@
+"""The benchmark protocol end to end on a tiny model: suites, resumable runs, launchers, rliable report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cola_agents.benchmark import Suite, TaskSpec, load_suite, run_suite, write_report
+from cola_agents.benchmark.report import build_report, score_matrices
+from cola_agents.benchmark.suite import AlgorithmSpec, parse_algorithms, training_id
+from cola_agents.cli import main
+
+ALGORITHMS = (
+    AlgorithmSpec("grpo", "grpo", hyperparameters={"group_size": 2, "learning_rate": 1e-2}),
+    AlgorithmSpec("ppo", "ppo", hyperparameters={"n_steps": 4, "batch_size": 8, "n_epochs": 1}, prior_kl_coef=0.1),
+    AlgorithmSpec("grpo-token", "grpo", actions="token", hyperparameters={"group_size": 2}),
+)
+
+
+@pytest.fixture
+def suite(tiny_cola_dir: Path) -> Suite:
+    task = TaskSpec(train="CoLA-Countdown-Easy-Train-v0", eval="CoLA-Countdown-Easy-v0")
+    return Suite((task,), ALGORITHMS, seeds=(0, 1), budget=32, eval_points=2, eval_problems=4, n_envs=4,
+                 env_kwargs={"model": str(tiny_cola_dir), "max_episode_steps": 4})  # fmt: skip
+
+
+def test_suite_runs_every_run_and_reports_with_cis(suite: Suite, tmp_path: Path) -> None:
+    results = run_suite(suite, tmp_path, show_progress=False)
+    assert [r["name"] for r in results] == [run.name for run in suite.runs()]
+    assert len(results) == 6
+    for result in results:
+        assert result["finished"]
+        assert [p["budget"] for p in result["curve"]] == [0, 16, 32]
+        assert result["curve"][0]["env_tokens"] == 0 and result["curve"][-1]["env_tokens"] >= 32
+        assert all(len(p["successes"]) == 4 and 0.0 <= p["success_rate"] <= 1.0 for p in result["curve"])
+        assert list((tmp_path / "tensorboard" / result["name"]).rglob("events.out.tfevents.*"))
+    token = next(r for r in results if r["name"].startswith("grpo-token"))
+    assert (
+        token["train_id"] == "CoLA-Countdown-Easy-Train-Token-v0" and token["eval_id"] == "CoLA-Countdown-Easy-Token-v0"
+    )
+
+    paths = write_report(tmp_path, reps=200)
+    report = json.loads(paths["json"].read_text())
+    for name in ("grpo", "ppo", "grpo-token"):
+        final = report["final"][name]
+        assert final["runs"] == 2 and final["iqm_ci"][0] <= final["iqm"] <= final["iqm_ci"][1]
+        assert len(report["curves"][name]) == 3
+    assert "P(grpo > ppo)" in report["probability_of_improvement"]
+    table = paths["markdown"].read_text()
+    assert table.count("| grpo") == 2 and "95 %" in table
+    assert paths["curves"].stat().st_size > 10_000 and paths["profile"].is_file()
+
+
+def test_a_killed_suite_resumes_where_it_stopped(suite: Suite, tmp_path: Path) -> None:
+    small = Suite(suite.tasks, suite.algorithms[:1], seeds=(0,), budget=32, eval_points=2, eval_problems=4, n_envs=4,
+                  env_kwargs=suite.env_kwargs)  # fmt: skip
+    [first] = run_suite(small, tmp_path, show_progress=False)
+    path = tmp_path / "runs" / f"{first['name']}.json"
+    # as if killed after the second evaluation: the last point and the end mark are missing
+    killed = {**first, "finished": False, "curve": first["curve"][:2]}
+    path.write_text(json.dumps(killed))
+    [resumed] = run_suite(small, tmp_path, show_progress=False)
+    assert resumed["finished"] and [p["budget"] for p in resumed["curve"]] == [0, 16, 32]
+    assert resumed["curve"][:2] == first["curve"][:2]  # kept, not rerun
+    assert resumed["curve"][2]["env_tokens"] >= 32
+    before = path.stat().st_mtime_ns
+    run_suite(small, tmp_path, show_progress=False)  # finished: nothing runs
+    assert path.stat().st_mtime_ns == before
+    path.write_text("{ half a file")  # unreadable: the run starts again
+    [again] = run_suite(small, tmp_path, show_progress=False)
+    assert again["finished"] and len(again["curve"]) == 3
+
+
+def test_local_processes_and_ray_run_the_same_grid(suite: Suite, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    small = Suite(suite.tasks, suite.algorithms[:1], seeds=(0, 1), budget=16, eval_points=1, eval_problems=2, n_envs=2,
+                  env_kwargs=suite.env_kwargs)  # fmt: skip
+    in_processes = run_suite(small, tmp_path / "local", workers=2, show_progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = run_suite(small, tmp_path / "ray", launcher="ray", show_progress=False)
+    finally:
+        ray.shutdown()
+    assert [r["name"] for r in on_ray] == [r["name"] for r in in_processes]
+    for a, b in zip(in_processes, on_ray, strict=True):
+        assert a["finished"] and b["finished"]
+        assert a["curve"][0]["successes"] == b["curve"][0]["successes"]  # same start, same held-out problems
+
+
+def test_score_matrices_keep_seeds_shared_by_every_task() -> None:
+    def result(task: str, seed: int, scores: list[float], finished: bool = True) -> dict:
+        curve = [{"budget": 10 * i, "success_rate": s} for i, s in enumerate(scores)]
+        run = {"algorithm": {"name": "grpo"}, "seed": seed}
+        return {"run": run, "eval_id": task, "curve": curve, "finished": finished}
+
+    results = [result("A", 0, [0.1, 0.5]), result("A", 1, [0.2, 0.6]), result("B", 0, [0.0, 0.3]),
+               result("B", 1, [0.0, 0.9], finished=False)]  # fmt: skip
+    np.testing.assert_allclose(score_matrices(results, 0)["grpo"], [[0.1, 0.0], [0.2, 0.0]])
+    np.testing.assert_allclose(score_matrices(results, -1)["grpo"], [[0.5, 0.3]])  # seed 1 of B is unfinished
+    report = build_report(results, reps=100)
+    assert report["start"]["grpo"]["runs"] == 4 and report["final"]["grpo"]["runs"] == 2
+    with pytest.raises(ValueError, match="no run results"):
+        build_report([])
+
+
+def test_suite_files_and_their_errors(tmp_path: Path) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        'budget = 100\nseeds = [3]\ntask = ["CoLA-Countdown-Easy-v0"]\n'
+        '[algorithms.grpo]\ngroup_size = 4\n[algorithms.ppo-token]\nalgorithm = "ppo"\nactions = "token"\n'
+    )
+    suite = load_suite(path, eval_problems=8)
+    assert suite.tasks == (TaskSpec("CoLA-Countdown-Easy-Train-v0", "CoLA-Countdown-Easy-v0"),)
+    assert suite.budget == 100 and suite.seeds == (3,) and suite.eval_problems == 8
+    assert [(a.name, a.algorithm, a.actions) for a in suite.algorithms] == [("grpo", "grpo", "latent"),
+                                                                          ("ppo-token", "ppo", "token")]  # fmt: skip
+    assert suite.algorithms[0].hyperparameters == {"group_size": 4}
+    assert suite.eval_budgets == (0, 20, 40, 60, 80, 100)
+    assert training_id("CoLA-Math500-v0") == "CoLA-Math500-v0"  # no training twin: itself
+    assert [a.actions for a in parse_algorithms(["grpo", "ppo-token"])] == ["latent", "token"]
+    cases = {
+        'budget = 1\ntask = ["CoLA-Countdown-Easy-v0"]\nlearning_rate = 1\n[algorithms.grpo]\n': "unknown fields",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms.sac]\n': "unknown algorithm",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\nactions = "words"\n': "actions must be",
+        "task = [\n": "not valid TOML",
+        "[algorithms.grpo]\n": "at least one task",
+        'task = [{ train = "CoLA-Countdown-Easy-Train-v0" }]\n[algorithms.grpo]\n': "needs eval",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_suite(path)
+    with pytest.raises(FileNotFoundError):
+        load_suite(tmp_path / "missing.toml")
+    path.write_text('task = ["CoLA-Nothing-v0"]\n[algorithms.grpo]\n')
+    with pytest.raises(ValueError, match="not a registered"):
+        run_suite(load_suite(path), tmp_path / "out", show_progress=False)
+
+
+def test_benchmark_command_runs_and_reports(tiny_cola_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    args = ["benchmark", "run", "--env", "CoLA-Countdown-Easy-v0", "--algo", "grpo", "--budget", "8",
+            "--eval-points", "1", "--eval-problems", "2", "--n-envs", "2", "--seeds", "0", "--model",
+            str(tiny_cola_dir), "--out", str(out), "--reps", "100", "--max-steps", "4"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 runs" in printed and "| grpo |" in printed
+    assert main(["benchmark", "report", "--runs", str(out), "--out", str(tmp_path / "report"), "--reps", "100"]) == 0
+    assert (tmp_path / "report" / "learning_curves.png").is_file()
+    assert main(["benchmark", "run", "--suite", "x.toml", "--env", "CoLA-Countdown-Easy-v0", "--out", str(out)]) == 2
+    assert main(["benchmark", "report", "--runs", str(tmp_path / "nothing")]) == 2
+    assert "no runs in" in capsys.readouterr().err
