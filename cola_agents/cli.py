@@ -172,11 +172,12 @@ def _export(args: argparse.Namespace) -> int:
     from cola_gym.model import CoLAModel, DecoderSettings
 
     model = CoLAModel.from_pretrained(args.model, settings=DecoderSettings(device="cpu"))
-    model.save_pretrained(args.out, dtype=getattr(torch, args.dtype))
+    model.save_pretrained(args.out, store_decoder=args.store_decoder, dtype=getattr(torch, args.dtype))
     for card in ("README.md", "training.json"):
         if (Path(args.model) / card).is_file():
             shutil.copy(Path(args.model) / card, Path(args.out) / card)
-    print(f"exported {args.model} -> {args.out} (heads in {args.dtype})")
+    stored = "heads and decoder" if args.store_decoder else "heads"
+    print(f"exported {args.model} -> {args.out} ({stored} in {args.dtype})")
     return 0
 
 
@@ -371,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, help="a CoLA checkpoint directory")
     export.add_argument("--out", required=True)
     export.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    export.add_argument("--store-decoder", action="store_true",
+                        help="also write the decoder (a self-contained export, e.g. a micro decoder)")  # fmt: skip
     export.set_defaults(run=_export)
 
     demos = commands.add_parser("household-demos", help="write the household expert's games as chat transcripts")

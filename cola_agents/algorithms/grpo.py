@@ -235,7 +235,8 @@ class GRPO(BaseAlgorithm):
         if n_epochs < 1 or batch_size < 1 or kl_coef < 0 or max_grad_norm <= 0:
             raise ValueError("n_epochs, batch_size and max_grad_norm must be > 0, kl_coef >= 0")
         self.group_size = group_size
-        self.groups_per_rollout = groups_per_rollout or max(1, self.n_envs // group_size)
+        n_envs = self.n_envs if self.env is not None else group_size  # loaded without an env: set on load
+        self.groups_per_rollout = groups_per_rollout or max(1, n_envs // group_size)
         self.n_epochs, self.batch_size = n_epochs, batch_size
         self.clip_range: Schedule = FloatSchedule(clip_range)
         self.kl_coef, self.ent_coef = kl_coef, ent_coef

@@ -123,7 +123,8 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
         evaluation = evaluate(agent, eval_id, range(run.eval_problems), n_envs=min(run.n_envs, run.eval_problems),
                               deterministic=True, **eval_kwargs)  # fmt: skip
         summary = evaluation.summary()
-        curve.append({"budget": budget, "env_tokens": int(agent.num_timesteps), **summary,
+        rewarded = sum(r > 0 for r in evaluation.rewards) / len(evaluation.rewards)  # any credit (e.g. format)
+        curve.append({"budget": budget, "env_tokens": int(agent.num_timesteps), **summary, "rewarded_rate": rewarded,
                       "successes": [bool(s) for s in evaluation.successes]})  # fmt: skip
         agent.save(checkpoint)
         _write_json(path, result)

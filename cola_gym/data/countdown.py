@@ -13,7 +13,7 @@ evaluation sets are fixed by ``(level, seed, size)``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -156,14 +156,33 @@ _Item = tuple[Fraction, str, int]  # value, text, precedence of its outermost op
 @lru_cache(maxsize=4096)
 def _solve(numbers: tuple[int, ...], target: Fraction, operators: tuple[str, ...], natural: bool) -> Solution | None:
     start: list[_Item] = [(Fraction(n), str(n), 3) for n in numbers]
-    return _search(start, target, operators, (), natural)
+    return next(_solutions(start, target, operators, (), natural), None)
 
 
-def _search(
+def all_solutions(
+    numbers: Sequence[int], target: int, operators: Sequence[str] = OPERATORS, limit: int = 256
+) -> list[Solution]:
+    """Up to ``limit`` distinct solutions whose steps stay in the positive integers, in search order.
+
+    >>> [s.expression for s in all_solutions([10, 12, 17], 39)]
+    ['17 + 10 + 12', '12 + 10 + 17', '10 + 12 + 17']
+    """
+    start: list[_Item] = [(Fraction(n), str(n), 3) for n in sorted(numbers)]
+    found: dict[str, Solution] = {}
+    for solution in _solutions(start, Fraction(target), tuple(operators), (), natural=True):
+        found.setdefault(solution.expression, solution)
+        if len(found) >= limit:
+            break
+    return list(found.values())
+
+
+def _solutions(
     items: list[_Item], target: Fraction, operators: tuple[str, ...], steps: tuple[str, ...], natural: bool
-) -> Solution | None:
+) -> Iterator[Solution]:
     if len(items) == 1:
-        return Solution(items[0][1], steps) if items[0][0] == target else None
+        if items[0][0] == target:
+            yield Solution(items[0][1], steps)
+        return
     for i, j in itertools.permutations(range(len(items)), 2):
         a, b = items[i], items[j]
         rest = [item for k, item in enumerate(items) if k not in (i, j)]
@@ -175,10 +194,7 @@ def _search(
                 continue
             step = f"{_number(a[0])} {operator} {_number(b[0])} = {_number(value)}"
             combined = (value, _join(a, operator, b), _PRECEDENCE[operator])
-            found = _search([*rest, combined], target, operators, (*steps, step), natural)
-            if found is not None:
-                return found
-    return None
+            yield from _solutions([*rest, combined], target, operators, (*steps, step), natural)
 
 
 def _join(left: _Item, operator: str, right: _Item) -> str:

@@ -24,7 +24,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cola_gym.data.countdown import CountdownLevel, CountdownPuzzle, Solution, generate_puzzle, solve
+from cola_gym.data.countdown import (
+    CountdownLevel,
+    CountdownPuzzle,
+    Solution,
+    all_solutions,
+    generate_puzzle,
+    solve,
+)
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
 from cola_gym.rewards.expressions import ExpressionError, parse_expression, uses_numbers_exactly
 from cola_gym.rewards.extractors import answer_closed, tagged_answer
@@ -102,6 +109,10 @@ class CountdownTask(Task[CountdownState]):
         prompt_style: ``"tinyzero"`` (TinyZero's instructions, for chat models) or ``"short"``
             (``Numbers: 3 5 2. Target: 16.``: the micro tier's models, trained on this format;
             the answer format and the grading are the same).
+        demonstrations: ``"canonical"`` (the solver's first solution of each puzzle) or
+            ``"varied"`` (one of all its positive-integer solutions, drawn per puzzle): the
+            training text then shows every way a puzzle can start, so a model cloned from it
+            keeps real choices at each step instead of one memorised path.
 
     Reset options: ``task_index``; ``{"numbers": [...], "target": n}`` poses your own.
     ``info`` adds ``numbers``, ``target``, ``answer`` (the ``<answer>`` content), ``status``
@@ -119,7 +130,10 @@ class CountdownTask(Task[CountdownState]):
         size: int | None = None,
         format_reward: float = 0.1,
         prompt_style: str = "tinyzero",
+        demonstrations: str = "canonical",
     ) -> None:
+        if demonstrations not in ("canonical", "varied"):
+            raise ValueError(f"demonstrations must be 'canonical' or 'varied', got {demonstrations!r}")
         if prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
         if split not in SPLIT_SEEDS:
@@ -134,6 +148,7 @@ class CountdownTask(Task[CountdownState]):
             raise ValueError(f"size must be >= 1, got {size}")
         self.format_reward = float(format_reward)
         self.prompt_style = prompt_style
+        self.demonstration_style = demonstrations
 
     @property
     def num_tasks(self) -> int:
@@ -225,6 +240,9 @@ class CountdownTask(Task[CountdownState]):
             solution = solve(puzzle.numbers, puzzle.target)
             if solution is None:  # cannot happen for generated puzzles
                 continue
+            if self.demonstration_style == "varied":
+                choices = all_solutions(puzzle.numbers, puzzle.target) or [solution]
+                solution = choices[int(np.random.default_rng((self.seed, index)).integers(len(choices)))]
             yield self.prompt(puzzle), solution_text(solution)
 
 

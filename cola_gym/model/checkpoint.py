@@ -55,8 +55,8 @@ def save_cola(
             self-contained; otherwise only a reference (path or Hub id) is recorded. A
             decoder with LoRA adapters (being trained, or merged in from the checkpoint it
             was loaded from) always stores just the adapters.
-        dtype: store the head (and adapter) weights in this dtype (e.g. ``torch.bfloat16``
-            halves the file); they are cast back to the model's dtype on loading.
+        dtype: store the head (and adapter, or stored decoder) weights in this dtype (e.g.
+            ``torch.bfloat16`` halves the file); they are cast back to the model's dtype on loading.
     """
     from safetensors.torch import save_file
 
@@ -77,7 +77,8 @@ def save_cola(
                 "A quantized decoder cannot be stored in a CoLA checkpoint; save with store_decoder=False "
                 "(the checkpoint then refers to the decoder by path or Hub id)."
             )
-        model.decoder.save_pretrained(directory / DECODER_DIR)
+        weights = None if dtype is None else {k: v.detach().to(dtype) for k, v in model.decoder.state_dict().items()}
+        model.decoder.save_pretrained(directory / DECODER_DIR, state_dict=weights)
         model.tokenizer.save_pretrained(directory / DECODER_DIR)
         reference = DECODER_DIR
     else:

@@ -212,3 +212,29 @@ def test_episode_command(env_id: str, shown: str, tiny_cola_dir: Path, capsys) -
     code = main(["episode", "--env", env_id, "--model", str(tiny_cola_dir), "--max-steps", "4", "--task-index", "1"])
     out = capsys.readouterr().out
     assert code == 0 and shown in out and "=== model output ===" in out
+
+
+def test_countdown_short_prompts_and_varied_demonstrations() -> None:
+    from cola_gym.data.countdown import all_solutions
+    from cola_gym.envs.countdown import CountdownTask, grade_countdown
+    from cola_gym.rewards.extractors import tagged_answer
+
+    level = load_task_specs()["countdown.toml"]["levels"]["medium"]
+    canonical = CountdownTask(level=level, split="train", size=200)
+    varied = CountdownTask(level=level, split="train", size=200, prompt_style="short", demonstrations="varied")
+    differ = 0
+    pairs = zip(canonical.demonstrations(), varied.demonstrations(), strict=True)
+    for index, ((prompt, answer), (short, other)) in enumerate(pairs):
+        puzzle = varied.puzzle(index)
+        numbers = " ".join(map(str, puzzle.numbers))
+        assert short[0]["content"] == f"Numbers: {numbers}. Target: {puzzle.target}."
+        assert f"equals {puzzle.target}." in prompt[0]["content"]  # the same puzzle in TinyZero's words
+        assert grade_countdown(tagged_answer(other), puzzle.numbers, puzzle.target).is_correct  # every variant
+        differ += answer != other
+    assert 20 < differ < 200  # several puzzles have more than one solution, and the draw varies
+    assert [s.expression for s in all_solutions([10, 12, 17], 39)] == ["17 + 10 + 12", "12 + 10 + 17", "10 + 12 + 17"]
+    assert list(varied.demonstrations())[:5] == list(varied.demonstrations())[:5]  # seeded per puzzle
+    with pytest.raises(ValueError, match="prompt_style"):
+        CountdownTask(prompt_style="long")
+    with pytest.raises(ValueError, match="demonstrations"):
+        CountdownTask(demonstrations="random")
