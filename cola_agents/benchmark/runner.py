@@ -84,7 +84,14 @@ def algorithm_class(run: RunSpec) -> Any:
 
 
 def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = False) -> dict[str, Any]:
-    """Trains and evaluates ``run`` (resuming it); returns its result (also in ``runs/<name>.json``)."""
+    """Trains and evaluates ``run`` (resuming it); returns its result (also in ``runs/<name>.json``).
+
+    Each evaluation plays every held-out problem twice: sampling from the agent's policy (the
+    policy RL optimises: ``success_rate``, ``mean_return``, ...) and greedily
+    (``greedy_success_rate``).
+    """
+    import torch
+
     from cola_agents.evaluation import evaluate
     from cola_agents.sb3 import make_sb3_env
 
@@ -120,12 +127,15 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
             agent.learn(budget - agent.num_timesteps, reset_num_timesteps=not curve, tb_log_name="train",
                         progress_bar=show_progress)  # fmt: skip
             result["train_seconds"] += time.perf_counter() - started
-        evaluation = evaluate(agent, eval_id, range(run.eval_problems), n_envs=min(run.n_envs, run.eval_problems),
-                              deterministic=True, **eval_kwargs)  # fmt: skip
-        summary = evaluation.summary()
-        rewarded = sum(r > 0 for r in evaluation.rewards) / len(evaluation.rewards)  # any credit (e.g. format)
-        curve.append({"budget": budget, "env_tokens": int(agent.num_timesteps), **summary, "rewarded_rate": rewarded,
-                      "successes": [bool(s) for s in evaluation.successes]})  # fmt: skip
+        problems, batch = range(run.eval_problems), min(run.n_envs, run.eval_problems)
+        torch.manual_seed(run.seed * 1_000_003 + budget)  # the sampled evaluation is reproducible
+        sampled = evaluate(agent, eval_id, problems, n_envs=batch, deterministic=False, **eval_kwargs)
+        greedy = evaluate(agent, eval_id, problems, n_envs=batch, deterministic=True, **eval_kwargs)
+        rewarded = sum(r > 0 for r in sampled.rewards) / len(sampled.rewards)  # any credit (e.g. format)
+        curve.append({"budget": budget, "env_tokens": int(agent.num_timesteps), **sampled.summary(),
+                      "rewarded_rate": rewarded, "successes": [bool(s) for s in sampled.successes],
+                      "greedy_success_rate": greedy.success_rate,
+                      "greedy_successes": [bool(s) for s in greedy.successes]})  # fmt: skip
         agent.save(checkpoint)
         _write_json(path, result)
     result["finished"] = True

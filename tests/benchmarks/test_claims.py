@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_claims_write_every_table(tiny_cola_dir: Path, tmp_path: Path) -> None:
     suite = tmp_path / "suite.toml"
     suite.write_text(
-        f'budget = 8\neval_points = 1\neval_problems = 2\nseeds = [0, 1]\nn_envs = 2\n'
+        f"budget = 8\neval_points = 1\neval_problems = 2\nseeds = [0, 1]\nn_envs = 2\n"
         f'task = ["CoLA-Countdown-Easy-v0"]\n'
         f'[env_kwargs]\nmodel = "{tiny_cola_dir}"\nmax_episode_steps = 4\n'
         f'[algorithms.grpo]\ngroup_size = 2\n[algorithms.grpo-kl]\nalgorithm = "grpo"\ngroup_size = 2\nkl_coef = 0.1\n'
