@@ -2,8 +2,14 @@
 
 from cola_agents.zoo import add_algorithms
 
-add_algorithms()
 
-from rl_zoo3.train import train  # noqa: E402 - the zoo reads its algorithm table when it parses arguments
+def main() -> None:
+    """Adds the algorithms, then runs the zoo's ``train`` (it reads the algorithm table when it parses arguments)."""
+    add_algorithms()
+    from rl_zoo3.train import train
 
-train()
+    train()
+
+
+if __name__ == "__main__":
+    main()

@@ -54,7 +54,7 @@ def test_a_collapsed_codebook_revives_with_the_options(tiny_decoder_dir: Path, c
     revived = _collapsed(tiny_decoder_dir)
     _train(revived, train, tmp_path / "revived", code_usage_weight=1.0, dead_code_steps=3)
     before, after = _alive(plain, held_out), _alive(revived, held_out)
-    assert before <= 3 and after >= 16, (before, after)
+    assert before <= 5 and after >= 16, (before, after)  # plain training stays collapsed; the options revive
 
 
 def test_restarts_are_logged_and_resume_exactly(tiny_decoder_dir: Path, corpus, tmp_path: Path) -> None:

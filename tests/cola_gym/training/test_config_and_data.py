@@ -106,7 +106,7 @@ def test_one_stage_object_per_stage() -> None:
     from cola_gym.training.stages import STAGE_OBJECTIVES
 
     assert tuple(STAGE_OBJECTIVES) == STAGES
-    assert [stage.data for stage in STAGE_OBJECTIVES.values()] == ["text", "text", "text", "episodes"]
+    assert [stage.data for stage in STAGE_OBJECTIVES.values()] == ["text", "text", "text", "text", "episodes"]
     assert all(stage.metrics for stage in STAGE_OBJECTIVES.values())
 
 
