@@ -157,16 +157,9 @@ def plot_curves(report: dict[str, Any], path: str | os.PathLike[str], title: str
         high = np.array([p["iqm_ci"][1] for p in curve]) * 100
         (line,) = axes.plot(budgets, iqm, marker="o", label=name)
         axes.fill_between(budgets, low, high, color=line.get_color(), alpha=0.2)
-    axes.set_xlabel("env tokens (training budget)")
-    axes.set_ylabel("held-out success, IQM (%)")
-    axes.set_title(title or "learning curves (95 % bootstrap CIs)")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    out = Path(path)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
-    return out
+    title = title or "learning curves (95 % bootstrap CIs)"
+    labels = ("env tokens (training budget)", "held-out success, IQM (%)", title)
+    return _finish(figure, axes, labels, path)
 
 
 def plot_profile(results: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -184,9 +177,18 @@ def plot_profile(results: Sequence[dict[str, Any]], path: str | os.PathLike[str]
     for name in sorted(final):
         (line,) = axes.plot(taus * 100, profiles[name], label=name)
         axes.fill_between(taus * 100, cis[name][0], cis[name][1], color=line.get_color(), alpha=0.2)
-    axes.set_xlabel("held-out success level tau (%)")
-    axes.set_ylabel("fraction of runs with success > tau")
-    axes.set_title("performance profile (final budget)")
+    title = "performance profile (final budget)"
+    labels = ("held-out success level tau (%)", "fraction of runs with success > tau", title)
+    return _finish(figure, axes, labels, path)
+
+
+def _finish(figure: Any, axes: Any, labels: tuple[str, str, str], path: str | os.PathLike[str]) -> Path:
+    """Labels (x, y, title), grid and legend; saves the figure to ``path`` and closes it."""
+    from matplotlib import pyplot as plt
+
+    axes.set_xlabel(labels[0])
+    axes.set_ylabel(labels[1])
+    axes.set_title(labels[2])
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

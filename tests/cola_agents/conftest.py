@@ -1,12 +1,14 @@
-"""Fixtures of the agent tests: a one-token bandit on the real (tiny) model."""
+"""Fixtures of the agent tests: batched SB3 envs of the tiny model, a one-token bandit on it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cola_agents.sb3 import make_sb3_env
 from cola_gym.envs import Task, TaskStart, TurnOutcome
 
 
@@ -39,3 +41,14 @@ class FirstTokenTask(Task[None]):
 def first_token_task() -> type[FirstTokenTask]:
     """The bandit task class: ``first_token_task(" grape")``."""
     return FirstTokenTask
+
+
+@pytest.fixture
+def vec_env(tiny_cola_dir: Path, data_dir: Path):
+    """``vec_env(env_id, n_envs, max_episode_steps=12, **env_kwargs)``: a batched SB3 env of the tiny model."""
+
+    def make(env_id: str = "CoLA-GSM8K-v0", n_envs: int = 4, max_episode_steps: int = 12, **kwargs: Any):
+        return make_sb3_env(env_id, n_envs=n_envs, seed=0, model=str(tiny_cola_dir), data_dir=str(data_dir),
+                            max_episode_steps=max_episode_steps, **kwargs)  # fmt: skip
+
+    return make

@@ -14,18 +14,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from cola_agents.algorithms import GRPO, GroupPolicy
 from cola_agents.algorithms.grpo import group_advantages
-from cola_agents.sb3 import CoLAVecEnv, make_sb3_env
+from cola_agents.sb3 import CoLAVecEnv
 from cola_gym.envs import LatentActionVectorEnv
 from cola_gym.model.generation import greedy_policy, rollout
 
 
 @pytest.fixture
-def math_env(tiny_cola_dir: Path, data_dir: Path):
-    def make(env_id: str = "CoLA-GSM8K-v0", n_envs: int = 4, **kwargs: Any):
-        return make_sb3_env(env_id, n_envs=n_envs, seed=0, model=str(tiny_cola_dir), data_dir=str(data_dir),
-                            max_episode_steps=6, **kwargs)  # fmt: skip
-
-    return make
+def math_env(vec_env):
+    return lambda *args, **kwargs: vec_env(*args, **{"max_episode_steps": 6, **kwargs})
 
 
 def _parameters(agent: GRPO) -> list[torch.Tensor]:

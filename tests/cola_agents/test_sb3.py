@@ -13,7 +13,7 @@ from sb3_contrib import ARS, QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 
 from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy, CoLARecurrentPriorPolicy
-from cola_agents.sb3 import CoLAVecEnv, make_sb3_env
+from cola_agents.sb3 import CoLAVecEnv
 from cola_gym.envs import LatentActionVectorEnv
 from cola_gym.envs.math import MathTask
 from cola_gym.model.generation import greedy_policy, rollout
@@ -28,15 +28,6 @@ ALGORITHMS = {
     "TRPO": lambda env: TRPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0),
     "ARS": lambda env: ARS("LinearPolicy", env, n_delta=2, n_top=1, seed=0),
 }
-
-
-@pytest.fixture
-def vec_env(tiny_cola_dir: Path, data_dir: Path):
-    def make(env_id: str = "CoLA-GSM8K-v0", n_envs: int = 4, **kwargs: Any):
-        return make_sb3_env(env_id, n_envs=n_envs, seed=0, model=str(tiny_cola_dir), data_dir=str(data_dir),
-                            max_episode_steps=12, **kwargs)  # fmt: skip
-
-    return make
 
 
 def _parameters(model: Any) -> list[torch.Tensor]:
