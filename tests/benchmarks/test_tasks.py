@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cola_gym.envs.countdown import CountdownTask
 
@@ -21,7 +22,26 @@ def _run(tiny_cola_dir: Path, out: Path, *extra: str) -> subprocess.CompletedPro
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path) -> None:
+def _module():
+    """``benchmarks/tasks.py`` imported in this process (its own imports resolve from ``benchmarks/``)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("tasks_benchmark", REPO / "benchmarks" / "tasks.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module
+
+
+def _main(monkeypatch, tiny_cola_dir: Path, out: Path, *extra: str) -> None:
+    """The script's ``main`` in this process (the first run above goes through the command line)."""
+    monkeypatch.setattr(sys, "argv", ["tasks.py", "--model", str(tiny_cola_dir), "--out", str(out), "--problems",
+                                      "3", "--batch", "3", "--seeds", "0", *extra])  # fmt: skip
+    _module().main()
+
+
+def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     out = tmp_path / "tasks.json"
     done = _run(tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0", "CoLA-Countdown-Easy-v0")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -35,23 +55,18 @@ def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path) -> No
     assert out.with_suffix(".png").is_file()
     report["runs"]["CoLA-LCM-Easy-v0|greedy|0"]["success_rate"] = 0.5  # a finished run is not measured again
     out.write_text(json.dumps(report))
-    again = _run(tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0")
-    kept = json.loads(out.read_text())["runs"]["CoLA-LCM-Easy-v0|greedy|0"]
-    assert again.returncode == 0 and kept["success_rate"] == 0.5
-    table = _run(tiny_cola_dir, out, "--table")
-    assert "| CoLA-LCM-Easy-v0 | easy | **50%** (50%) |" in table.stdout
-    bad = _run(tiny_cola_dir, out, "--ids", "CoLA-GSM8K-v0")
-    assert bad.returncode == 2 and "not ladder ids" in bad.stderr
+    _main(monkeypatch, tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0")
+    assert json.loads(out.read_text())["runs"]["CoLA-LCM-Easy-v0|greedy|0"]["success_rate"] == 0.5
+    capsys.readouterr()
+    _main(monkeypatch, tiny_cola_dir, out, "--table")
+    assert "| CoLA-LCM-Easy-v0 | easy | **50%** (50%) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        _main(monkeypatch, tiny_cola_dir, out, "--ids", "CoLA-GSM8K-v0")
+    assert bad.value.code == 2 and "not ladder ids" in capsys.readouterr().err
 
 
 def test_the_grading_clock_times_end_turn_and_restores_it() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("tasks_benchmark", REPO / "benchmarks" / "tasks.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    module = _module()
     task = CountdownTask()
     state = task.begin({"task_index": 0}, np.random.default_rng(0)).state
     original = CountdownTask.end_turn
