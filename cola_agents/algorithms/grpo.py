@@ -14,6 +14,12 @@ with a KL term towards the CoLA prior. Problems are fixed per group through the 
     agent.learn(50_000)
     agent.save("grpo_countdown")
 
+Latent codes alias: from most prefixes many of the K codes make the world model write the
+same token, so which of them was sampled says nothing about the episode. With
+``merge_aliases=True`` each step is scored by the probability of the *token* it
+wrote (the summed probability of every code that writes it from that state), so a step where
+all codes agree carries no gradient at all instead of noise.
+
 It is used like SB3's ``PPO``: ``learn``, ``save`` / ``load``, ``predict``, callbacks,
 TensorBoard, ``seed``. The budget (``total_timesteps``) counts every decoder step of every
 row, including the steps of rows that wait for their group to finish.
@@ -193,6 +199,10 @@ class GRPO(BaseAlgorithm):
         scale_advantages: divide by the group's standard deviation (GRPO); ``False`` only centres
             (Dr. GRPO).
         max_grad_norm: gradient clipping.
+        merge_aliases: score each latent step by the probability of the token it wrote (all codes
+            that write it from that state, summed); needs the env's CoLA model in this process
+            (cola-gym envs made here); costs one world-model pass over all K codes per step
+            (``[K, V]`` logits: cheap on small vocabularies). No effect on token twins.
         task_indices: the problems to draw groups from (default: all of the task's).
         stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device: as in SB3.
     """
@@ -214,6 +224,7 @@ class GRPO(BaseAlgorithm):
         ent_coef: float = 0.0,
         scale_advantages: bool = True,
         max_grad_norm: float = 0.5,
+        merge_aliases: bool = False,
         task_indices: Sequence[int] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -241,6 +252,7 @@ class GRPO(BaseAlgorithm):
         self.clip_range: Schedule = FloatSchedule(clip_range)
         self.kl_coef, self.ent_coef = kl_coef, ent_coef
         self.scale_advantages, self.max_grad_norm = scale_advantages, max_grad_norm
+        self.merge_aliases = merge_aliases
         self.task_indices = None if task_indices is None else [int(i) for i in task_indices]
         if _init_setup_model:
             self._setup_model()
@@ -328,6 +340,26 @@ class GRPO(BaseAlgorithm):
                             step_advantages, returns, successes, lengths)  # fmt: skip
 
     # ------------------------------------------------------------ updates
+    def _world_model(self) -> Any:
+        """The env's CoLA model when steps are scored by their tokens (latent actions), else ``None``."""
+        if not self.merge_aliases or self.env is None:
+            return None
+        try:
+            stepper = self.env.get_attr("stepper", [0])[0]
+        except AttributeError as error:
+            raise ValueError("merge_aliases=True reads the world model of the env: it needs a cola-gym env "
+                             "made in this process") from error  # fmt: skip
+        return stepper.model if stepper.action_kind == "latent" else None
+
+    def alias_masks(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor | None:
+        """``bool [S, K]``: the codes that write the same token as each step's action (``None``: no merging)."""
+        model = self._world_model()
+        if model is None:
+            return None
+        width = int(model.decoder.config.hidden_size)
+        tokens = model.tokens_of_every_action(observations[:, :width]).to(self.device).clone()  # a normal tensor
+        return tokens == tokens.gather(1, actions.long().view(-1, 1))
+
     def train(self, rollout: GroupRollout) -> None:
         """``n_epochs`` passes of clipped policy-gradient steps over the rollout."""
         self.policy.set_training_mode(True)
@@ -338,6 +370,13 @@ class GRPO(BaseAlgorithm):
         actions = torch.as_tensor(rollout.actions, device=self.device)
         old_log_probs = torch.as_tensor(rollout.log_probs, device=self.device)
         advantages = torch.as_tensor(rollout.advantages, device=self.device)
+        aliases = self.alias_masks(obs, actions)
+        if aliases is not None:  # the acting policy's probability of each step's token
+            with torch.no_grad():
+                parts = torch.arange(steps, device=self.device).split(self.batch_size)
+                old_log_probs = torch.cat([_merged(self.policy.evaluate_actions(obs[part], actions[part])[2],
+                                                   aliases[part]) for part in parts])  # fmt: skip
+            self.logger.record("train/single_token_steps", float(aliases.all(-1).float().mean()))
         logs: dict[str, list[float]] = {"loss": [], "policy_gradient_loss": [], "entropy": [], "approx_kl": [],
                                         "clip_fraction": [], "kl_prior": []}  # fmt: skip
         for _ in range(self.n_epochs):
@@ -345,6 +384,8 @@ class GRPO(BaseAlgorithm):
             for start in range(0, steps, self.batch_size):
                 batch = order[start : start + self.batch_size]
                 log_prob, entropy, log_probs_all = self.policy.evaluate_actions(obs[batch], actions[batch])
+                if aliases is not None:
+                    log_prob = _merged(log_probs_all, aliases[batch])
                 ratio = torch.exp(log_prob - old_log_probs[batch])
                 advantage = advantages[batch]
                 clipped = torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
@@ -419,3 +460,13 @@ class GRPO(BaseAlgorithm):
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
+
+
+def _merged(log_probs: torch.Tensor, aliases: torch.Tensor) -> torch.Tensor:
+    """``log sum_{a in aliases} pi(a)`` per row: the log-probability of the row's token.
+
+    Rows where every code writes the token are exactly 0 with no gradient (not a rounding-error
+    gradient that Adam's normalisation would blow up into a step).
+    """
+    merged = torch.logsumexp(log_probs.masked_fill(~aliases, float("-inf")), dim=-1)
+    return torch.where(aliases.all(-1), torch.zeros_like(merged), merged)

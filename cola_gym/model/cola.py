@@ -280,6 +280,21 @@ class CoLAModel(nn.Module):
         return self.next_token_logits(state, actions).argmax(-1)
 
     @torch.inference_mode()
+    def tokens_of_every_action(self, hidden: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+        """The token ``[N, K]`` each of the K codes produces from each decoder state ``hidden [N, d]``.
+
+        Codes that produce the same token from a state are aliases there: the episode cannot
+        tell them apart. ``chunk`` states at a time bound the ``[chunk, K, V]`` logits.
+        """
+        embeddings = self.codebook(torch.arange(self.num_actions, device=self.device))
+        rows = []
+        for start in range(0, hidden.shape[0], chunk):
+            part = hidden[start : start + chunk].to(self.device)
+            pairs = part[:, None, :].expand(-1, self.num_actions, -1)
+            rows.append(self.world_model_logits(pairs, embeddings.expand(part.shape[0], -1, -1)).argmax(-1))
+        return torch.cat(rows) if rows else torch.zeros(0, self.num_actions, dtype=torch.long, device=self.device)
+
+    @torch.inference_mode()
     def step(self, state: DecodingState, actions: torch.Tensor) -> tuple[torch.Tensor, DecodingState]:
         """One latent action -> one token: returns the tokens ``[B]`` and the advanced state."""
         tokens = self.next_tokens(state, actions)

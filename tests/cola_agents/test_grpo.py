@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from cola_agents.algorithms import GRPO, GroupPolicy
@@ -47,12 +48,58 @@ def test_grpo_learns_the_rewarded_latent_action(speller, first_token_task) -> No
     actions = spell(" apple banana cherry date elder fig grape")
     task = first_token_task(" grape")
     env = CoLAVecEnv(LatentActionVectorEnv(num_envs=8, max_episode_steps=2, task=task, model=model))
-    agent = GRPO("MlpPolicy", env, group_size=8, n_epochs=4, batch_size=8, learning_rate=3e-3, seed=0)
+    agent = GRPO("MlpPolicy", env, group_size=8, n_epochs=4, batch_size=8, learning_rate=3e-3, merge_aliases=True,
+                 seed=0)  # fmt: skip
     agent.learn(3000)
     obs = env.reset()
     chosen, _ = agent.predict(obs, deterministic=True)
     assert (chosen == actions[-1]).all(), (chosen, actions[-1])
     assert agent.ep_success_buffer and np.mean(agent.ep_success_buffer) > 0.5  # rollouts were mostly right by the end
+
+
+def test_aliased_codes_are_scored_as_the_token_they_write(speller, first_token_task) -> None:
+    model, spell = speller
+    spell(" apple banana cherry date elder fig grape")  # codes 0-6 spell; 7-31 write the decoder's token
+    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=4, max_episode_steps=3, task=first_token_task(" grape"),
+                                           model=model))  # fmt: skip
+    agent = GRPO("MlpPolicy", env, group_size=4, merge_aliases=True, seed=0)
+    obs = torch.as_tensor(env.reset())
+    state = env.unwrapped.vector_env.decoding_state
+    free = model.next_tokens(state, torch.full((4,), 31))  # what every unspelled code writes
+    actions = torch.tensor([0, 6, 7, 31])
+    masks = agent.alias_masks(obs, actions)
+    assert masks is not None and masks.shape == (4, 32) and masks[torch.arange(4), actions].all()
+    each = torch.stack([model.next_tokens(state, torch.full((4,), a)) for a in range(32)], dim=1)  # [4, 32]
+    for row, action in enumerate(actions.tolist()):
+        assert torch.equal(masks[row], each[row] == each[row, action])
+    assert (each[:, 7:] == free[:, None]).all() and masks[2:, 7:].all()  # the unspelled codes are one action
+    assert GRPO("MlpPolicy", env, group_size=4).alias_masks(obs, actions) is None  # off by default
+
+
+def test_steps_where_every_code_writes_one_token_carry_no_gradient(tiny_decoder_dir: Path, data_dir: Path) -> None:
+    """Fresh heads: the world model leaves h_t unchanged, so all 64 codes write the decoder's token."""
+    from cola_agents.algorithms.grpo import GroupRollout
+    from cola_agents.sb3 import make_sb3_env
+
+    env = make_sb3_env("CoLA-GSM8K-v0", n_envs=4, seed=0, model=str(tiny_decoder_dir), data_dir=str(data_dir))
+    obs = env.reset()
+    actions = np.array([0, 5, 9, 63])
+    outcome = np.zeros((2, 2))  # episodes that differ only in which code they sampled, scored +-1
+    rollout = GroupRollout(obs, actions, np.full(4, -np.log(64), dtype=np.float32),
+                           np.array([1.0, -1.0, 1.0, -1.0], dtype=np.float32), outcome, outcome.astype(bool),
+                           np.ones((2, 2), dtype=np.int64))  # fmt: skip
+    for merge_aliases in (True, False):
+        agent = GRPO("MlpPolicy", env, group_size=2, learning_rate=1e-2, merge_aliases=merge_aliases, seed=0)
+        agent.set_logger(configure(None, [""]))
+        before = _parameters(agent)
+        agent.train(rollout)
+        moved = not all(torch.equal(a, b) for a, b in zip(before, _parameters(agent), strict=True))
+        assert moved is not merge_aliases  # per code, noise pushes the policy around; per token, nothing does
+    assert agent.logger.name_to_value.get("train/single_token_steps") is None
+    merged = GRPO("MlpPolicy", env, group_size=2, merge_aliases=True, seed=0)
+    merged.set_logger(configure(None, [""]))
+    merged.train(rollout)
+    assert merged.logger.name_to_value["train/single_token_steps"] == 1.0
 
 
 def test_each_group_plays_one_problem_and_waves_cover_the_groups(math_env) -> None:

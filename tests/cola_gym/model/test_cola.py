@@ -174,3 +174,13 @@ def test_tracking_the_policy_does_not_change_decoding(tiny_cola: CoLAModel) -> N
         token_b, without = tiny_cola.step(without, torch.tensor([action]))
         assert int(token_a) == int(token_b)
     assert torch.equal(with_policy.hidden, without.hidden)
+
+
+def test_tokens_of_every_action_are_each_codes_own_token(tiny_cola: CoLAModel) -> None:
+    ids, mask = _texts(tiny_cola)
+    state = tiny_cola.start(ids, mask)
+    table = tiny_cola.tokens_of_every_action(state.hidden, chunk=1)  # chunking changes nothing
+    assert table.shape == (2, tiny_cola.num_actions)
+    for action in range(tiny_cola.num_actions):
+        assert torch.equal(table[:, action], tiny_cola.next_tokens(state, torch.full((2,), action)))
+    assert tiny_cola.tokens_of_every_action(state.hidden[:0]).shape == (0, tiny_cola.num_actions)
