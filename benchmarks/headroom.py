@@ -1,8 +1,8 @@
 """How much an RL agent could gain on a task, measured on its prior before any training.
 
-- **pass@k of the prior**: each held-out problem sampled ``k`` times from the CoLA policy (or,
-  for a token twin, the decoder); pass@k is the share of problems solved at least once in the
-  first ``k`` samples. pass@1 is where sampling RL starts; pass@k for large k bounds what
+- **pass@k of the prior**: each held-out problem sampled n times from the CoLA policy (or,
+  for a token twin, the decoder); pass@k is the chance that k of those samples include a right
+  answer (unbiased estimator). pass@1 is where sampling RL starts; pass@k for large k bounds what
   re-weighting the prior's own choices can reach (problems it never solves need new behaviour).
   Also: greedy success and how many problems are solved never, sometimes or always.
 - **code aliasing** (latent ids): at every step of the prior's episodes, how many distinct
@@ -18,6 +18,7 @@ Writes ``--out`` (JSON), a PNG of pass@k beside it, and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,16 @@ from cola_agents.evaluation import evaluate
 
 
 def pass_at_k(successes: np.ndarray) -> dict[int, float]:
-    """``successes [samples, problems]`` -> {k: share of problems solved within the first k samples}.
+    """``successes [n samples, problems]`` -> {k: pass@k}, the unbiased estimator of Chen et al. (2021).
 
-    k runs over 1, 2, 4, ... and the number of samples.
+    Per problem with c of n samples right, ``1 - C(n - c, k) / C(n, k)``: the chance that k
+    samples drawn without replacement include a right one; averaged over problems. k runs
+    over 1, 2, 4, ... and n; pass@1 is the mean success.
     """
     samples = successes.shape[0]
+    right = successes.sum(axis=0)
     ks = sorted({*(2**i for i in range(samples.bit_length()) if 2**i <= samples), samples})
-    return {k: float(successes[:k].any(axis=0).mean()) for k in ks}
+    return {k: float(np.mean([1.0 - math.comb(samples - c, k) / math.comb(samples, k) for c in right])) for k in ks}
 
 
 def aliasing(env_id: str, problems: Sequence[int], batch: int, env_kwargs: dict[str, Any]) -> dict[str, float]:
