@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,21 +9,10 @@ import torch
 
 from cola_gym.model import CoLAModel
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def distinctness():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import their shared _report module
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "latent_actions_benchmark", REPO / "benchmarks" / "latent_actions.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module.action_distinctness
+def distinctness(benchmark_script):
+    return benchmark_script("latent_actions").action_distinctness
 
 
 def test_identical_actions_are_counted_as_one(distinctness, tiny_cola_dir: Path) -> None:

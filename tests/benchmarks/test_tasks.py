@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -22,26 +21,16 @@ def _run(tiny_cola_dir: Path, out: Path, *extra: str) -> subprocess.CompletedPro
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
 
-def _module():
-    """``benchmarks/tasks.py`` imported in this process (its own imports resolve from ``benchmarks/``)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("tasks_benchmark", REPO / "benchmarks" / "tasks.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
-
-
-def _main(monkeypatch, tiny_cola_dir: Path, out: Path, *extra: str) -> None:
+def _main(module, monkeypatch, tiny_cola_dir: Path, out: Path, *extra: str) -> None:
     """The script's ``main`` in this process (the first run above goes through the command line)."""
     monkeypatch.setattr(sys, "argv", ["tasks.py", "--model", str(tiny_cola_dir), "--out", str(out), "--problems",
                                       "3", "--batch", "3", "--seeds", "0", *extra])  # fmt: skip
-    _module().main()
+    module.main()
 
 
-def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path, monkeypatch, capsys,
+                                      benchmark_script) -> None:  # fmt: skip
+    tasks = benchmark_script("tasks")
     out = tmp_path / "tasks.json"
     done = _run(tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0", "CoLA-Countdown-Easy-v0")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -55,18 +44,18 @@ def test_base_success_rows_and_resume(tiny_cola_dir: Path, tmp_path: Path, monke
     assert out.with_suffix(".png").is_file()
     report["runs"]["CoLA-LCM-Easy-v0|greedy|0"]["success_rate"] = 0.5  # a finished run is not measured again
     out.write_text(json.dumps(report))
-    _main(monkeypatch, tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0")
+    _main(tasks, monkeypatch, tiny_cola_dir, out, "--ids", "CoLA-LCM-Easy-v0")
     assert json.loads(out.read_text())["runs"]["CoLA-LCM-Easy-v0|greedy|0"]["success_rate"] == 0.5
     capsys.readouterr()
-    _main(monkeypatch, tiny_cola_dir, out, "--table")
+    _main(tasks, monkeypatch, tiny_cola_dir, out, "--table")
     assert "| CoLA-LCM-Easy-v0 | easy | **50%** (50%) |" in capsys.readouterr().out
     with pytest.raises(SystemExit) as bad:
-        _main(monkeypatch, tiny_cola_dir, out, "--ids", "CoLA-GSM8K-v0")
+        _main(tasks, monkeypatch, tiny_cola_dir, out, "--ids", "CoLA-GSM8K-v0")
     assert bad.value.code == 2 and "not ladder ids" in capsys.readouterr().err
 
 
-def test_the_grading_clock_times_end_turn_and_restores_it() -> None:
-    module = _module()
+def test_the_grading_clock_times_end_turn_and_restores_it(benchmark_script) -> None:
+    module = benchmark_script("tasks")
     task = CountdownTask()
     state = task.begin({"task_index": 0}, np.random.default_rng(0)).state
     original = CountdownTask.end_turn
