@@ -92,6 +92,12 @@ class CountdownState:
 
 
 PROMPT_STYLES = ("tinyzero", "short")
+DEMONSTRATION_STYLES = ("canonical", "varied", "mixed")
+ANSWER_STYLES = ("think", "direct", "plain")
+"""How a ``"mixed"`` demonstration is written: ``think`` (the steps in ``<think>``, then the
+``<answer>``: the format the prompt asks for), ``direct`` (only the ``<answer>``, no steps:
+graded the same, but the expression is composed without written steps) and ``plain``
+(``expression = target`` without tags: never rewarded)."""
 
 
 class CountdownTask(Task[CountdownState]):
@@ -109,10 +115,14 @@ class CountdownTask(Task[CountdownState]):
         prompt_style: ``"tinyzero"`` (TinyZero's instructions, for chat models) or ``"short"``
             (``Numbers: 3 5 2. Target: 16.``: the micro tier's models, trained on this format;
             the answer format and the grading are the same).
-        demonstrations: ``"canonical"`` (the solver's first solution of each puzzle) or
+        demonstrations: ``"canonical"`` (the solver's first solution of each puzzle),
             ``"varied"`` (one of all its positive-integer solutions, drawn per puzzle): the
             training text then shows every way a puzzle can start, so a model cloned from it
-            keeps real choices at each step instead of one memorised path.
+            keeps real choices at each step instead of one memorised path; or ``"mixed"``
+            (varied solutions, each written in one of :data:`ANSWER_STYLES`, drawn per
+            puzzle): like a base model's pretraining text, which answers in several ways, so
+            a model trained on it writes the rewarded format only some of the time and RL has
+            a format to settle on, as in TinyZero's Countdown.
 
     Reset options: ``task_index``; ``{"numbers": [...], "target": n}`` poses your own.
     ``info`` adds ``numbers``, ``target``, ``answer`` (the ``<answer>`` content), ``status``
@@ -132,8 +142,8 @@ class CountdownTask(Task[CountdownState]):
         prompt_style: str = "tinyzero",
         demonstrations: str = "canonical",
     ) -> None:
-        if demonstrations not in ("canonical", "varied"):
-            raise ValueError(f"demonstrations must be 'canonical' or 'varied', got {demonstrations!r}")
+        if demonstrations not in DEMONSTRATION_STYLES:
+            raise ValueError(f"demonstrations must be one of {DEMONSTRATION_STYLES}, got {demonstrations!r}")
         if prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
         if split not in SPLIT_SEEDS:
@@ -240,19 +250,34 @@ class CountdownTask(Task[CountdownState]):
             solution = solve(puzzle.numbers, puzzle.target)
             if solution is None:  # cannot happen for generated puzzles
                 continue
-            if self.demonstration_style == "varied":
+            style = "think"
+            if self.demonstration_style != "canonical":
+                rng = np.random.default_rng((self.seed, index))
                 choices = all_solutions(puzzle.numbers, puzzle.target) or [solution]
-                solution = choices[int(np.random.default_rng((self.seed, index)).integers(len(choices)))]
-            yield self.prompt(puzzle), solution_text(solution)
+                solution = choices[int(rng.integers(len(choices)))]
+                if self.demonstration_style == "mixed":
+                    style = ANSWER_STYLES[int(rng.integers(len(ANSWER_STYLES)))]
+            yield self.prompt(puzzle), solution_text(solution, style)
 
 
-def solution_text(solution: Solution) -> str:
-    """A solver's solution in the thinking format: its steps in ``<think>``, then the answer.
+def solution_text(solution: Solution, style: str = "think") -> str:
+    """A solver's solution written in one of :data:`ANSWER_STYLES` (default: the thinking
+    format, its steps in ``<think>`` and then the answer).
 
     >>> from cola_gym.data.countdown import solve
     >>> print(solution_text(solve([3, 5, 2], 16)))
     <think>3 + 5 = 8. 2 * 8 = 16. That is the target.</think>
     <answer>2 * (3 + 5)</answer>
+    >>> solution_text(solve([3, 5, 2], 16), "direct")
+    '<answer>2 * (3 + 5)</answer>'
+    >>> solution_text(solve([3, 5, 2], 16), "plain")
+    '2 * (3 + 5) = 16'
     """
-    steps = ". ".join(solution.steps)
-    return f"<think>{steps}. That is the target.</think>\n<answer>{solution.expression}</answer>"
+    if style == "think":
+        steps = ". ".join(solution.steps)
+        return f"<think>{steps}. That is the target.</think>\n<answer>{solution.expression}</answer>"
+    if style == "direct":
+        return f"<answer>{solution.expression}</answer>"
+    if style == "plain":
+        return f"{solution.expression} = {solution.steps[-1].rpartition(' = ')[2]}"
+    raise ValueError(f"style must be one of {ANSWER_STYLES}, got {style!r}")

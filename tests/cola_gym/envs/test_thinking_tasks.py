@@ -238,3 +238,35 @@ def test_countdown_short_prompts_and_varied_demonstrations() -> None:
         CountdownTask(prompt_style="long")
     with pytest.raises(ValueError, match="demonstrations"):
         CountdownTask(demonstrations="random")
+
+
+def test_countdown_mixed_demonstrations_answer_in_three_styles() -> None:
+    from collections import Counter
+
+    from cola_gym.data.countdown import solve
+    from cola_gym.envs.countdown import ANSWER_STYLES, CountdownTask, solution_text
+    from cola_gym.rewards.expressions import parse_expression
+
+    level = load_task_specs()["countdown.toml"]["levels"]["medium"]
+    varied = CountdownTask(level=level, split="train", size=300, prompt_style="short", demonstrations="varied")
+    mixed = CountdownTask(level=level, split="train", size=300, prompt_style="short", demonstrations="mixed")
+    styles: Counter[str] = Counter()
+    pairs = zip(varied.demonstrations(), mixed.demonstrations(), strict=True)
+    for index, ((_, thought), (_, answer)) in enumerate(pairs):
+        puzzle = mixed.puzzle(index)
+        state = mixed.begin({"task_index": index}, np.random.default_rng(0)).state
+        outcome = mixed.end_turn(state, answer)
+        style = "think" if answer.startswith("<think>") else "direct" if answer.startswith("<answer>") else "plain"
+        styles[style] += 1
+        if style == "plain":  # untagged: never rewarded, however right the expression is
+            expression, _, value = answer.rpartition(" = ")
+            assert parse_expression(expression).value == puzzle.target == int(value)
+            assert outcome.reward == 0.0 and not outcome.success and outcome.state.grade.status == "no_answer"
+        else:
+            assert outcome.reward == 1.0 and outcome.success
+        if style == "think":  # the same solution draw as "varied"
+            assert answer == thought
+    assert set(styles) == set(ANSWER_STYLES) and min(styles.values()) > 60  # about a third each
+    assert list(mixed.demonstrations())[:5] == list(mixed.demonstrations())[:5]
+    with pytest.raises(ValueError, match="style"):
+        solution_text(solve([3, 5, 2], 16), "essay")
