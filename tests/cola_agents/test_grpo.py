@@ -201,3 +201,21 @@ def test_single_gymnasium_env_as_rl_zoo_builds_it(tiny_cola_dir: Path, data_dir:
     agent = GRPO("MlpPolicy", env, group_size=2, seed=0, task_indices=[0, 1, 2])
     agent.learn(16)
     assert agent.num_timesteps >= 16
+
+
+def test_merge_aliases_reads_the_world_model_through_a_dummy_vec_env(tiny_cola_dir: Path, data_dir: Path) -> None:
+    env = DummyVecEnv([lambda: gym.make("CoLA-GSM8K-v0", model=str(tiny_cola_dir), data_dir=str(data_dir),
+                                        max_episode_steps=4)])  # fmt: skip
+    agent = GRPO("MlpPolicy", env, group_size=2, merge_aliases=True, seed=0, task_indices=[0, 1])
+    obs = torch.as_tensor(env.reset())
+    model = env.envs[0].unwrapped.stepper.model
+    each = model.tokens_of_every_action(obs[:, : model.decoder.config.hidden_size])  # [1, K]
+    for action in (0, 17):
+        masks = agent.alias_masks(obs, torch.tensor([action]))
+        assert masks is not None and torch.equal(masks[0], each[0] == each[0, action])
+    agent.learn(16)  # and trains with it
+    assert agent.num_timesteps >= 16
+
+    foreign = GRPO("MlpPolicy", DummyVecEnv([lambda: gym.make("CartPole-v1")]), group_size=2, merge_aliases=True)
+    with pytest.raises(ValueError, match="needs a cola-gym env"):
+        foreign.alias_masks(torch.zeros(1, 4), torch.zeros(1, dtype=torch.long))
