@@ -79,6 +79,7 @@ def env_registrations(specs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "entry_point": ENV_ENTRY_POINT,
                 "vector_entry_point": VECTOR_ENTRY_POINT,
                 "max_episode_steps": entry.get("max_episode_steps"),
+                "order_enforce": False,  # the env raises its own EpisodeOverError for a step before reset
                 "kwargs": {"task": task, **kwargs},
             }
             registrations.append(registration)

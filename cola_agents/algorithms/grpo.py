@@ -237,14 +237,15 @@ class GRPO(BaseAlgorithm):
         super().__init__(policy, env, learning_rate, policy_kwargs=policy_kwargs, stats_window_size=stats_window_size,
                          tensorboard_log=tensorboard_log, verbose=verbose, device=device, support_multi_env=True,
                          seed=seed, supported_action_spaces=(spaces.Discrete,))  # fmt: skip
-        if group_size < 2:
-            raise ValueError(f"group_size must be >= 2 (advantages compare episodes of a group), got {group_size}")
-        if groups_per_rollout is not None and groups_per_rollout < 1:
-            raise ValueError(f"groups_per_rollout must be >= 1, got {groups_per_rollout}")
-        if isinstance(clip_range, (int, float)) and clip_range <= 0:
+        _check_int("group_size", group_size, 2, "advantages compare the episodes of a group")
+        if groups_per_rollout is not None:
+            _check_int("groups_per_rollout", groups_per_rollout, 1)
+        _check_int("n_epochs", n_epochs, 1)
+        _check_int("batch_size", batch_size, 1)
+        if isinstance(clip_range, (int, float)) and not clip_range > 0:
             raise ValueError(f"clip_range must be > 0, got {clip_range}")
-        if n_epochs < 1 or batch_size < 1 or kl_coef < 0 or max_grad_norm <= 0:
-            raise ValueError("n_epochs, batch_size and max_grad_norm must be > 0, kl_coef >= 0")
+        if not (kl_coef >= 0 and max_grad_norm > 0):
+            raise ValueError(f"need kl_coef >= 0 and max_grad_norm > 0, got {kl_coef} and {max_grad_norm}")
         self.group_size = group_size
         n_envs = self.n_envs if self.env is not None else group_size  # loaded without an env: set on load
         self.groups_per_rollout = groups_per_rollout or max(1, n_envs // group_size)
@@ -429,6 +430,7 @@ class GRPO(BaseAlgorithm):
         progress_bar: bool = False,
     ) -> SelfGRPO:
         """Trains until ``total_timesteps`` env steps (every row's decoder steps) are spent."""
+        _check_int("total_timesteps", total_timesteps, 0)
         total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps,
                                                       tb_log_name, progress_bar)  # fmt: skip
         callback.on_training_start(locals(), globals())
@@ -470,3 +472,10 @@ def _merged(log_probs: torch.Tensor, aliases: torch.Tensor) -> torch.Tensor:
     """
     merged = torch.logsumexp(log_probs.masked_fill(~aliases, float("-inf")), dim=-1)
     return torch.where(aliases.all(-1), torch.zeros_like(merged), merged)
+
+
+def _check_int(name: str, value: Any, minimum: int, why: str = "") -> None:
+    """Raises ``ValueError`` unless ``value`` is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{reason}, got {value!r}")

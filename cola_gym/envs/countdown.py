@@ -33,7 +33,7 @@ from cola_gym.data.countdown import (
     solve,
 )
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
-from cola_gym.rewards.expressions import ExpressionError, parse_expression, uses_numbers_exactly
+from cola_gym.rewards.expressions import MAX_DIGITS, ExpressionError, parse_expression, uses_numbers_exactly
 from cola_gym.rewards.extractors import answer_closed, tagged_answer
 
 SPLIT_SEEDS = {"test": 1, "train": 0}
@@ -184,15 +184,18 @@ class CountdownTask(Task[CountdownState]):
         if "numbers" in checked or "target" in checked:
             numbers: Any = checked.get("numbers")
             target: Any = checked.get("target")
+            largest = 10**MAX_DIGITS - 1
             valid = (
                 isinstance(numbers, (list, tuple))
                 and 2 <= len(numbers) <= 6
-                and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in numbers)
-                and isinstance(target, (int, np.integer))
-                and not isinstance(target, bool)
+                and all(_is_int(n) and 0 < n <= largest for n in numbers)
+                and _is_int(target)
             )
             if not valid:
-                raise ValueError("options['numbers'] must be 2-6 positive ints and options['target'] an int")
+                raise ValueError(
+                    f"options['numbers'] must be 2-6 ints in 1..{largest:,} (an answer can only write numbers of "
+                    f"up to {MAX_DIGITS} digits) and options['target'] an int"
+                )
             if TASK_INDEX in checked:
                 raise ValueError(f"give either options['numbers'] or options['{TASK_INDEX}'], not both")
             checked["numbers"] = tuple(int(n) for n in numbers)
@@ -258,6 +261,10 @@ class CountdownTask(Task[CountdownState]):
                 if self.demonstration_style == "mixed":
                     style = ANSWER_STYLES[int(rng.integers(len(ANSWER_STYLES)))]
             yield self.prompt(puzzle), solution_text(solution, style)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def solution_text(solution: Solution, style: str = "think") -> str:

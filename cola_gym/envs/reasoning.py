@@ -9,18 +9,20 @@ end-of-sequence token.
 
 Answers: the last ``<answer>...</answer>``, else the task's ``extractor`` (its answers'
 usual form: last number, first yes/no, last word or last line; see
-:mod:`cola_gym.rewards.extractors`). Reward: the library's score in [0, 1] (some scorers
-give partial credit), at least ``format_reward`` for a tagged answer; ``is_success`` when
-the score is 1.
+:mod:`cola_gym.rewards.extractors`). Reward: 1 for a right answer, else 0 (partial credit
+only where answers have parts), at least ``format_reward`` for a tagged answer;
+``is_success`` when the score is 1.
 
-Safety: the scorers of ``countdown`` and ``puzzle24`` evaluate the answer with sympy's
-``parse_expr`` (which calls ``eval``) and accept factorials or unused numbers, so answers
-to those are graded by the project's exact evaluator instead (every given number exactly
-once, only ``+ - * /``). Data sets whose scorers ``eval`` model text in other ways are
-refused. Every other scorer runs on at most 1,000 characters and any exception it raises
-scores 0. Data sets are always seeded: the test split (seed 1,000,000,000) is a fixed
-evaluation set; the train split (seed 0, items ``Random(seed + index)``) never reuses its
-seeds, though in a small problem space the same question can occur in both.
+Safety (:mod:`cola_gym.rewards.scorers`): only data sets whose library scorer is vetted
+never to run model text are accepted (a ``composite`` only if every member is);
+``countdown`` and ``puzzle24`` are graded by the project's exact evaluator (every given
+number exactly once, only ``+ - * /``). Scorers run in a worker process with a 5 s limit
+on answers of at most 1,000 characters; any exception or overrun scores 0. An answer must
+state one value where one is asked (``11 12``, ``1,1`` or ``YesNo`` score 0), and the
+library's partial credit is paid only where answers have parts (``knights_knaves``).
+Data sets are always seeded: the test split (seed 1,000,000,000) is a fixed evaluation
+set; the train split (seed 0, items ``Random(seed + index)``) never reuses its seeds,
+though in a small problem space the same question can occur in both.
 
 .. _reasoning-gym: https://github.com/open-thought/reasoning-gym
 """
@@ -45,25 +47,20 @@ from cola_gym.rewards.extractors import (
     answer_closed,
     extract,
 )
+from cola_gym.rewards.scorers import (
+    EXPRESSION_SCORED,
+    WRAPPERS,
+    check_dataset,
+    credited,
+    member_spec,
+    normal_form,
+    states_one_value,
+)
+from cola_gym.rewards.verifier import ReasoningGymScorer, default_reasoning_scorer
 
 SPLIT_SEEDS = {"test": 1_000_000_000, "train": 0}
 SPLIT_SIZES = {"test": 512, "train": 1_000_000}
-
-EXPRESSION_SCORED = {"countdown": None, "puzzle24": 24}
-"""Data sets graded by the project's evaluator (value: a fixed target, else the item's)."""
-
-UNSAFE_SCORERS = frozenset(
-    {
-        "polynomial_multiplication",
-        "simple_integration",
-        "intermediate_integration",
-        "string_insertion",
-        "spiral_matrix",
-        "binary_matrix",
-        "n_queens",
-    }
-)
-"""Data sets whose library scorer executes model text (``eval``, sympy ``parse_expr``)."""
+_KEPT_ENTRIES = 1024  # some generators take 100 ms an item; an episode reads its item twice
 
 PROMPT_STYLES = {"answer": ANSWER_INSTRUCTION, "think": THINK_INSTRUCTION}
 
@@ -76,6 +73,11 @@ def _reasoning_gym() -> Any:
             "reasoning tasks need reasoning-gym: pip install 'cola-gym[reasoning]' (reasoning-gym==0.1.25)"
         ) from err
     return reasoning_gym
+
+
+def reasoning_gym_datasets() -> frozenset[str]:
+    """The names of every data set the installed reasoning-gym offers."""
+    return frozenset(_reasoning_gym().factory.DATASETS)
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,16 @@ class ReasoningGymTask(Task[ReasoningState]):
             raise ValueError(f"prompt_style must be one of {sorted(PROMPT_STYLES)}, got {prompt_style!r}")
         if not 0.0 <= format_reward < 1.0:
             raise ValueError(f"format_reward must be in [0, 1), got {format_reward}")
-        if dataset in UNSAFE_SCORERS:
-            raise ValueError(
-                f"reasoning-gym's scorer for {dataset!r} executes model text (eval); cola-gym does not run it "
-                "on model output. Pick another data set, or write a Task with a safe scorer."
-            )
         config = dict(config or {})
         for key in ("seed", "size"):
             if key in config:
                 raise ValueError(f"give {key} as the task's argument, not inside config")
+        names = reasoning_gym_datasets()
+        if dataset not in names:
+            raise ValueError(f"reasoning-gym has no data set {dataset!r}; choose one of {sorted(names)}")
+        check_dataset(dataset, config)
+        if dataset in WRAPPERS:
+            config["datasets"] = [member_spec(member) for member in config["datasets"]]
         self.dataset = dataset
         self.config = config
         self.split = split
@@ -148,33 +151,39 @@ class ReasoningGymTask(Task[ReasoningState]):
         self.prompt_style = prompt_style
         self.format_reward = float(format_reward)
         self._data = self._create()
+        self._entries: dict[int, Mapping[str, Any]] = {}
 
     def _create(self) -> Any:
         library = _reasoning_gym()
+        config = dict(self.config)
+        if self.dataset in WRAPPERS:
+            from reasoning_gym.composite import DatasetSpec
+
+            config["datasets"] = [DatasetSpec(**member) for member in config["datasets"]]
         try:
-            return library.create_dataset(self.dataset, seed=self.seed, size=self.size, **self.config)
-        except ValueError as err:
-            if "not registered" in str(err):
-                names = sorted(library.factory.DATASETS)
-                raise ValueError(f"reasoning-gym has no data set {self.dataset!r}; choose one of {names}") from None
-            raise ValueError(f"bad config for reasoning-gym {self.dataset!r}: {err}") from None
-        except (TypeError, AssertionError) as err:
+            return library.create_dataset(self.dataset, seed=self.seed, size=self.size, **config)
+        except (ValueError, TypeError, AssertionError, AttributeError, KeyError) as err:
             raise ValueError(f"bad config for reasoning-gym {self.dataset!r} {self.config}: {err}") from None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_data"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_data", "_entries")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._data = self._create()
+        self._entries = {}
 
     @property
     def num_tasks(self) -> int:
         return self.size
 
     def entry(self, index: int) -> Mapping[str, Any]:
-        """The library's item ``index`` (question, answer, metadata)."""
-        return self._data[index]
+        """The library's item ``index`` (question, answer, metadata); recent items are kept."""
+        if index not in self._entries:
+            if len(self._entries) >= _KEPT_ENTRIES:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[index] = self._data[index]
+        return self._entries[index]
 
     def begin(self, options: Mapping[str, Any], rng: np.random.Generator) -> TaskStart[ReasoningState]:
         index = options.get(TASK_INDEX)
@@ -192,24 +201,33 @@ class ReasoningGymTask(Task[ReasoningState]):
     def end_turn(self, state: ReasoningState, turn_text: str) -> TurnOutcome[ReasoningState]:
         reference = state.entry.get("answer")
         found = extract(turn_text, self.extractor, None if reference is None else str(reference))
-        score = self.score(found.answer, state.entry)
+        score = self.score(found.answer, state.index)
         scored = replace(state, answer=found.answer or "", extracted_by=found.extracted_by, score=score)
         reward = max(score, self.format_reward) if found.extracted_by == "tag" else score
         return TurnOutcome(scored, reward=reward, success=score >= 1.0)
 
-    def score(self, answer: str | None, entry: Mapping[str, Any]) -> float:
-        """The score of ``answer`` for ``entry`` in [0, 1]: the library's scorer, made safe."""
+    def score(self, answer: str | None, index: int, scorer: ReasoningGymScorer | None = None) -> float:
+        """The reward of ``answer`` to item ``index``: 1 if right, else 0 (see the module docstring).
+
+        ``scorer``: the worker that runs the library's scorer (default: the process-wide one).
+        """
         if answer is None or len(answer) > MAX_ANSWER_CHARS:
             return 0.0
-        if self.dataset in EXPRESSION_SCORED:
-            metadata = entry["metadata"]
-            target = EXPRESSION_SCORED[self.dataset] or metadata["target"]
+        entry = self.entry(index)
+        metadata = entry["metadata"]
+        source = str(metadata.get("source_dataset", self.dataset))
+        if source in EXPRESSION_SCORED:
+            target = EXPRESSION_SCORED[source] or metadata["target"]
             return float(grade_countdown(answer, metadata["numbers"], target).is_correct)
-        try:
-            score = float(self._data.score_answer(answer=answer, entry=entry))
-        except Exception:  # noqa: BLE001 - a scorer that raises on odd text scores it 0
+        reference = None if entry.get("answer") is None else str(entry["answer"])
+        if not states_one_value(answer, reference):
             return 0.0
-        return min(max(score, 0.0), 1.0) if math.isfinite(score) else 0.0
+        answer = normal_form(answer, reference)
+        scored = (scorer or default_reasoning_scorer()).score(
+            self.dataset, self.config, self.seed, self.size, index, answer
+        )
+        score = scored.score if math.isfinite(scored.score) else 0.0
+        return credited(min(max(score, 0.0), 1.0), source)
 
     def info(self, state: ReasoningState) -> dict[str, Any]:
         reference = state.entry.get("answer")

@@ -32,6 +32,7 @@ MAX_DIGITS = 9
 """Most digits in one number."""
 
 _ALLOWED = re.compile(r"[0-9+\-*/()\s]*")
+_LEADING_ZERO = re.compile(r"(?<![0-9])0[0-9]")
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
@@ -73,6 +74,8 @@ def parse_expression(text: str) -> Expression:
         raise ExpressionError(f"character {bad!r} is not allowed (only digits, + - * / and parentheses)")
     if "**" in text or "//" in text:
         raise ExpressionError("only + - * / are allowed (no ** or //)")
+    if _LEADING_ZERO.search(text):
+        raise ExpressionError("numbers must not have leading zeros")
     depth = 0
     for char in text:
         depth += (char == "(") - (char == ")")

@@ -40,7 +40,6 @@ MAX_ANSWER_CHARS = 1_000
 Extractor = Literal["tag", "auto", "last_number", "first_yes_no", "last_word", "last_line"]
 EXTRACTORS: tuple[Extractor, ...] = ("tag", "auto", "last_number", "first_yes_no", "last_word", "last_line")
 
-_TAGGED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
@@ -54,9 +53,20 @@ class Extraction:
 
 
 def tagged_answer(text: str) -> str | None:
-    """The stripped content of the last complete ``<answer>...</answer>``, or ``None``."""
-    found = _TAGGED.findall(text)
-    return found[-1].strip() if found else None
+    """The stripped content of the last complete ``<answer>...</answer>``, or ``None``.
+
+    Each ``<answer>`` pairs with the first ``</answer>`` after it, left to right (as a lazy
+    regex would), in one linear scan: no input makes it slow.
+    """
+    found = None
+    position = 0
+    while (start := text.find(ANSWER_OPEN, position)) >= 0:
+        end = text.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
+        if end < 0:
+            break
+        found = (start + len(ANSWER_OPEN), end)
+        position = end + len(ANSWER_CLOSE)
+    return text[found[0] : found[1]].strip() if found else None
 
 
 def answer_closed(text: str) -> bool:

@@ -163,11 +163,28 @@ def test_kl_term_needs_the_prior_and_is_logged(math_env) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"group_size": 1}, {"groups_per_rollout": 0}, {"clip_range": 0.0}, {"kl_coef": -1.0}, {"batch_size": 0}],
+    [
+        {"group_size": 1},
+        {"groups_per_rollout": 0},
+        {"clip_range": 0.0},
+        {"kl_coef": -1.0},
+        {"batch_size": 0},
+        {"group_size": 2.5},
+        {"n_epochs": 1.5},
+        {"group_size": True},
+        {"max_grad_norm": float("nan")},
+    ],
 )
 def test_bad_settings_are_refused(math_env, kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="must be"):
+    with pytest.raises(ValueError, match=r"must be|need"):
         GRPO("MlpPolicy", math_env(n_envs=2), **{"group_size": 2, **kwargs})
+
+
+@pytest.mark.parametrize("budget", [-5, 2.5])
+def test_a_bad_budget_is_refused(math_env, budget: Any) -> None:
+    agent = GRPO("MlpPolicy", math_env(n_envs=2), group_size=2)
+    with pytest.raises(ValueError, match="total_timesteps must be an integer >= 0"):
+        agent.learn(budget)
 
 
 def test_save_load_round_trip_and_seeds(math_env, tmp_path: Path) -> None:

@@ -102,9 +102,9 @@ def test_invalid_actions_raise_and_lose_nothing(make, bad_action) -> None:
 
 
 def test_step_outside_an_episode_is_an_error(make, speller) -> None:
-    env = make().unwrapped
-    with pytest.raises(EpisodeOverError, match="before reset"):
-        env.step(0)
+    for env in (make(), make().unwrapped):  # through gym.make's wrappers too
+        with pytest.raises(EpisodeOverError, match="before reset"):
+            env.step(0)
     model, spell = speller
     env = make("CoLA-GSM8K-v0", model=model)
     env.reset(options={"problem_index": 0})

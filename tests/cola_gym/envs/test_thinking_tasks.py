@@ -84,7 +84,7 @@ def test_countdown_format_reward_and_own_puzzles(make) -> None:
     env.reset(options={"numbers": np.array([3, 5, 2]).tolist(), "target": np.int64(16)})
     assert _write(env, "<answer>(3 + 5) * 2</answer>")[0][-1] == 1.0
     for bad in ({"numbers": [3], "target": 3}, {"numbers": [3, 5]}, {"numbers": [3, -5], "target": 1},
-                {"numbers": [3, 5], "target": 8, "task_index": 0}):  # fmt: skip
+                {"numbers": [3, 5], "target": 8, "task_index": 0}, {"numbers": [3, 10**9], "target": 3}):  # fmt: skip
         with pytest.raises(ValueError, match="numbers"):
             env.reset(options=bad)
 
@@ -118,6 +118,25 @@ def test_the_generic_reasoning_id_takes_any_data_set(make) -> None:
     env.reset(options={"task_index": 3})
     rewards, _, _, info = _write(env, f"So it is {reference}.", eos=True)  # the fallback: last number
     assert (rewards[-1], info["extracted_by"], info["answer"]) == (1.0, "last_number", reference)
+
+
+def test_hostile_and_hedged_answers_end_to_end_through_token_twins(make, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(ValueError, match="spiral_matrix"):
+        make("CoLA-ReasoningGym-Token-v0", dataset="composite",
+             config={"datasets": [{"name": "spiral_matrix", "weight": 1.0, "config": {}}]})  # fmt: skip
+    env = make("CoLA-ReasoningGym-Token-v0", dataset="composite", size=8,
+               config={"datasets": [{"name": "chain_sum", "weight": 1.0, "config": {}}]})  # fmt: skip
+    env.reset(options={"task_index": 0})
+    rewards, terminated, _, _ = _write(env, f"<answer>__import__('pathlib').Path({str(marker)!r}).touch()</answer>")
+    assert (rewards[-1], terminated, marker.exists()) == (0.0, True, False)
+    syllogism = make("CoLA-Syllogism-Easy-Token-v0")
+    for index in range(4):
+        syllogism.reset(options={"task_index": index})
+        rewards, _, _, info = _write(syllogism, "<answer>YesNo</answer>")
+        assert (rewards[-1], info["is_success"]) == (0.0, False)
+        syllogism.reset(options={"task_index": index})
+        assert _write(syllogism, f"<answer>{info['reference']}</answer>")[0][-1] == 1.0
 
 
 def _fallback_text(reference: str, extractor: str) -> str:
@@ -165,17 +184,18 @@ def test_reasoning_gym_scorers_never_run_model_text(tmp_path: Path) -> None:
     assert countdown.end_turn(state, "<answer>9**9**9</answer>").reward == 0.0  # returns at once
     assert countdown.end_turn(state, f"<answer>{state.entry['answer']}</answer>").reward == 1.0
     # the library's own scorer pays these; ours does not
-    assert countdown.score("3!*4", {"metadata": {"numbers": [3, 4], "target": 24}}) == 0.0
-    assert countdown.score("3*4*2", {"metadata": {"numbers": [3, 4, 2], "target": 24}}) == 1.0
+    numbers, target = countdown.entry(0)["metadata"]["numbers"], countdown.entry(0)["metadata"]["target"]
+    assert countdown.score(f"{'*'.join(map(str, numbers))}!", 0) == 0.0
+    assert countdown.score(state.entry["answer"], 0) == 1.0 and target == state.entry["metadata"]["target"]
     puzzle24 = ReasoningGymTask("puzzle24")
-    assert puzzle24.score("6*4*1*1", {"metadata": {"numbers": [8, 5, 10, 6]}}) == 0.0
-    assert puzzle24.score("(8 - 5) * 10 - 6", {"metadata": {"numbers": [8, 5, 10, 6]}}) == 1.0
+    given = puzzle24.entry(0)["metadata"]["numbers"]
+    assert puzzle24.score("6*4*1*1", 0) == 0.0 and sorted(given) != [1, 1, 4, 6]
     for unsafe in ("string_insertion", "n_queens", "polynomial_multiplication", "simple_integration"):
-        with pytest.raises(ValueError, match="executes model text"):
+        with pytest.raises(ValueError, match=r"is refused: its scorer (calls eval|parses the answer with sympy)"):
             ReasoningGymTask(unsafe)
     primes = ReasoningGymTask("prime_factorization")  # its scorer raises on words: scored 0
-    assert primes.score("banana", primes.entry(0)) == 0.0
-    assert primes.score("x" * 2000, primes.entry(0)) == 0.0
+    assert primes.score("banana", 0) == 0.0
+    assert primes.score("x" * 2000, 0) == 0.0
 
 
 def test_reasoning_tasks_report_bad_arguments() -> None:

@@ -54,6 +54,7 @@ TABLE = [
     ("", "invalid"),
     ("   ", "invalid"),
     ("0025 - 5 * 3 / 4", "invalid"),  # leading zeros
+    ("(25 - 5) * 3 / 4 + 00", "invalid"),  # 00 is not 0
     ("(" * 10_000 + "1" + ")" * 10_000, "invalid"),
     ("1+" * 500_000 + "1", "invalid"),  # 1 MB
     ("1" * 1_000_000, "invalid"),
