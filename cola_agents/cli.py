@@ -266,7 +266,7 @@ def _benchmark_run(args: argparse.Namespace) -> int:
 def _benchmark_report(args: argparse.Namespace) -> int:
     from cola_agents.benchmark import write_report
 
-    paths = write_report(args.runs, args.out, reps=args.reps, title=args.title)
+    paths = write_report(args.runs, args.out, reps=args.reps, title=args.title, skip_bad=args.skip_bad)
     print(Path(paths["markdown"]).read_text(encoding="utf-8"))
     print("report: " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -417,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_report.add_argument("--out", help="where to write the report (default: --runs)")
     bench_report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     bench_report.add_argument("--title", default="", help="title of the learning-curve plot")
+    bench_report.add_argument(
+        "--skip-bad", action="store_true", help="leave out bad run files (with a warning) instead of refusing"
+    )
     bench_report.set_defaults(run=_benchmark_report)
 
     micro = commands.add_parser("init-decoder", help="write a small random Llama decoder with a tokenizer for a task")

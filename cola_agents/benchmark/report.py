@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from itertools import permutations
 from pathlib import Path
@@ -19,16 +20,34 @@ from typing import Any
 
 import numpy as np
 
-from cola_agents.benchmark.runner import read_result
+from cola_agents.benchmark.runner import RunFileError, read_result
 
 
-def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every readable run result under ``folder/runs`` (finished or not)."""
+def load_results(folder: str | os.PathLike[str], skip_bad: bool = False) -> list[dict[str, Any]]:
+    """Every run result under ``folder/runs`` that has at least one evaluation (finished or not).
+
+    Every file is checked (schema, ranges, and that its spec is the run it is named after);
+    a bad file raises :class:`RunFileError` naming each bad file, or with ``skip_bad`` is
+    left out with a warning.
+    """
     runs = Path(folder) / "runs"
     if not runs.is_dir():
         raise FileNotFoundError(f"no runs in {folder} (expected {runs}/*.json from cola-gym benchmark run)")
-    found = [read_result(path) for path in sorted(runs.glob("*.json"))]
-    return [r for r in found if r is not None and r["curve"]]
+    results, bad = [], []
+    for path in sorted(runs.glob("*.json")):
+        try:
+            result = read_result(path)
+        except RunFileError as err:
+            bad.append(str(err))
+            continue
+        if result is not None and result["curve"]:
+            results.append(result)
+    if bad and not skip_bad:
+        raise RunFileError(f"{len(bad)} bad run file(s); fix or delete them, or report without them "
+                           "(--skip-bad):\n  " + "\n  ".join(bad))  # fmt: skip
+    for problem in bad:
+        warnings.warn(f"left out of the report: {problem}", stacklevel=2)
+    return results
 
 
 def score_matrices(results: Sequence[dict[str, Any]], point: int) -> dict[str, np.ndarray]:
@@ -199,9 +218,10 @@ def _finish(figure: Any, axes: Any, labels: tuple[str, str, str], path: str | os
 
 
 def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 reps: int = 2000, title: str = "") -> dict[str, Path]:  # fmt: skip
-    """Writes ``report.json``, ``report.md``, ``learning_curves.png`` and ``performance_profile.png``."""
-    results = load_results(folder)
+                 reps: int = 2000, title: str = "", skip_bad: bool = False) -> dict[str, Path]:  # fmt: skip
+    """Writes ``report.json``, ``report.md``, ``learning_curves.png`` and ``performance_profile.png``
+    (``skip_bad``: leave out bad run files instead of refusing, see :func:`load_results`)."""
+    results = load_results(folder, skip_bad=skip_bad)
     report = build_report(results, reps=reps)
     target = Path(out or folder)
     target.mkdir(parents=True, exist_ok=True)

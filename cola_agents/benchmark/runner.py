@@ -13,13 +13,17 @@ when ``workers=1``), the Ray launcher as tasks of an existing Ray cluster (``ray
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cola_agents.benchmark.suite import RunSpec, Suite
+from cola_agents.benchmark.suite import AlgorithmSpec, RunSpec, Suite, TaskSpec, algorithm_classes
+
+logger = logging.getLogger(__name__)
 
 Launcher = str
 LAUNCHERS = ("local", "ray")
@@ -27,16 +31,131 @@ LAUNCHERS = ("local", "ray")
 
 def run_path(out: str | os.PathLike[str], run: RunSpec) -> Path:
     """Where ``run``'s result JSON lives under a suite's output folder."""
-    return Path(out) / "runs" / f"{run.name}.json"
+    runs = (Path(out) / "runs").resolve()
+    path = (runs / f"{run.name}.json").resolve()
+    if path.parent != runs:  # names are plain (see AlgorithmSpec), so this is a second line of defence
+        raise ValueError(f"run name {run.name!r} would write outside {runs}")
+    return path
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """A run's result, or ``None`` when missing or unreadable (a run killed while writing it)."""
+class RunFileError(ValueError):
+    """A run file that is unreadable, malformed, out of range, or not the run its name says."""
+
+
+def run_from_json(data: Any) -> RunSpec:
+    """The :class:`RunSpec` recorded in a run file (``RunSpec.to_json``); ``ValueError`` if malformed."""
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("algorithm"), dict)
+        or not isinstance(data.get("task"), dict)
+    ):
+        raise ValueError("its 'run' is not a run spec")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        fields = {**data, "algorithm": AlgorithmSpec(**data["algorithm"]), "task": TaskSpec(**data["task"])}
+        fields["eval_budgets"] = tuple(fields["eval_budgets"])
+        return RunSpec(**fields)
+    except (TypeError, KeyError) as err:
+        raise ValueError(f"its 'run' is not a run spec ({err})") from None
+
+
+def check_result(data: Any, path: Path, run: RunSpec | None = None) -> dict[str, Any]:
+    """``data`` if it is a valid result of the run its file is named after (and of ``run``, if
+    given); else raises :class:`RunFileError` saying what is wrong."""
+
+    def bad(reason: str) -> RunFileError:
+        return RunFileError(f"{path}: {reason}")
+
+    if not isinstance(data, dict):
+        raise bad("not a run result (a JSON object)")
+    missing = [k for k in ("run", "name", "curve", "finished", "train_seconds", "eval_id") if k not in data]
+    if missing:
+        raise bad(f"missing fields {missing}")
+    try:
+        spec = run_from_json(data["run"])
+    except ValueError as err:
+        raise bad(str(err)) from None
+    if not (spec.name == data["name"] == path.stem):
+        raise bad(f"its spec is run {spec.name!r} and its name {data['name']!r}, but the file is {path.name}")
+    if run is not None and spec.to_json() != run.to_json():
+        changed = sorted(k for k, v in run.to_json().items() if spec.to_json().get(k) != v)
+        raise bad(f"it was made by another suite (different {changed})")
+    if not isinstance(data["finished"], bool) or not _number(data["train_seconds"], 0.0):
+        raise bad("'finished' must be true or false and 'train_seconds' a number >= 0")
+    curve = data["curve"]
+    if not isinstance(curve, list):
+        raise bad("'curve' must be a list")
+    budgets: list[int] = []
+    for point in curve:
+        problem = _point_problem(point, spec.eval_problems)
+        if problem:
+            raise bad(f"curve point {len(budgets)}: {problem}")
+        budgets.append(point["budget"])
+    if budgets != list(spec.eval_budgets[: len(budgets)]):
+        raise bad(f"its curve is at budgets {budgets}, not a prefix of the run's {list(spec.eval_budgets)}")
+    if data["finished"] and len(budgets) != len(spec.eval_budgets):
+        raise bad(f"marked finished with {len(budgets)} of {len(spec.eval_budgets)} evaluations")
+    return data
+
+
+def _number(value: Any, low: float, high: float = math.inf) -> bool:
+    real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return real and low <= value <= high
+
+
+def _point_problem(point: Any, eval_problems: int) -> str:
+    """What is wrong with one curve point ("" if nothing)."""
+    if not isinstance(point, dict):
+        return "not an object"
+    for key, low, high in (("budget", 0, math.inf), ("env_tokens", 0, math.inf), ("success_rate", 0, 1),
+                           ("greedy_success_rate", 0, 1), ("mean_return", -math.inf, math.inf)):  # fmt: skip
+        if not _number(point.get(key), low, high):
+            return f"{key} = {point.get(key)!r} is not a number in [{low}, {high}]"
+    if "rewarded_rate" in point and not _number(point["rewarded_rate"], 0, 1):
+        return f"rewarded_rate = {point['rewarded_rate']!r} is not in [0, 1]"
+    for key, rate in (("successes", "success_rate"), ("greedy_successes", "greedy_success_rate")):
+        flags = point.get(key)
+        if not isinstance(flags, list) or len(flags) != eval_problems or not all(isinstance(f, bool) for f in flags):
+            return f"{key} must list {eval_problems} true/false values"
+        if abs(sum(flags) / eval_problems - point[rate]) > 1e-9:
+            return f"{rate} = {point[rate]} disagrees with its {key} ({sum(flags)} of {eval_problems})"
+    return ""
+
+
+def read_result(path: Path, run: RunSpec | None = None) -> dict[str, Any] | None:
+    """A run's checked result, or ``None`` when there is no file; :class:`RunFileError` when
+    the file is unreadable or invalid (see :func:`check_result`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("curve"), list) else None
+    except OSError as err:
+        raise RunFileError(f"{path}: unreadable ({err})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise RunFileError(f"{path}: not valid JSON, maybe truncated ({err})") from None
+    return check_result(data, path, run)
+
+
+def is_finished(result: dict[str, Any] | None) -> bool:
+    """Whether a checked result has every evaluation of its run."""
+    return result is not None and result["finished"]
+
+
+def _existing_result(out: Path, run: RunSpec) -> dict[str, Any] | None:
+    """``run``'s checked result under ``out``; an invalid file is set aside (``.json.bad``) and the run redone."""
+    path = run_path(out, run)
+    try:
+        return read_result(path, run)
+    except RunFileError as err:
+        aside = path.with_suffix(".json.bad")
+        number = 1
+        while aside.exists():
+            number += 1
+            aside = path.with_suffix(f".json.bad{number}")
+        path.replace(aside)
+        logger.warning("%s; kept as %s, the run starts again", err, aside.name)
+        return None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -56,31 +175,23 @@ def _env_ids(run: RunSpec) -> tuple[str, str]:
 
 def make_agent(run: RunSpec, env: Any, tensorboard_log: str | None) -> Any:
     """The run's algorithm on ``env``, starting from the prior (the CoLA policy or, for token twins, the decoder)."""
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3 import A2C, PPO
-
-    from cola_agents.algorithms import GRPO
     from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy
 
-    classes: dict[str, tuple[Any, Any]] = {
-        "ppo": (PPO, CoLAPriorPolicy),
-        "a2c": (A2C, CoLAPriorPolicy),
-        "maskable_ppo": (MaskablePPO, CoLAMaskablePriorPolicy),
-        "grpo": (GRPO, "MlpPolicy"),
-    }
-    cls, policy = classes[run.algorithm.algorithm]
+    policies: dict[str, Any] = {"ppo": CoLAPriorPolicy, "a2c": CoLAPriorPolicy,
+                                "maskable_ppo": CoLAMaskablePriorPolicy, "grpo": "MlpPolicy"}  # fmt: skip
     kwargs = dict(run.algorithm.hyperparameters)
-    return cls(policy, env, seed=run.seed, tensorboard_log=tensorboard_log, **kwargs)
+    try:
+        return algorithm_class(run)(policies[run.algorithm.algorithm], env, seed=run.seed,
+                                    tensorboard_log=tensorboard_log, **kwargs)  # fmt: skip
+    except (TypeError, AssertionError) as err:
+        raise ValueError(
+            f"run {run.name}: {run.algorithm.algorithm} refused its hyperparameters {kwargs}: {err}"
+        ) from err
 
 
 def algorithm_class(run: RunSpec) -> Any:
     """The class whose ``load`` restores ``run``'s checkpoints."""
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3 import A2C, PPO
-
-    from cola_agents.algorithms import GRPO
-
-    return {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "grpo": GRPO}[run.algorithm.algorithm]
+    return algorithm_classes()[run.algorithm.algorithm]
 
 
 def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = False) -> dict[str, Any]:
@@ -97,9 +208,9 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
 
     out = Path(out)
     path = run_path(out, run)
-    result = read_result(path)
-    if result is not None and result.get("finished"):
-        return result
+    result = _existing_result(out, run)
+    if is_finished(result):
+        return result  # type: ignore[return-value]
     train_id, eval_id = _env_ids(run)
     env_kwargs = {"observation": "hidden+prior", **run.env_kwargs}
     if run.algorithm.prior_kl_coef:
@@ -108,7 +219,7 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
     checkpoint = out / "checkpoints" / run.name / "agent.zip"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     tensorboard = str(out / "tensorboard" / run.name)
-    if result is not None and checkpoint.is_file():
+    if result is not None and result["curve"] and checkpoint.is_file():
         agent = algorithm_class(run).load(checkpoint, env=env, tensorboard_log=tensorboard)
         curve = result["curve"]
     else:
@@ -186,9 +297,9 @@ def run_suite(
     results: dict[str, dict[str, Any]] = {}
     pending: list[RunSpec] = []
     for run in runs:
-        found = read_result(run_path(out, run))
-        if found is not None and found.get("finished"):
-            results[run.name] = found
+        found = _existing_result(out, run)
+        if is_finished(found):
+            results[run.name] = found  # type: ignore[assignment]
         else:
             pending.append(run)
     bar = tqdm(total=len(runs), initial=len(results), desc="benchmark runs", unit="run", disable=not show_progress)

@@ -26,7 +26,10 @@ Every (algorithm, task, seed) is one :class:`RunSpec`; the runner trains and eva
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +44,26 @@ else:  # pragma: no cover
 ALGORITHMS = ("ppo", "a2c", "maskable_ppo", "grpo")
 """Algorithms the runner builds (each starts from the CoLA prior, see ``runner.make_agent``)."""
 ACTIONS = ("latent", "token")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_ENV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_RUNNER_ARGUMENTS = ("policy", "env", "seed", "tensorboard_log", "device", "_init_setup_model")
+"""Arguments the runner sets itself: not hyperparameters."""
+
+
+def algorithm_classes() -> dict[str, Any]:
+    """The class of each name in :data:`ALGORITHMS`."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import A2C, PPO
+
+    from cola_agents.algorithms import GRPO
+
+    return {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "grpo": GRPO}
+
+
+def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,11 @@ class TaskSpec:
 
     train: str
     eval: str
+
+    def __post_init__(self) -> None:
+        for env_id in (self.train, self.eval):
+            if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
+                raise ValueError(f"task ids are registered env ids such as 'CoLA-Countdown-Easy-v0', got {env_id!r}")
 
     @property
     def name(self) -> str:
@@ -81,12 +109,52 @@ class AlgorithmSpec:
     prior_kl_coef: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _PLAIN_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"algorithm name {self.name!r} must be a plain name (letters, digits, '_' and '-', at most 64): "
+                "it names the run's files"
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.name!r}: unknown algorithm {self.algorithm!r}; choose from {ALGORITHMS}")
         if self.actions not in ACTIONS:
             raise ValueError(f"algorithm {self.name!r}: actions must be one of {ACTIONS}, got {self.actions!r}")
-        if self.prior_kl_coef < 0 or (self.prior_kl_coef and self.actions == "token"):
-            raise ValueError(f"algorithm {self.name!r}: prior_kl_coef must be >= 0 and applies to latent actions")
+        kl = self.prior_kl_coef
+        if isinstance(kl, bool) or not isinstance(kl, (int, float)) or not math.isfinite(kl) or kl < 0:
+            raise ValueError(f"algorithm {self.name!r}: prior_kl_coef must be a number >= 0, got {kl!r}")
+        if kl and self.actions == "token":
+            raise ValueError(f"algorithm {self.name!r}: prior_kl_coef applies to latent actions only")
+        self.check_hyperparameters()
+
+    def check_hyperparameters(self) -> None:
+        """Raises ``ValueError`` for a keyword the algorithm class does not take, or a value of the
+        wrong kind (a number where the default is a number, a bool where it is a bool, ...)."""
+        parameters = inspect.signature(algorithm_classes()[self.algorithm].__init__).parameters
+        accepted = sorted(p for p in parameters if p not in (*_RUNNER_ARGUMENTS, "self"))
+        for key, value in self.hyperparameters.items():
+            if key in _RUNNER_ARGUMENTS:
+                raise ValueError(f"algorithm {self.name!r}: {key} is set by the runner, not a hyperparameter")
+            if key not in parameters:
+                raise ValueError(
+                    f"algorithm {self.name!r}: {self.algorithm} has no hyperparameter {key!r}; it takes {accepted}"
+                )
+            default = parameters[key].default
+            if not _same_kind(value, default):
+                raise ValueError(
+                    f"algorithm {self.name!r}: {key} must be {type(default).__name__} like its default "
+                    f"{default!r}, got {value!r}"
+                )
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a suite value can stand where ``default`` does (unknown kinds pass)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        return number and (not isinstance(default, int) or isinstance(value, int)) and math.isfinite(value)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
 
 
 @dataclass(frozen=True)
@@ -139,8 +207,16 @@ class Suite:
     def __post_init__(self) -> None:
         if not self.tasks or not self.algorithms or not self.seeds:
             raise ValueError("a suite needs at least one task, one algorithm and one seed")
-        if self.budget < 1 or self.eval_points < 1 or self.eval_problems < 1 or self.n_envs < 1:
-            raise ValueError("budget, eval_points, eval_problems and n_envs must be >= 1")
+        for name in ("budget", "eval_points", "eval_problems", "n_envs"):
+            _check_int("suite", name, getattr(self, name), 1)
+        for seed in self.seeds:
+            _check_int("suite", "each seed", seed, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"suite: seeds must be different, got {list(self.seeds)}")
+        if self.eval_points > self.budget:
+            raise ValueError(f"suite: eval_points ({self.eval_points}) cannot exceed the budget ({self.budget})")
+        if not isinstance(self.env_kwargs, Mapping):
+            raise ValueError(f"suite: env_kwargs must be a table, got {self.env_kwargs!r}")
         names = [a.name for a in self.algorithms]
         if len(set(names)) != len(names):
             raise ValueError(f"algorithm names must be unique, got {names}")
@@ -174,6 +250,25 @@ class Suite:
                 for found in wanted:
                     if found not in gym.registry:
                         raise ValueError(f"{found} is not a registered cola-gym id")
+            available = _num_tasks(task.eval, self.env_kwargs)
+            if available is not None and self.eval_problems > available:
+                raise ValueError(
+                    f"suite: eval_problems = {self.eval_problems} but {task.eval} has {available} evaluation problems"
+                )
+
+
+def _num_tasks(env_id: str, env_kwargs: Mapping[str, Any]) -> int | None:
+    """How many problems ``env_id`` has (``None`` when its data cannot be read here)."""
+    import gymnasium as gym
+
+    from cola_gym.envs.env import ENV_ARGUMENTS, build_task
+
+    kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k not in ENV_ARGUMENTS}
+    kwargs.update({k: v for k, v in env_kwargs.items() if k not in ENV_ARGUMENTS and k != "max_episode_steps"})
+    try:
+        return build_task(kwargs.pop("task"), **kwargs).num_tasks
+    except (OSError, ValueError, TypeError):
+        return None  # the run itself reports the missing data, with the paths it tried
 
 
 def load_suite(path: str | os.PathLike[str], **overrides: Any) -> Suite:
@@ -195,12 +290,28 @@ def suite_from_dict(data: Mapping[str, Any], where: str = "suite") -> Suite:
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"{where}: unknown fields {sorted(unknown)}; accepted: {sorted(known)}")
+    if not isinstance(data.get("task", []), list) or not isinstance(data.get("algorithms", {}), Mapping):
+        raise ValueError(f"{where}: give tasks as [[task]] entries and algorithms as [algorithms.<name>] tables")
+    if not isinstance(data.get("env_kwargs", {}), Mapping):
+        raise ValueError(f"{where}: env_kwargs must be a table")
     tasks = tuple(_task(entry, where) for entry in data.get("task", []))
-    algorithms = tuple(_algorithm(name, dict(entry), where) for name, entry in data.get("algorithms", {}).items())
+    algorithms = []
+    for name, entry in data.get("algorithms", {}).items():
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: [algorithms.{name}] must be a table of hyperparameters")
+        algorithms.append(_algorithm(name, dict(entry), where))
     fields = {k: data[k] for k in ("budget", "eval_points", "eval_problems", "n_envs") if k in data}
+    for name, value in fields.items():
+        _check_int(where, name, value, 1)
     if "seeds" in data:
-        fields["seeds"] = tuple(int(s) for s in data["seeds"])
-    return Suite(tasks, algorithms, env_kwargs=dict(data.get("env_kwargs", {})), **fields)
+        seeds = data["seeds"]
+        if not isinstance(seeds, (list, tuple)):
+            raise ValueError(f"{where}: seeds must be a list of integers, got {seeds!r}")
+        fields["seeds"] = tuple(_check_int(where, "each seed", s, 0) for s in seeds)
+    try:
+        return Suite(tasks, tuple(algorithms), env_kwargs=dict(data.get("env_kwargs", {})), **fields)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}".replace(f"{where}: suite: ", f"{where}: ")) from None
 
 
 def _task(entry: Any, where: str) -> TaskSpec:
@@ -214,7 +325,7 @@ def _task(entry: Any, where: str) -> TaskSpec:
 def _algorithm(name: str, entry: dict[str, Any], where: str) -> AlgorithmSpec:
     algorithm = entry.pop("algorithm", name)
     actions = entry.pop("actions", "latent")
-    prior_kl_coef = float(entry.pop("prior_kl_coef", 0.0))
+    prior_kl_coef = entry.pop("prior_kl_coef", 0.0)
     try:
         return AlgorithmSpec(name, str(algorithm), str(actions), entry, prior_kl_coef)
     except ValueError as err:
