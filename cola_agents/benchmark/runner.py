@@ -76,6 +76,9 @@ def check_result(data: Any, path: Path, run: RunSpec | None = None) -> dict[str,
         raise bad(str(err)) from None
     if not (spec.name == data["name"] == path.stem):
         raise bad(f"its spec is run {spec.name!r} and its name {data['name']!r}, but the file is {path.name}")
+    budgets_ok = spec.eval_budgets and spec.eval_budgets[0] == 0 and spec.eval_budgets[-1] == spec.budget
+    if not budgets_ok or list(spec.eval_budgets) != sorted(set(spec.eval_budgets)):
+        raise bad(f"its spec evaluates at {list(spec.eval_budgets)}, not from 0 up to its budget {spec.budget}")
     if run is not None and spec.to_json() != run.to_json():
         changed = sorted(k for k, v in run.to_json().items() if spec.to_json().get(k) != v)
         raise bad(f"it was made by another suite (different {changed})")

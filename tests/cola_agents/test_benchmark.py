@@ -10,6 +10,7 @@ import pytest
 
 from cola_agents.benchmark import Suite, TaskSpec, load_suite, run_suite, write_report
 from cola_agents.benchmark.report import build_report, score_matrices
+from cola_agents.benchmark.runner import RunFileError
 from cola_agents.benchmark.suite import AlgorithmSpec, parse_algorithms, training_id
 from cola_agents.cli import main
 
@@ -128,6 +129,15 @@ def test_suite_files_and_their_errors(tmp_path: Path) -> None:
         "task = [\n": "not valid TOML",
         "[algorithms.grpo]\n": "at least one task",
         'task = [{ train = "CoLA-Countdown-Easy-Train-v0" }]\n[algorithms.grpo]\n': "needs eval",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\ngroup_sise = 4\n': "no hyperparameter 'group_sise'",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\nlearning_rate = "fast"\n': "learning_rate must be float",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms.ppo]\nseed = 3\n': "set by the runner",
+        'budget = "lots"\ntask = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\n': "budget must be an integer",
+        'budget = 64.5\ntask = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\n': "budget must be an integer",
+        'seeds = [0, 0]\ntask = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\n': "seeds must be different",
+        'seeds = [-1]\ntask = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\n': "seed must be an integer >= 0",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms."../../../tmp/x"]\nalgorithm = "grpo"\n': "plain name",
+        'task = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\nprior_kl_coef = "a lot"\n': "prior_kl_coef must be",
     }
     for text, message in cases.items():
         path.write_text(text)
@@ -138,6 +148,39 @@ def test_suite_files_and_their_errors(tmp_path: Path) -> None:
     path.write_text('task = ["CoLA-Nothing-v0"]\n[algorithms.grpo]\n')
     with pytest.raises(ValueError, match="not a registered"):
         run_suite(load_suite(path), tmp_path / "out", show_progress=False)
+    path.write_text('eval_problems = 300\ntask = ["CoLA-Countdown-Easy-v0"]\n[algorithms.grpo]\n')
+    with pytest.raises(ValueError, match="eval_problems = 300 but CoLA-Countdown-Easy-v0 has 256"):
+        run_suite(load_suite(path), tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out" / "runs").exists()  # refused before anything ran
+
+
+def test_bad_run_files_are_named_refused_by_the_report_and_rerun_by_the_runner(suite: Suite, tmp_path: Path) -> None:
+    small = Suite(suite.tasks, suite.algorithms[:1], seeds=(0, 1), budget=8, eval_points=1, eval_problems=2,
+                  n_envs=2, env_kwargs=suite.env_kwargs)  # fmt: skip
+    first, second = run_suite(small, tmp_path, show_progress=False)
+    runs = tmp_path / "runs"
+    path = runs / f"{first['name']}.json"
+    good = path.read_text()
+    tampered = {
+        "success rate 7.5": {**first, "curve": [{**first["curve"][0], "success_rate": 7.5}, *first["curve"][1:]]},
+        "finished with an empty curve": {**first, "curve": []},
+        "another seed's spec": {**first, "run": second["run"], "name": second["name"]},
+        "spec changed": {**first, "run": {**first["run"], "budget": 16}},
+    }
+    for why, data in [*tampered.items(), ("truncated", None)]:
+        path.write_text(good[: len(good) // 2] if data is None else json.dumps(data))
+        with pytest.raises(RunFileError, match=path.name):
+            write_report(tmp_path, reps=50)
+        assert main(["benchmark", "report", "--runs", str(tmp_path), "--reps", "50"]) == 2, why
+        with pytest.warns(UserWarning, match=path.name):
+            report = json.loads(write_report(tmp_path, reps=50, skip_bad=True)["json"].read_text())
+        assert report["final"]["grpo"]["runs"] == 1, why  # the other run is still reported
+    path.write_text(json.dumps(tampered["finished with an empty curve"]))
+    [rerun, kept] = run_suite(small, tmp_path, show_progress=False)
+    assert rerun["finished"] and len(rerun["curve"]) == 2
+    assert json.dumps(kept, sort_keys=True) == json.dumps(second, sort_keys=True)  # the good run is not redone
+    assert (runs / f"{first['name']}.json.bad").is_file()  # nothing lost: the bad file is kept beside
+    assert json.loads(write_report(tmp_path, reps=50)["json"].read_text())["final"]["grpo"]["runs"] == 2
 
 
 def test_benchmark_command_runs_and_reports(tiny_cola_dir: Path, tmp_path: Path, capsys) -> None:
