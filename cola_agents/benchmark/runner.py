@@ -79,8 +79,9 @@ def check_result(data: Any, path: Path, run: RunSpec | None = None) -> dict[str,
     budgets_ok = spec.eval_budgets and spec.eval_budgets[0] == 0 and spec.eval_budgets[-1] == spec.budget
     if not budgets_ok or list(spec.eval_budgets) != sorted(set(spec.eval_budgets)):
         raise bad(f"its spec evaluates at {list(spec.eval_budgets)}, not from 0 up to its budget {spec.budget}")
-    if run is not None and spec.to_json() != run.to_json():
-        changed = sorted(k for k, v in run.to_json().items() if spec.to_json().get(k) != v)
+    recorded = spec.to_json()
+    if run is not None and recorded != run.to_json():
+        changed = sorted(k for k, v in run.to_json().items() if recorded.get(k) != v)
         raise bad(f"it was made by another suite (different {changed})")
     if not isinstance(data["finished"], bool) or not _number(data["train_seconds"], 0.0):
         raise bad("'finished' must be true or false and 'train_seconds' a number >= 0")
@@ -138,11 +139,6 @@ def read_result(path: Path, run: RunSpec | None = None) -> dict[str, Any] | None
     except ValueError as err:
         raise RunFileError(f"{path}: not valid JSON, maybe truncated ({err})") from None
     return check_result(data, path, run)
-
-
-def is_finished(result: dict[str, Any] | None) -> bool:
-    """Whether a checked result has every evaluation of its run."""
-    return result is not None and result["finished"]
 
 
 def _existing_result(out: Path, run: RunSpec) -> dict[str, Any] | None:
@@ -212,8 +208,8 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
     out = Path(out)
     path = run_path(out, run)
     result = _existing_result(out, run)
-    if is_finished(result):
-        return result  # type: ignore[return-value]
+    if result is not None and result["finished"]:  # checked: every evaluation is there
+        return result
     train_id, eval_id = _env_ids(run)
     env_kwargs = {"observation": "hidden+prior", **run.env_kwargs}
     if run.algorithm.prior_kl_coef:
@@ -301,8 +297,8 @@ def run_suite(
     pending: list[RunSpec] = []
     for run in runs:
         found = _existing_result(out, run)
-        if is_finished(found):
-            results[run.name] = found  # type: ignore[assignment]
+        if found is not None and found["finished"]:
+            results[run.name] = found
         else:
             pending.append(run)
     bar = tqdm(total=len(runs), initial=len(results), desc="benchmark runs", unit="run", disable=not show_progress)

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, ClassVar, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,10 @@ class Verdict:
 class GraderWorker:
     """A grader of untrusted text in a worker process with a hard time limit per request.
 
+    Subclasses name their worker's ``grader`` (``"math"`` or ``"reasoning-gym"``, see
+    ``_verify_worker.py``).
+
     Args:
-        grader: the worker's grader (``"math"`` or ``"reasoning-gym"``, see ``_verify_worker.py``).
         timeout_s: time limit of one request, in seconds.
         startup_timeout_s: time limit for starting the worker (imports the grader's library).
         memory_limit_bytes: the worker's address-space cap (``RLIMIT_AS``, where the
@@ -65,9 +67,10 @@ class GraderWorker:
     timeout, and after ``requests_per_worker`` requests.
     """
 
+    grader: ClassVar[str]
+
     def __init__(
         self,
-        grader: str,
         timeout_s: float = 5.0,
         startup_timeout_s: float = 120.0,
         memory_limit_bytes: int = 4 << 30,
@@ -79,7 +82,6 @@ class GraderWorker:
             raise ValueError(f"memory_limit_bytes must be at least 64 MiB (sympy needs it), got {memory_limit_bytes}")
         if requests_per_worker < 1:
             raise ValueError(f"requests per worker must be >= 1, got {requests_per_worker}")
-        self.grader = grader
         self.timeout_s = timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.memory_limit_bytes = memory_limit_bytes
@@ -184,6 +186,8 @@ class MathVerifier(GraderWorker):
     timeout, and after ``comparisons_per_worker`` comparisons.
     """
 
+    grader = "math"
+
     def __init__(
         self,
         timeout_s: float = 5.0,
@@ -191,9 +195,7 @@ class MathVerifier(GraderWorker):
         memory_limit_bytes: int = 4 << 30,
         comparisons_per_worker: int = 5_000,
     ) -> None:
-        if comparisons_per_worker < 1:
-            raise ValueError(f"comparisons_per_worker must be >= 1, got {comparisons_per_worker}")
-        super().__init__("math", timeout_s, startup_timeout_s, memory_limit_bytes, comparisons_per_worker)
+        super().__init__(timeout_s, startup_timeout_s, memory_limit_bytes, comparisons_per_worker)
 
     def compare(self, gold: str, predicted: str) -> Verdict:
         """Whether ``predicted`` is equivalent to ``gold`` (both LaTeX or plain math)."""
@@ -217,14 +219,7 @@ class ReasoningGymScorer(GraderWorker):
     :class:`GraderWorker`'s.
     """
 
-    def __init__(
-        self,
-        timeout_s: float = 5.0,
-        startup_timeout_s: float = 120.0,
-        memory_limit_bytes: int = 4 << 30,
-        requests_per_worker: int = 20_000,
-    ) -> None:
-        super().__init__("reasoning-gym", timeout_s, startup_timeout_s, memory_limit_bytes, requests_per_worker)
+    grader = "reasoning-gym"
 
     def score(self, dataset: str, config: Mapping[str, Any], seed: int, size: int, index: int, answer: str) -> Score:
         """The library's score of ``answer`` for item ``index`` of the data set (JSON-able ``config``)."""
