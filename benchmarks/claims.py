@@ -38,7 +38,7 @@ from cola_agents.benchmark.report import build_report, markdown_table, plot_curv
 from cola_agents.benchmark.runner import algorithm_class, read_result, run_path
 from cola_agents.benchmark.suite import RunSpec, Suite
 from cola_gym.model import shared_model
-from cola_gym.registration import token_twin_id
+from cola_gym.registration import entry as registry_entry
 
 PARTS = ("runs", "latent-vs-token", "compute", "collapse", "diversity")
 LATENT_VS_TOKEN = ("grpo", "ppo", "grpo-token", "ppo-token")
@@ -179,7 +179,7 @@ def samples_of_agents(suite: Suite, out: Path, problems: int, group: int) -> dic
     for name, runs in _agents(suite, out).items():
         for run, agent in runs:
             token = run is not None and run.algorithm.actions == "token"
-            env_id = token_twin_id(task.eval) if token else task.eval
+            env_id = registry_entry(task.eval).token_twin or task.eval if token else task.eval
             kwargs = env_kwargs if run is not None else {**env_kwargs, "track_policy": True}
             drawn = sample_agent(agent, env_id, range(problems), group, kwargs)
             samples.setdefault(name, []).extend({**s, "seed": None if run is None else run.seed} for s in drawn)

@@ -32,9 +32,9 @@ import numpy as np
 from _report import pyplot, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
-from cola_gym.household import TASK_TYPES, admissible_commands, expert_plan, generate_game, step
-from cola_gym.household.backends import NativeBackend
-from cola_gym.household.vocabulary import SHORT_NAMES
+from cola_gym.tasks.household import TASK_TYPES, admissible_commands, expert_plan, generate_game, step
+from cola_gym.tasks.household.backends import NativeBackend
+from cola_gym.tasks.household.vocabulary import SHORT_NAMES
 
 MODES = {"greedy": True, "sampled": False}
 SPLIT_IDS = {"seen": "CoLA-ALFWorld-v0", "unseen": "CoLA-ALFWorld-Unseen-v0"}
@@ -55,7 +55,7 @@ def command_script(game: Any, extra: int, seed: int) -> list[str]:
 
 
 def engine_part(args: argparse.Namespace) -> dict[str, Any]:
-    from cola_gym.household.alfworld import AlfworldSession, tw_pddl_game
+    from cola_gym.tasks.household.alfworld import AlfworldSession, tw_pddl_game
 
     games = [generate_game("valid_seen", i) for i in range(args.engine_games)]
     scripts = [command_script(game, 10, i) for i, game in enumerate(games)]

@@ -1,6 +1,6 @@
 """Base success of a model on every task level: where does RL start?
 
-For each evaluation id of the difficulty ladders (``level = ...`` in ``envs/*.toml``) and
+For each evaluation id of the difficulty ladders (``level = ...`` in ``cola_gym/tasks/*/spec.toml``) and
 each seed: the CoLA policy prior plays 64 test problems (the seed picks them) greedily and
 sampled (top-k 40, T = 1, the release setting), all in one batch. Reported per (id, seed,
 mode): success rate, mean return, mean episode tokens, and the time spent in the task's
@@ -25,8 +25,7 @@ import numpy as np
 from _report import pyplot, write_report
 
 import cola_gym
-from cola_gym.envs.env import ENV_ARGUMENTS, build_task
-from cola_gym.registration import difficulty_ladder, load_task_specs
+from cola_gym.registration import registry, task_for
 
 MODES = {"greedy": True, "sampled": False}
 
@@ -57,13 +56,11 @@ class GradingClock:
 
 def measure(env_id: str, seed: int, deterministic: bool, args: argparse.Namespace) -> dict[str, float]:
     """One (id, seed, mode) run of the prior on ``args.problems`` test problems."""
-    import gymnasium as gym
 
     from cola_agents import PriorAgent
     from cola_agents.evaluation import evaluate
 
-    spec_kwargs = dict(gym.spec(env_id).kwargs)
-    task = build_task(spec_kwargs.pop("task"), **{k: v for k, v in spec_kwargs.items() if k not in ENV_ARGUMENTS})
+    task = task_for(env_id)
     count = task.num_tasks or args.problems
     indices = np.random.default_rng(seed).choice(count, size=min(args.problems, count), replace=False)
     kwargs: dict[str, Any] = {"track_policy": True}
@@ -149,7 +146,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only print the Markdown table of --out")
     args = parser.parse_args()
     out = Path(args.out)
-    ladder = difficulty_ladder(load_task_specs())
+    ladder = registry().ladder
     previous = json.loads(out.read_text()) if out.is_file() else {}
     if args.table:
         print(markdown(previous.get("rows", [])))

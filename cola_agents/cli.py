@@ -150,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from cola_agents.episodes import collect_episodes
+    from cola_agents.collect import collect_episodes
     from cola_agents.mcts import MCTSConfig
 
     env_kwargs: dict[str, Any] = {} if args.model is None else {"model": args.model}
@@ -182,8 +182,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _household_demos(args: argparse.Namespace) -> int:
-    from cola_gym.envs.household import HouseholdTask, expert_transcript
-    from cola_gym.household import generate_game
+    from cola_gym.tasks.household import generate_game
+    from cola_gym.tasks.household.task import HouseholdTask, expert_transcript
 
     task = HouseholdTask(split=args.split, task_type=args.task_type)
     last = args.first_game + args.games

@@ -165,11 +165,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _env_ids(run: RunSpec) -> tuple[str, str]:
-    from cola_gym.registration import token_twin_id
+    from cola_gym.registration import entry
 
     if run.algorithm.actions == "token":
-        return token_twin_id(run.task.train), token_twin_id(run.task.eval)
+        return _twin(entry(run.task.train).token_twin, run.task.train), _twin(
+            entry(run.task.eval).token_twin, run.task.eval
+        )
     return run.task.train, run.task.eval
+
+
+def _twin(twin: str | None, env_id: str) -> str:
+    if twin is None:
+        raise ValueError(f"{env_id} has no token twin; token-action algorithms need one")
+    return twin
 
 
 def make_agent(run: RunSpec, env: Any, tensorboard_log: str | None) -> Any:

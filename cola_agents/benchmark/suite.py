@@ -238,18 +238,16 @@ class Suite:
 
     def check_ids(self) -> None:
         """Raises ``ValueError`` for an id that is not registered (with token twins where asked)."""
-        import gymnasium as gym
+        from cola_gym.registration import registry
 
-        import cola_gym  # noqa: F401 - registers the ids
-        from cola_gym.registration import token_twin_id
-
+        entries = registry()
         token = any(a.actions == "token" for a in self.algorithms)
         for task in self.tasks:
             for env_id in (task.train, task.eval):
-                wanted = [env_id, token_twin_id(env_id)] if token else [env_id]
-                for found in wanted:
-                    if found not in gym.registry:
-                        raise ValueError(f"{found} is not a registered cola-gym id")
+                if env_id not in entries:
+                    raise ValueError(f"{env_id} is not a registered cola-gym id")
+                if token and entries[env_id].token_twin is None:
+                    raise ValueError(f"{env_id} has no token twin (-Token- id), which token-action algorithms need")
             available = _num_tasks(task.eval, self.env_kwargs)
             if available is not None and self.eval_problems > available:
                 raise ValueError(
@@ -259,14 +257,10 @@ class Suite:
 
 def _num_tasks(env_id: str, env_kwargs: Mapping[str, Any]) -> int | None:
     """How many problems ``env_id`` has (``None`` when its data cannot be read here)."""
-    import gymnasium as gym
+    from cola_gym.registration import task_for
 
-    from cola_gym.envs.env import ENV_ARGUMENTS, build_task
-
-    kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k not in ENV_ARGUMENTS}
-    kwargs.update({k: v for k, v in env_kwargs.items() if k not in ENV_ARGUMENTS and k != "max_episode_steps"})
     try:
-        return build_task(kwargs.pop("task"), **kwargs).num_tasks
+        return task_for(env_id, **env_kwargs).num_tasks
     except (OSError, ValueError, TypeError):
         return None  # the run itself reports the missing data, with the paths it tried
 
@@ -333,14 +327,11 @@ def _algorithm(name: str, entry: dict[str, Any], where: str) -> AlgorithmSpec:
 
 
 def training_id(eval_id: str) -> str:
-    """The training id beside an evaluation id (``X-v0`` -> ``X-Train-v0`` when registered, else itself)."""
-    import gymnasium as gym
+    """The training id its spec declares for an evaluation id (``train_id``), else the id itself."""
+    from cola_gym.registration import registry
 
-    import cola_gym  # noqa: F401 - registers the ids
-
-    base, _, version = eval_id.rpartition("-")
-    candidate = f"{base}-Train-{version}"
-    return candidate if candidate in gym.registry else eval_id
+    found = registry().get(eval_id)
+    return found.train_id if found is not None and found.train_id is not None else eval_id
 
 
 def parse_algorithms(names: Sequence[str]) -> tuple[AlgorithmSpec, ...]:

@@ -64,11 +64,11 @@ class CoLASearchModel:
         result = stepper.step([h.episode for h in handles], stack_states([h.state for h in handles]), actions)
         steps = []
         for row, (handle, action) in enumerate(zip(handles, actions, strict=True)):
-            outcome, q_values = result.decision.outcomes[row], handle.state.q_values
-            new = EpisodeHandle(stepper=stepper, episode=result.decision.episodes[row],
+            outcome, q_values = result.booking.outcomes[row], handle.state.q_values
+            new = EpisodeHandle(stepper=stepper, episode=result.booking.episodes[row],
                                 state=result.state.select([row]), reward=outcome.reward if outcome.terminated else 0.0,
                                 last_q=None if q_values is None else float(q_values[0, action]))  # fmt: skip
-            steps.append(Step(handle=new, token=int(result.decision.tokens[row]), view=self._view(new, 0)))
+            steps.append(Step(handle=new, token=int(result.booking.tokens[row]), view=self._view(new, 0)))
         return steps
 
     def rollout(
@@ -95,14 +95,14 @@ class CoLASearchModel:
                 self._view(EpisodeHandle(stepper, episodes[i], batch), position) for position, i in enumerate(rows)
             ]
             chosen = [policy_action(view, config, generator) for view in views]
-            decision = stepper.decide([episodes[i] for i in rows], batch, chosen)
+            booking = stepper.decide([episodes[i] for i in rows], batch, chosen)
             feeds, keep = [], []
             for position, (i, action) in enumerate(zip(rows, chosen, strict=True)):
                 if batch.q_values is not None:
                     last_q[i] = float(batch.q_values[position, action])
                 actions[i].append(action)
                 positions[i].append(len(consumed[i]))
-                episodes[i], outcome = decision.episodes[position], decision.outcomes[position]
+                episodes[i], outcome = booking.episodes[position], booking.outcomes[position]
                 if outcome.terminated:
                     score = self._score(outcome.reward, last_q[i], config)
                     results[i] = Rollout(score, actions[i], True, outcome.reward, consumed[i], positions[i])

@@ -51,9 +51,9 @@ class ReencodingSearchModel:
         for handle, action in zip(handles, actions, strict=True):
             view, hidden = self._view(handle)
             token = int(self.model.world_model_logits(hidden, self.model.codebook(torch.tensor([action]))).argmax())
-            decision = handle.stepper.consume([handle.episode], [token])
-            outcome = decision.outcomes[0]
-            new = TokenHandle(stepper=handle.stepper, episode=decision.episodes[0], ids=handle.ids + outcome.feed,
+            booking = handle.stepper.consume([handle.episode], [token])
+            outcome = booking.outcomes[0]
+            new = TokenHandle(stepper=handle.stepper, episode=booking.episodes[0], ids=handle.ids + outcome.feed,
                               reward=outcome.reward if outcome.terminated else 0.0,
                               last_q=None if view.q_values is None else float(view.q_values[action]))  # fmt: skip
             steps.append(Step(handle=new, token=token, view=self._view(new)[0]))

@@ -4,7 +4,7 @@
 - :mod:`~cola_gym.envs.episode`: :class:`Episode`, an episode's text and task state as one value;
 - :mod:`~cola_gym.envs.stepper`: :class:`EpisodeStepper`, code -> token -> episode -> feed, batched;
 - :mod:`~cola_gym.envs.env` and :mod:`~cola_gym.envs.vector`: the Gymnasium envs over any task;
-- :mod:`~cola_gym.envs.math`: the math tasks.
+- :mod:`~cola_gym.tasks.math.task`: the math tasks.
 """
 
 from cola_gym.envs.env import EnvSnapshot, LatentActionEnv

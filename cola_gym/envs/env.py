@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -27,23 +26,10 @@ from cola_gym.envs.task import Task
 from cola_gym.errors import EpisodeOverError, InvalidActionError
 from cola_gym.model import CoLAModel, DecoderSettings, DecodingState, shared_model
 from cola_gym.model.shared import register_shared_model
+from cola_gym.registration import task_class
 
 ModelArg = str | os.PathLike[str] | CoLAModel | None
 TaskArg = Task | str
-
-ENV_ARGUMENTS = (
-    "model",
-    "device",
-    "quantization",
-    "dtype",
-    "track_policy",
-    "track_q",
-    "action_kind",
-    "observation",
-    "prior_kl_coef",
-    "render_mode",
-)
-"""Arguments of :class:`LatentActionEnv` itself; every other keyword goes to the task."""
 
 
 @dataclass(frozen=True)
@@ -67,17 +53,6 @@ def build_task(task: TaskArg, **task_kwargs: Any) -> Task:
     if "data_dir" in task_kwargs and "data_dir" not in inspect.signature(found).parameters:
         del task_kwargs["data_dir"]  # a procedural task reads no data files; callers pass it to every id
     return found(**task_kwargs)
-
-
-def task_class(path: str) -> type[Task]:
-    """The task class named by ``"module:Class"``."""
-    if not isinstance(path, str) or ":" not in path:
-        raise TypeError(f"task must be a Task or 'module:Class', got {path!r}")
-    module, _, name = path.partition(":")
-    found = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(found, type) and issubclass(found, Task)):
-        raise TypeError(f"{path} is not a cola_gym Task class")
-    return found
 
 
 class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
@@ -216,7 +191,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
                 + "; call reset() to start an episode."
             )
         result = self.stepper.step([self._episode], self._state, [code])
-        episode, outcome = result.decision.episodes[0], result.decision.outcomes[0]
+        episode, outcome = result.booking.episodes[0], result.booking.outcomes[0]
         truncated = not outcome.terminated and self.stepper.context_full(result.state.length)
         if truncated:
             episode = dataclasses.replace(episode, done=True)
@@ -315,4 +290,4 @@ def check_action(action: Any, num_actions: int, action_kind: str) -> int:
     return int(value)
 
 
-__all__ = ["ENV_ARGUMENTS", "EnvSnapshot", "LatentActionEnv", "build_task", "check_action"]
+__all__ = ["EnvSnapshot", "LatentActionEnv", "build_task", "check_action"]

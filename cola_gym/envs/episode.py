@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cola_gym.envs.task import Message, Task
+from cola_gym.envs.task import Task
+from cola_gym.text.chat import Message, TextCodec
 
 
 @dataclass(frozen=True)
@@ -71,34 +72,6 @@ class TokenOutcome:
     feed: tuple[int, ...]
     reward: float
     terminated: bool
-
-
-class TextCodec:
-    """The tokenizer's side of episodes: chat rendering, encoding, decoding, stop tokens."""
-
-    def __init__(self, tokenizer: Any, stop_ids: Iterable[int]) -> None:
-        self.tokenizer = tokenizer
-        self.stop_ids = frozenset(int(i) for i in stop_ids)
-        self.has_chat_template = getattr(tokenizer, "chat_template", None) is not None
-
-    def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text of ``messages``, ready for the assistant's turn."""
-        return render_chat(self.tokenizer, messages)
-
-    def encode(self, text: str, first: bool = False) -> list[int]:
-        """Token ids of ``text``; ``first``: the start of a context (special tokens without a template)."""
-        return list(self.tokenizer(text, add_special_tokens=first and not self.has_chat_template)["input_ids"])
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids`` without special tokens."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True) if ids else ""
-
-
-def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
-    """The one prompt renderer of envs and training data: the chat template when there is one."""
-    if getattr(tokenizer, "chat_template", None) is not None:
-        return str(tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
-    return "".join(f"{m['content']}\n" for m in messages)
 
 
 def start_episode(

@@ -23,10 +23,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from cola_gym.envs.episode import Episode, TextCodec, TokenOutcome, consume_token, episode_text, start_episode
+from cola_gym.envs.episode import Episode, TokenOutcome, consume_token, episode_text, start_episode
 from cola_gym.envs.task import TASK_INDEX, Task
 from cola_gym.model import CoLAModel, DecodingState
 from cola_gym.model.generation import left_pad
+from cola_gym.text.chat import TextCodec
 
 ActionKind = Literal["latent", "token"]
 ObservationKind = Literal["hidden", "hidden+prior"]
@@ -36,8 +37,8 @@ PRIOR_FLOOR = -1e4
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The first phase of a step for ``B`` rows.
+class TokenBooking:
+    """The first phase of a step for ``B`` rows: each row's token, booked into its episode.
 
     Attributes:
         tokens: the token of each row.
@@ -52,9 +53,9 @@ class Decision:
 
 @dataclass(frozen=True)
 class BatchStep:
-    """A whole step: the decision and the batch after feeding it."""
+    """A whole step: the tokens booked and the batch after feeding it."""
 
-    decision: Decision
+    booking: TokenBooking
     state: DecodingState
 
 
@@ -104,7 +105,7 @@ class EpisodeStepper:
         return self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
 
     # ------------------------------------------------------------ the step
-    def decide(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> Decision:
+    def decide(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> TokenBooking:
         """Tokens for ``[B]`` actions on the ``[B]``-row ``state``; each episode consumes its token."""
         return self.consume(episodes, self.tokens(state, actions), self._log_priors(state, actions))
 
@@ -116,7 +117,7 @@ class EpisodeStepper:
 
     def consume(
         self, episodes: Sequence[Episode], tokens: Sequence[int], log_priors: Sequence[float] | None = None
-    ) -> Decision:
+    ) -> TokenBooking:
         """Each episode books its token (the task's hooks run here); pure: returns new episodes."""
         new_episodes, outcomes = [], []
         for row, (episode, token) in enumerate(zip(episodes, tokens, strict=True)):
@@ -125,7 +126,7 @@ class EpisodeStepper:
             episode, outcome = consume_token(self.task, self.codec, episode, int(token))
             new_episodes.append(episode)
             outcomes.append(outcome)
-        return Decision(list(tokens), new_episodes, outcomes)
+        return TokenBooking(list(tokens), new_episodes, outcomes)
 
     def feed(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
         """Appends each row's tokens in one decoder call; rows with none keep their state."""
@@ -138,8 +139,8 @@ class EpisodeStepper:
 
     def step(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> BatchStep:
         """:meth:`decide` then :meth:`feed` for every row."""
-        decision = self.decide(episodes, state, actions)
-        return BatchStep(decision, self.feed(state, [o.feed for o in decision.outcomes]))
+        booking = self.decide(episodes, state, actions)
+        return BatchStep(booking, self.feed(state, [o.feed for o in booking.outcomes]))
 
     def reward(self, episode: Episode, outcome: TokenOutcome) -> float:
         """The task's reward plus the KL-to-prior term."""

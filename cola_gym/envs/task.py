@@ -7,8 +7,8 @@ problem; a game's world) is an immutable value that hooks take and return, never
 attribute of ``self``: an episode can then be snapshotted, branched by tree search and
 continued, for every task alike (:mod:`cola_gym.envs.episode`).
 
-A new task is one :class:`Task` subclass plus an ``[[env]]`` entry in a TOML spec under
-``envs/`` (see the README's "Writing a task").
+A new task is one :class:`Task` subclass plus an ``[[env]]`` entry in its family's
+``cola_gym/tasks/<family>/spec.toml`` (see ``docs/writing-a-task.md``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-Message = Mapping[str, str]
-"""A chat message: ``{"role": "user" | "assistant" | "system", "content": text}``."""
+from cola_gym.text.chat import Message
 
 TaskState = TypeVar("TaskState")
 

@@ -167,12 +167,12 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         codes = [check_action(a, self.stepper.num_actions, self.stepper.action_kind) for a in array]
         result = self.stepper.step(self._episodes, self._state, codes)
         self._state = result.state
-        self._episodes = list(result.decision.episodes)
+        self._episodes = list(result.booking.episodes)
         self._steps += 1
         lengths = result.state.attention_mask.sum(-1).tolist()
         results: list[RowStep] = []
         ended: list[int] = []
-        for row, (episode, outcome) in enumerate(zip(self._episodes, result.decision.outcomes, strict=True)):
+        for row, (episode, outcome) in enumerate(zip(self._episodes, result.booking.outcomes, strict=True)):
             # as gymnasium's TimeLimit: the step limit truncates even a terminating step
             at_limit = bool(self.max_episode_steps and self._steps[row] >= self.max_episode_steps)
             truncated = at_limit or (not outcome.terminated and self.stepper.context_full(int(lengths[row])))

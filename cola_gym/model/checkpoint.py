@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -24,8 +24,36 @@ from cola_gym.model.config import CoLAConfig
 from cola_gym.model.decoders import EMBEDDED_DECODER, DecoderSettings, load_decoder
 from cola_gym.paths import looks_like_path
 
-if TYPE_CHECKING:
-    from cola_gym.model.cola import CoLAModel
+
+class CheckpointedModel(Protocol):
+    """What saving and loading need of a CoLA model (:class:`~cola_gym.model.cola.CoLAModel` is one).
+
+    A protocol rather than an import: ``cola_gym.model.cola`` imports this module, never the reverse.
+    """
+
+    config: CoLAConfig
+    decoder: Any
+    tokenizer: Any
+    decoder_name_or_path: str | None
+    decoder_adapter: Path | None
+    name_or_path: str | None
+
+    def __init__(
+        self, config: CoLAConfig, decoder: Any, tokenizer: Any, decoder_name_or_path: str | None = None
+    ) -> None: ...
+
+    @classmethod
+    def from_decoder(
+        cls: type[ModelT],
+        decoder: str | os.PathLike[str] | None = None,
+        config: CoLAConfig | None = None,
+        settings: DecoderSettings | None = None,
+    ) -> ModelT: ...
+
+    def heads(self) -> dict[str, torch.nn.Module]: ...
+
+
+ModelT = TypeVar("ModelT", bound=CheckpointedModel)
 
 CONFIG_FILE = "cola_config.json"
 HEADS_FILE = "cola_heads.safetensors"
@@ -44,7 +72,10 @@ def decoder_architecture(decoder_config: Any) -> dict[str, Any]:
 
 
 def save_cola(
-    model: CoLAModel, path: str | os.PathLike[str], store_decoder: bool = False, dtype: torch.dtype | None = None
+    model: CheckpointedModel,
+    path: str | os.PathLike[str],
+    store_decoder: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Writes ``model`` to the directory ``path`` (created if needed); files are replaced atomically.
 
@@ -105,15 +136,14 @@ def save_cola(
 
 
 def load_cola(
-    model_class: type[CoLAModel],
+    model_class: type[ModelT],
     name_or_path: str | os.PathLike[str] | None,
     decoder: str | os.PathLike[str] | None = None,
     settings: DecoderSettings | None = None,
-) -> CoLAModel:
+) -> ModelT:
     """Loads a CoLA checkpoint, or puts fresh heads on a plain decoder (see ``CoLAModel.from_pretrained``).
 
-    ``model_class`` is passed in (rather than imported) so that this module depends on the
-    model's configuration only: ``cola_gym.model.cola`` imports it, never the reverse.
+    ``model_class`` is passed in (rather than imported): see :class:`CheckpointedModel`.
     """
     if name_or_path is None and decoder is None and (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
         model = load_cola(model_class, DEFAULT_MODEL_DIR, settings=settings)
@@ -165,7 +195,7 @@ def _apply_adapter(decoder: Any, adapter_dir: Path) -> Any:
     return merged
 
 
-def _save_adapter(model: CoLAModel, target: Path, dtype: torch.dtype | None, decoder_reference: str) -> None:
+def _save_adapter(model: CheckpointedModel, target: Path, dtype: torch.dtype | None, decoder_reference: str) -> None:
     """Writes the decoder's LoRA adapters: the ones being trained, else the merged-in ones.
 
     The adapter config names the decoder as the checkpoint does (not this machine's cache
@@ -232,7 +262,7 @@ def _check_fingerprint(directory: Path, expected: dict[str, Any], decoder_config
         )
 
 
-def load_heads(model: CoLAModel, path: Path) -> None:
+def load_heads(model: CheckpointedModel, path: Path) -> None:
     """Loads head weights from a safetensors file into ``model`` (checked: names, shapes, finite values)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file

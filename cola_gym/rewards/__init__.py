@@ -1,1 +1,1 @@
-"""Task rewards: pure functions of the model's text."""
+"""Graders that run untrusted text under limits: worker processes with a time and memory cap."""

@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from cola_gym.data.jsonl import MalformedLine, jsonl_lines
-from cola_gym.envs.episode import render_chat
-from cola_gym.envs.task import Message
 from cola_gym.errors import DataFormatError, DataNotFoundError
+from cola_gym.text.chat import Message, render_exchange
+from cola_gym.text.jsonl import MalformedLine, jsonl_lines
 
 logger = logging.getLogger(__name__)
 
@@ -152,23 +151,16 @@ def _examples_of(
 
 def task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[Sequence[Message], str]]:
     """The (prompt messages, response) demonstrations of a task source (env id or short name)."""
-    import gymnasium as gym
+    from cola_gym.registration import registry
 
-    import cola_gym  # noqa: F401 - registers the ids
-    from cola_gym.envs.env import ENV_ARGUMENTS, build_task
-    from cola_gym.registration import load_task_specs, training_sources
-
-    names = training_sources(load_task_specs())
-    env_id = names.get(spec, spec)
-    if env_id not in gym.registry:
+    entries = registry()
+    env_id = entries.by_data_name.get(spec, spec)
+    if env_id not in entries:
         raise ValueError(
-            f"unknown training source {spec!r}: use an env id, a short name of {sorted(names)}, or a .jsonl / .txt file"
+            f"unknown training source {spec!r}: use an env id, a short name of {sorted(entries.by_data_name)}, "
+            "or a .jsonl / .txt file"
         )
-    kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k not in ENV_ARGUMENTS}
-    task_path = kwargs.pop("task")
-    if data_dir is not None:
-        kwargs["data_dir"] = data_dir
-    task = build_task(task_path, **kwargs)
+    task = entries.task_for(env_id, data_dir=data_dir)
     try:
         yield from task.demonstrations()
     except ValueError as err:
@@ -177,14 +169,9 @@ def task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[t
 
 def _chat_example(tokenizer: Any, messages: Sequence[Message], response: str, seq_len: int) -> TokenizedExample:
     """The prompt rendered as the env renders it, then the response and its end-of-turn marker."""
-    prompt_text = render_chat(tokenizer, messages)
-    if getattr(tokenizer, "chat_template", None) is not None:
-        full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}], tokenize=False)
-        response_text = full[len(prompt_text) :] if full.startswith(prompt_text) else response
-        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    else:
-        response_text = response + (tokenizer.eos_token or "")
-        prompt_ids = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]
+    prompt_text, response_text = render_exchange(tokenizer, messages, response)
+    has_template = getattr(tokenizer, "chat_template", None) is not None
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=not has_template)["input_ids"]
     response_ids = tokenizer(response_text, add_special_tokens=False)["input_ids"]
     ids = (list(prompt_ids) + list(response_ids))[:seq_len]
     return TokenizedExample(np.asarray(ids, dtype=np.int32), min(len(prompt_ids), len(ids)))

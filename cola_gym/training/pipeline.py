@@ -18,7 +18,7 @@ from cola_gym.model import CoLAConfig, CoLAModel, DecoderSettings
 from cola_gym.model.checkpoint import CONFIG_FILE
 from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TextSource, load_examples
-from cola_gym.training.episodes import load_episodes
+from cola_gym.training.q_records import load_episodes
 from cola_gym.training.stages import STAGE_OBJECTIVES
 from cola_gym.training.trainer import CoLATrainer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cola_gym.envs.countdown import CountdownTask
+from cola_gym.tasks.countdown.task import CountdownTask
 
 REPO = Path(__file__).resolve().parents[2]
 

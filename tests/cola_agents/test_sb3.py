@@ -15,8 +15,8 @@ from stable_baselines3 import A2C, DQN, PPO
 from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy, CoLARecurrentPriorPolicy
 from cola_agents.sb3 import CoLAVecEnv
 from cola_gym.envs import LatentActionVectorEnv
-from cola_gym.envs.math import MathTask
 from cola_gym.model.generation import greedy_policy, rollout
+from cola_gym.tasks.math.task import MathTask
 
 ALGORITHMS = {
     "PPO": lambda env: PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=2, seed=0),

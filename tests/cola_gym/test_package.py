@@ -48,7 +48,9 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     wheel = next(root.glob("cola_gym-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "cola_gym/specs/math.toml" in names
+    assert {f"cola_gym/tasks/{family}/spec.toml" for family in ("math", "countdown", "reasoning", "household")} <= set(
+        names
+    )
     assert "cola_gym/rewards/_verify_worker.py" in names
     shipped = [p for p in (REPO / "cola_gym" / "pretrained").rglob("*") if p.is_file()]
     assert {p.relative_to(REPO).as_posix() for p in shipped} <= set(names)  # every model file, adapters too
@@ -95,9 +97,9 @@ def test_the_wheel_carries_every_module(installed_wheel: Path) -> None:
         "    found[name] = package.__file__\n"
         "    for info in pkgutil.walk_packages(package.__path__, name + '.'):\n"
         "        found[info.name] = importlib.import_module(info.name).__file__\n"
-        "from cola_gym.registration import spec_dir\n"
+        "from cola_gym.registration import SPEC_FILE, tasks_dir\n"
         "import cola_gym\n"
-        "specs = str(next(iter(spec_dir().iterdir())))\n"
+        "specs = str(tasks_dir() / 'math' / SPEC_FILE)\n"
         "print(json.dumps({'modules': found, 'specs': specs, 'ids': cola_gym.ENV_IDS}))",
     )
     report = json.loads(out)

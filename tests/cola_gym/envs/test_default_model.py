@@ -9,7 +9,7 @@ import torch
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents import PriorAgent
-from cola_gym.rewards.math import grade_text
+from cola_gym.tasks.math.grading import grade_text
 
 
 def test_default_model_runs_a_graded_episode(default_decoder_dir: Path, data_dir: Path) -> None:

@@ -79,20 +79,50 @@ def test_pickled_env_behaves_the_same(env_id: str, make) -> None:
 
 
 def test_spec_entries_name_levels_and_default_models() -> None:
-    from cola_gym.registration import difficulty_ladder, env_registrations
+    from cola_gym.registration import parse_specs
 
     spec = {
         "task": "m:C",
         "model": "smollm2-135m-instruct",
+        "token_twins": True,
         "levels": {"easy": {"max_value": 10}},
-        "env": [{"id": "X-Easy-v0", "level": "easy"}, {"id": "X-Easy-Train-v0", "level": "easy"}, {"id": "X-v0"}],
+        "env": [
+            {"id": "X-Easy-v0", "level": "easy", "train_id": "X-Easy-Train-v0"},
+            {"id": "X-Easy-Train-v0", "level": "easy", "data_name": "x:train"},
+            {"id": "X-v0"},
+        ],
     }
-    first, _, plain = env_registrations({"t.toml": spec})
-    assert first["kwargs"]["level"] == {"max_value": 10} and "level" not in plain["kwargs"]
-    assert Path(first["kwargs"]["model"]).name == "smollm2-135m-instruct"
-    assert (Path(first["kwargs"]["model"]) / "cola_config.json").is_file()
-    assert difficulty_ladder({"t.toml": spec}) == {"X-Easy-v0": "easy"}  # evaluation ids only
+    entries = parse_specs({"t": spec})
+    first, plain = entries["X-Easy-v0"], entries["X-v0"]
+    assert first.task_kwargs["level"] == {"max_value": 10} and "level" not in plain.task_kwargs
+    assert first.registration()["kwargs"]["level"] == {"max_value": 10}
+    assert Path(first.model).name == "smollm2-135m-instruct"
+    assert (Path(first.model) / "cola_config.json").is_file()
+    assert entries.ladder == {"X-Easy-v0": "easy"}  # evaluation ids only: no training ids, no twins
+    assert first.train_id == "X-Easy-Train-v0" and entries["X-Easy-Train-v0"].is_train
+    assert entries.by_data_name == {"x:train": "X-Easy-Train-v0"}
+    twin = entries[first.token_twin]
+    assert (twin.id, twin.action_kind, twin.twin_of) == ("X-Easy-Token-v0", "token", "X-Easy-v0")
+    assert twin.train_id == "X-Easy-Train-Token-v0" and twin.registration()["kwargs"]["action_kind"] == "token"
     with pytest.raises(ValueError, match="no pretrained model 'nope'"):
-        env_registrations({"t.toml": {**spec, "model": "nope"}})
+        parse_specs({"t": {**spec, "model": "nope"}})
     with pytest.raises(ValueError, match="unknown level 'hard'"):
-        env_registrations({"t.toml": {**spec, "env": [{"id": "X-v0", "level": "hard"}]}})
+        parse_specs({"t": {**spec, "env": [{"id": "X-v0", "level": "hard"}]}})
+    with pytest.raises(ValueError, match="names train_id 'X-Nope-v0'"):
+        parse_specs({"t": {**spec, "env": [{"id": "X-v0", "train_id": "X-Nope-v0"}]}})
+    with pytest.raises(KeyError, match="no cola-gym env 'X-Gone-v0'"):
+        entries["X-Gone-v0"]
+
+
+def test_task_for_builds_the_task_of_every_family(data_dir: Path) -> None:
+    from cola_gym.registration import registry, task_for
+    from cola_gym.tasks.countdown.task import CountdownTask
+
+    entries = registry()
+    for family in ("math", "countdown", "reasoning", "household"):
+        env_id = next(e.id for e in entries.values() if e.family == family and not e.is_train and e.twin_of is None)
+        task = task_for(env_id, data_dir=str(data_dir), observation="hidden")  # env keywords are ignored
+        assert type(task).__name__ == entries[env_id].task.rpartition(":")[2]
+    train = task_for(entries["CoLA-Countdown-Easy-v0"].train_id)
+    assert isinstance(train, CountdownTask) and train.split == "train"
+    assert task_for("CoLA-Countdown-Easy-v0", size=7).num_tasks == 7  # a task argument overrides the spec

@@ -11,14 +11,14 @@ import gymnasium as gym
 import pytest
 import torch
 
-from cola_agents.episodes import collect_episodes
+from cola_agents.collect import collect_episodes
 from cola_agents.mcts import MCTSConfig
 from cola_gym.envs import Task, TaskStart, TurnOutcome
 from cola_gym.errors import DataFormatError
 from cola_gym.model import CoLAModel
 from cola_gym.registration import ENV_ENTRY_POINT, VECTOR_ENTRY_POINT
 from cola_gym.training import CoLATrainer, TrainConfig
-from cola_gym.training.episodes import load_episodes
+from cola_gym.training.q_records import load_episodes
 
 
 class MagicWordTask(Task[None]):

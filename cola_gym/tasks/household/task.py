@@ -1,0 +1,230 @@
+"""ALFWorld-style household games as a multi-turn task: the agent writes commands, the room answers.
+
+Each turn the agent's latent actions write one command; the turn ends at the end of the
+line (or at an end-of-turn token, or after :data:`MAX_COMMAND_CHARS` characters). The
+engine plays the command and its answer (ALFWorld's text, ``Nothing happens.`` for anything
+not admissible) becomes the next user message, appended as one cached prefill. Reward 1 when
+the goal holds, which ends the episode; ALFWorld's limit of 50 commands ends it with reward
+0. ``info`` has the admissible commands, ``won``, the number of commands (``turns``), the
+task type and the last command and answer.
+
+Games come from :mod:`cola_gym.tasks.household` by split (``train``, ``valid_seen``,
+``valid_unseen``), task type and index; the engine is the pure-Python one by default, or the
+real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.tasks.household.alfworld`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
+from cola_gym.tasks.household import SPLIT_SIZES, SPLITS, Game, expert_plan, generate_game
+from cola_gym.tasks.household.alfworld import find_game_files
+from cola_gym.tasks.household.backends import Backend, make_backend
+from cola_gym.tasks.household.engine import intro, normalize_command, step
+from cola_gym.tasks.household.vocabulary import resolve_task_type
+from cola_gym.tasks.household.world import GameFile
+
+_GOAL = re.compile(r"Your task is to: (.*?)\.?\s*$")
+
+MAX_COMMAND_CHARS = 120
+"""A turn with no line break by this length ends anyway (a command is at most ~60 characters)."""
+
+INSTRUCTION = (
+    "You are a household robot. Each turn, reply with one command, such as: go to X, open X, close X, "
+    "take A from X, move A to X, use X, heat A with X, cool A with X, clean A with X, examine X, "
+    "inventory, look."
+)
+"""The system message of every household episode."""
+
+
+@dataclass(frozen=True)
+class HouseholdState:
+    """An episode: the game, the engine's state, commands played, the last exchange."""
+
+    game: Game | GameFile
+    world: Any
+    task_type: str
+    goal: str
+    turns: int = 0
+    won: bool = False
+    admissible: tuple[str, ...] = ()
+    command: str = ""
+    feedback: str = ""
+
+
+class HouseholdTask(Task[HouseholdState]):
+    """ALFWorld's household games (six task types) played by commands.
+
+    Args:
+        split: ``"train"`` (100,000 procedural games), ``"valid_seen"`` (140 games in training
+            rooms) or ``"valid_unseen"`` (134 games in held-out rooms).
+        task_type: one of ALFWorld's six types (or its ReAct short name: ``put``, ``examine``,
+            ``clean``, ``heat``, ``cool``, ``puttwo``); ``None``: all six in turn.
+        max_commands: commands per episode (ALFWorld: 50).
+        backend: ``"native"`` (this package's engine) or ``"alfworld"`` (ALFWorld's own
+            TextWorld engine on the same games; ``pip install 'cola-gym[alfworld]'``).
+        game_files: real ALFWorld games instead of generated ones (``game.tw-pddl`` files or
+            folders searched for them; relative to ``$ALFWORLD_DATA`` when not found here);
+            needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
+
+    Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
+    """
+
+    info_keys: ClassVar[tuple[str, ...]] = (
+        "admissible_commands",
+        "won",
+        "turns",
+        "task_type",
+        "goal",
+        "command",
+        "feedback",
+    )
+    option_keys: ClassVar[tuple[str, ...]] = ("game",)
+    option_aliases: ClassVar[Mapping[str, str]] = {"game_index": TASK_INDEX}
+
+    def __init__(
+        self,
+        split: str = "valid_seen",
+        task_type: str | None = None,
+        max_commands: int = 50,
+        backend: str = "native",
+        game_files: str | Sequence[str] | None = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if max_commands < 1:
+            raise ValueError(f"max_commands must be >= 1, got {max_commands}")
+        self.split = split
+        self.task_type = None if task_type is None else resolve_task_type(task_type)
+        self.max_commands = int(max_commands)
+        self.backend: Backend = make_backend(backend)
+        self.game_files: tuple[GameFile, ...] = ()
+        if game_files is not None:
+            if backend != "alfworld":
+                raise ValueError("game_files are played by ALFWorld's engine: pass backend='alfworld'")
+            found = find_game_files(game_files)
+            self.game_files = tuple(f for f in found if self.task_type in (None, f.task_type))
+            if not self.game_files:
+                raise ValueError(f"none of the {len(found)} game files is a {self.task_type} game")
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.game_files) or SPLIT_SIZES[self.split]
+
+    def game(self, index: int) -> Game | GameFile:
+        """Game ``index`` of this task's split and type (or of its game files)."""
+        if self.game_files:
+            return self.game_files[index]
+        return generate_game(self.split, index, self.task_type)
+
+    def check_options(self, options: Any) -> dict[str, Any]:
+        checked = super().check_options(options)
+        if "game" in checked:
+            if not isinstance(checked["game"], Game):
+                raise ValueError(
+                    f"options['game'] must be a cola_gym.tasks.household.Game, got {type(checked['game']).__name__}"
+                )
+            if TASK_INDEX in checked:
+                raise ValueError(f"give either options['game'] or options['{TASK_INDEX}'], not both")
+        return checked
+
+    def begin(self, options: Mapping[str, Any], rng: np.random.Generator) -> TaskStart[HouseholdState]:
+        game, index = options.get("game"), -1  # a game posed by hand has no index here
+        if game is None:
+            index = options[TASK_INDEX] if TASK_INDEX in options else int(rng.integers(self.num_tasks))
+            game = self.game(index)
+        reply = self.backend.start(game)
+        if isinstance(game, Game):
+            task_type, goal = game.goal.task_type, game.goal.sentence
+        else:
+            found = _GOAL.search(reply.text)
+            task_type, goal = game.task_type, found.group(1) if found else ""
+        state = HouseholdState(game, reply.world, task_type, goal, admissible=reply.admissible, feedback=reply.text)
+        return TaskStart(state, tuple(self.prompt(reply.text)), index)
+
+    @staticmethod
+    def prompt(observation: str) -> list[Message]:
+        """The opening messages: the instruction, then the game's first observation."""
+        return [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": observation}]
+
+    def turn_complete(self, state: HouseholdState, turn_text: str) -> bool:
+        text = turn_text.lstrip()
+        return "\n" in text or len(text) >= MAX_COMMAND_CHARS
+
+    def end_turn(self, state: HouseholdState, turn_text: str) -> TurnOutcome[HouseholdState]:
+        command = command_of(turn_text)
+        reply = self.backend.play(state.game, state.world, command)
+        turns = state.turns + 1
+        after = replace(
+            state,
+            world=reply.world,
+            turns=turns,
+            won=reply.won,
+            admissible=reply.admissible,
+            command=command,
+            feedback=reply.text,
+        )
+        if reply.won:
+            return TurnOutcome(after, reward=1.0, success=True)
+        if turns >= self.max_commands:
+            return TurnOutcome(after, success=False)
+        return TurnOutcome(after, terminated=False, next_message=reply.text)
+
+    def info(self, state: HouseholdState) -> dict[str, Any]:
+        return {
+            "admissible_commands": list(state.admissible),
+            "won": state.won,
+            "turns": state.turns,
+            "task_type": state.task_type,
+            "goal": state.goal,
+            "command": state.command,
+            "feedback": state.feedback,
+        }
+
+    def describe(self, state: HouseholdState) -> str:
+        about = f"{state.game.name} ({state.task_type}): {state.goal}"
+        if not isinstance(state.game, Game):
+            return about
+        return f"{about}\n\nexpert plan: {'; '.join(expert_plan(state.game))}"
+
+    def demonstrations(self) -> Iterable[tuple[Sequence[Message], str]]:
+        """The expert's games as chats: one example per command, with the transcript so far."""
+        if self.game_files:
+            raise ValueError("the expert plays generated games only")
+        for index in range(self.num_tasks):
+            yield from expert_chats(generate_game(self.split, index, self.task_type))
+
+
+def command_of(turn_text: str) -> str:
+    """The command a turn writes: its first non-empty line, normalized (see the engine)."""
+    for line in turn_text.splitlines():
+        if line.strip():
+            return normalize_command(line)
+    return ""
+
+
+def expert_chats(game: Game) -> Iterable[tuple[list[Message], str]]:
+    """The expert's play of ``game`` as (messages so far, next command), one per command."""
+    transcript = expert_transcript(game)
+    for turn in range(2, len(transcript), 2):
+        yield transcript[:turn], transcript[turn]["content"]
+
+
+def expert_transcript(game: Game) -> list[Message]:
+    """The expert's whole game as a chat: instruction, intro, then command / answer turns,
+    ending with the winning command (the env ends the episode there)."""
+    messages = HouseholdTask.prompt(intro(game))
+    world = game.start
+    for command in expert_plan(game):
+        result = step(game, world, command)
+        world = result.state
+        messages.append({"role": "assistant", "content": command})
+        if not result.won:
+            messages.append({"role": "user", "content": result.feedback})
+    return messages

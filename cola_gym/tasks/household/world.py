@@ -1,0 +1,170 @@
+"""A household game as immutable values: the room, the goal, and the world's changing state.
+
+A :class:`Household` is a room: numbered receptacles (one per location, so ``go to`` always
+arrives) and numbered objects. A :class:`Game` adds a :class:`Goal` and the initial
+:class:`WorldState`. World states are small frozen values, so a game can be snapshotted,
+branched by a search and replayed for free; :mod:`cola_gym.tasks.household.engine` maps a state and
+a command to the next state and the text ALFWorld would print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+from cola_gym.tasks.household.vocabulary import LAMPS, OPENABLE, TASK_TYPES, alfred_id_prefix
+
+
+@dataclass(frozen=True)
+class Household:
+    """A room: receptacle names (``"fridge 1"``) and object names (``"apple 2"``), each
+    ``"<class> <number>"``, in the order the engine lists them."""
+
+    scene: str
+    layout: int
+    receptacles: tuple[str, ...]
+    objects: tuple[str, ...]
+
+    @cached_property
+    def object_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.objects)}
+
+    def __post_init__(self) -> None:
+        names = (*self.receptacles, *self.objects)
+        if len(set(names)) != len(names):
+            raise ValueError(f"household names must be unique, got {names}")
+
+
+def class_of(name: str) -> str:
+    """``"sinkbasin 1"`` -> ``"sinkbasin"``."""
+    return name.rsplit(" ", 1)[0]
+
+
+def listing_order(name: str) -> tuple[str, int]:
+    """ALFWorld's order of names in a list: by class id, higher numbers first (its ids sort
+    that way: ``a drawer 2, a drawer 1``)."""
+    cls, number = name.rsplit(" ", 1)
+    return f"{alfred_id_prefix(cls)}_bar_", -int(number)
+
+
+def is_openable(receptacle: str) -> bool:
+    return class_of(receptacle) in OPENABLE
+
+
+def is_lamp(name: str) -> bool:
+    return class_of(name) in LAMPS
+
+
+@dataclass(frozen=True)
+class WorldState:
+    """What changes during a game.
+
+    Attributes:
+        location: the receptacle the agent stands at, ``None`` in the middle of the room.
+        holding: the object in the agent's hand, or ``None``.
+        places: for each of the household's objects, the receptacle it is in (``None`` while held).
+        opened: receptacles now open.
+        hot, cool, clean: objects heated, cooled, cleaned (heating undoes cooling and back).
+        lit: lamps turned on.
+    """
+
+    location: str | None
+    holding: str | None
+    places: tuple[str | None, ...]
+    opened: frozenset[str] = frozenset()
+    hot: frozenset[str] = frozenset()
+    cool: frozenset[str] = frozenset()
+    clean: frozenset[str] = frozenset()
+    lit: frozenset[str] = frozenset()
+
+    def place_of(self, house: Household, obj: str) -> str | None:
+        return self.places[house.object_index[obj]]
+
+    def contents(self, house: Household, receptacle: str) -> tuple[str, ...]:
+        """Objects in ``receptacle``, in ALFWorld's listing order."""
+        inside = [o for o, where in zip(house.objects, self.places, strict=True) if where == receptacle]
+        return tuple(sorted(inside, key=listing_order))
+
+    def moved(self, house: Household, obj: str, to: str | None) -> WorldState:
+        """This state with ``obj`` put in ``to`` (``None``: into the agent's hand)."""
+        places = list(self.places)
+        places[house.object_index[obj]] = to
+        return replace(self, places=tuple(places), holding=obj if to is None else None)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A task: its ALFWorld type, the classes it names and its sentence.
+
+    Attributes:
+        task_type: one of :data:`~cola_gym.tasks.household.vocabulary.TASK_TYPES`.
+        obj: the object class to handle (``"apple"``).
+        recep: the receptacle class to put it in (``None`` for ``look_at_obj_in_light``).
+        toggle: the lamp class (only ``look_at_obj_in_light``).
+        sentence: the goal as ALFWorld states it (``"put a hot apple in countertop"``).
+    """
+
+    task_type: str
+    obj: str
+    recep: str | None
+    toggle: str | None
+    sentence: str
+
+    def __post_init__(self) -> None:
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(f"task_type must be one of {TASK_TYPES}, got {self.task_type!r}")
+        if (self.toggle is None) == (self.task_type == "look_at_obj_in_light"):
+            raise ValueError("a lamp class is given exactly for look_at_obj_in_light")
+        if (self.recep is None) != (self.task_type == "look_at_obj_in_light"):
+            raise ValueError("a receptacle class is given exactly for the placing task types")
+
+
+@dataclass(frozen=True)
+class Game:
+    """One household game: the room, its goal and its initial state.
+
+    Attributes:
+        split: ``"train"``, ``"valid_seen"``, ``"valid_unseen"`` or ``"custom"``.
+        index: the game's number in its split (-1 for a custom game).
+    """
+
+    house: Household
+    goal: Goal
+    start: WorldState
+    split: str = "custom"
+    index: int = -1
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        house, start = self.house, self.start
+        if len(start.places) != len(house.objects):
+            raise ValueError("the initial state must place every object")
+        unknown = {p for p in start.places if p is not None} - set(house.receptacles)
+        if unknown:
+            raise ValueError(f"objects placed in receptacles the room lacks: {sorted(unknown)}")
+        if start.holding is not None or None in start.places:
+            raise ValueError("a game starts with empty hands")
+        for obj, where in zip(house.objects, start.places, strict=True):
+            if is_lamp(obj) and where is None:
+                raise ValueError(f"{obj} must stand on a receptacle")
+
+
+@dataclass(frozen=True)
+class GameFile:
+    """A real ALFWorld game file (``.../<task_type>-.../trial_.../game.tw-pddl``)."""
+
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    @property
+    def task_type(self) -> str:
+        """The task type named by the game's folder (ALFWorld's layout), else ``"unknown"``."""
+        for part in reversed(Path(self.path).parts):
+            for task_type in TASK_TYPES:
+                if part.startswith(task_type):
+                    return task_type
+        return "unknown"

@@ -1,0 +1,1 @@
+"""reasoning-gym's procedural data sets as tasks (vetted scorers, task, ids)."""
