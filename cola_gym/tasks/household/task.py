@@ -74,6 +74,11 @@ class HouseholdTask(Task[HouseholdState]):
             needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
 
     Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
+
+    Branching cost: the native engine's world is a frozen value, so snapshots and tree search
+    branch for free. ALFWorld's TextWorld engine cannot be copied, so its world is the command
+    history and the backend replays it from the start whenever an episode continues from
+    another branch: a search of depth ``n`` pays O(n) engine commands per switch, O(n^2) in all.
     """
 
     info_keys: ClassVar[tuple[str, ...]] = (
