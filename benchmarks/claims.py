@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from _report import pyplot
 
-from cola_agents.agents import BoundAgent, PriorAgent
+from cola_agents.agents import BoundAgent, PriorAgent, merge_agent_env_kwargs
 from cola_agents.benchmark import load_suite, run_suite
 from cola_agents.benchmark.report import build_report, markdown_table, plot_curves
 from cola_agents.benchmark.runner import algorithm_class, read_result, run_path
@@ -120,7 +120,8 @@ def _plot_compute(report: dict[str, Any], path: Path) -> None:
 # ---------------------------------------------------------------- claims 3 and 4: the agents' samples
 def sample_agent(agent: Any, env_id: str, problems: range, group: int, env_kwargs: dict[str, Any]) -> list[dict]:
     """``group`` sampled episodes of each problem (one batch per problem); text, answer, reward, success."""
-    vector = gym.make_vec(env_id, num_envs=group, vectorization_mode="vector_entry_point", **env_kwargs)
+    kwargs = merge_agent_env_kwargs(agent, env_kwargs)
+    vector = gym.make_vec(env_id, num_envs=group, vectorization_mode="vector_entry_point", **kwargs)
     if isinstance(agent, BoundAgent):
         agent.bind(vector)
     samples = []
@@ -180,8 +181,7 @@ def samples_of_agents(suite: Suite, out: Path, problems: int, group: int) -> dic
         for run, agent in runs:
             token = run is not None and run.algorithm.actions == "token"
             env_id = registry_entry(task.eval).token_twin or task.eval if token else task.eval
-            kwargs = env_kwargs if run is not None else {**env_kwargs, "track_policy": True}
-            drawn = sample_agent(agent, env_id, range(problems), group, kwargs)
+            drawn = sample_agent(agent, env_id, range(problems), group, env_kwargs)
             samples.setdefault(name, []).extend({**s, "seed": None if run is None else run.seed} for s in drawn)
             print(f"sampled {name} seed {None if run is None else run.seed}: "
                   f"{statistics.mean(s['success'] for s in drawn):.0%} success")  # fmt: skip

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 import cola_gym
 from cola_agents.evaluation import evaluate
+from cola_gym.envs.observation import ObservationLayout
 
 
 def pass_at_k(successes: np.ndarray) -> dict[int, float]:
@@ -80,15 +81,22 @@ def aliasing(env_id: str, problems: Sequence[int], batch: int, env_kwargs: dict[
 
 class ObservedPrior:
     """Samples the prior read from ``observation="hidden+prior"`` observations (the CoLA policy's
-    log-probabilities, or the decoder's on token twins), or takes its argmax."""
+    log-probabilities, or the decoder's on token twins) over every action, or takes its argmax.
 
-    def __init__(self, num_actions: int, seed: int = 0) -> None:
-        self.num_actions = num_actions
+    Not :class:`~cola_agents.agents.PriorAgent`: that one samples the top k only, and bound to an
+    env (as ``evaluate`` binds it) reads the policy's logits, which token twins do not track.
+    """
+
+    def __init__(self, layout: ObservationLayout, seed: int = 0) -> None:
+        if not layout.prior:
+            raise ValueError("ObservedPrior needs observations with the prior (observation='hidden+prior')")
+        self.layout = layout
         self.generator = torch.Generator().manual_seed(seed)
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, None]:  # fmt: skip
-        logits = torch.as_tensor(np.atleast_2d(observation)[:, -self.num_actions :], dtype=torch.float32)
+        _, prior = self.layout.split(np.atleast_2d(observation))
+        logits = torch.as_tensor(prior, dtype=torch.float32)
         if deterministic:
             return logits.argmax(-1).numpy(), None
         return torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(-1).numpy(), None
@@ -98,15 +106,16 @@ def measure(env_id: str, problems: int, samples: int, batch: int, seed: int, env
     """pass@k, greedy success, solved shares and (latent ids) aliasing of the prior on problems 0..N-1."""
     env_kwargs = {**env_kwargs, "observation": "hidden+prior"}  # the prior: the CoLA policy, or the decoder
     probe = gym.make(env_id, **env_kwargs)
-    num_actions = int(probe.action_space.n)  # type: ignore[attr-defined]
+    layout = ObservationLayout.of(probe.observation_space)
+    latent = probe.unwrapped.action_kind == "latent"  # type: ignore[attr-defined]
     probe.close()
     indices = range(problems)
     runs = []
     for sample in tqdm(range(samples), desc=f"sampling {env_id}", unit="pass"):
-        agent = ObservedPrior(num_actions, seed=seed * 1_000_003 + sample)
+        agent = ObservedPrior(layout, seed=seed * 1_000_003 + sample)
         runs.append(evaluate(agent, env_id, indices, n_envs=batch, deterministic=False, **env_kwargs).successes)
     successes = np.asarray(runs, dtype=bool)
-    greedy = evaluate(ObservedPrior(num_actions), env_id, indices, n_envs=batch, deterministic=True, **env_kwargs)
+    greedy = evaluate(ObservedPrior(layout), env_id, indices, n_envs=batch, deterministic=True, **env_kwargs)
     per_problem = successes.mean(axis=0)
     report: dict[str, Any] = {
         "env": env_id, "problems": problems, "samples": samples, "greedy": greedy.success_rate,
@@ -114,7 +123,7 @@ def measure(env_id: str, problems: int, samples: int, batch: int, seed: int, env
         "problems_solved": {"never": float((per_problem == 0).mean()), "always": float((per_problem == 1).mean()),
                             "sometimes": float(((per_problem > 0) & (per_problem < 1)).mean())},
     }  # fmt: skip
-    if "-Token-" not in env_id:  # a latent id: its codes can alias
+    if latent:  # latent codes can alias; tokens cannot
         torch.manual_seed(seed)
         kwargs = {k: v for k, v in env_kwargs.items() if k != "observation"}
         report["aliasing"] = aliasing(env_id, list(indices)[:batch], batch, kwargs)

@@ -52,12 +52,12 @@ def _root_env(model_ref: str | None, model: Any, prefix_tokens: int, env_kwargs:
 
 def speed(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any]:
     model = shared_model(args.model)
-    cached, reference = CoLASearchModel(model), ReencodingSearchModel(model)
     per_length: dict[str, dict[str, float]] = {}
     for length in args.prefix_lengths:
         env = _root_env(args.model, model, length, env_kwargs)
-        cached_root = cached.root(env.stepper, env.episode, env.decoding_state)[0]
-        reference_root = reference.root(env.stepper, env.episode, env.prompt_ids)[0]
+        cached, reference = CoLASearchModel.for_env(env), ReencodingSearchModel.for_env(env)
+        cached_root = cached.root(env.episode, env.decoding_state)[0]
+        reference_root = reference.root(env.episode, env.prompt_ids)[0]
         timings: dict[str, list[float]] = {"kv_reuse": [], "reencode": []}
         for round_index in range(args.rounds + 1):
             for name, search_model, root in (
@@ -74,7 +74,8 @@ def speed(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any
         row["speedup"] = row["kv_reuse"] / row["reencode"]
         print(f"prefix {env.decoding_state.length}: {row}", flush=True)
     env = _root_env(args.model, model, args.batch_prefix, env_kwargs)
-    root = cached.root(env.stepper, env.episode, env.decoding_state)[0]
+    cached = CoLASearchModel.for_env(env)
+    root = cached.root(env.episode, env.decoding_state)[0]
     batched: dict[int, list[float]] = {1: [], args.parallel_leaves: []}
     for round_index in range(args.rounds + 1):
         for leaves in batched:
@@ -109,9 +110,8 @@ def accuracy(args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, 
             agents["best_of_n_q"] = BestOfNAgent(model, num_samples=args.best_of_n, config=search)
             agents["mcts_q_network"] = MCTSAgent(model, search)
         for name, agent in agents.items():
-            extra = {"observation": "hidden+prior"} if name == "greedy_bc_policy" else agent.env_kwargs()
             started = time.perf_counter()
-            result = evaluate(agent, args.env, problems, n_envs=args.n_envs, show_progress=True, **kwargs, **extra)
+            result = evaluate(agent, args.env, problems, n_envs=args.n_envs, show_progress=True, **kwargs)
             summary = result.summary()
             stats = getattr(agent, "stats", None)
             if stats is not None:

@@ -5,22 +5,26 @@ episode_start, deterministic) -> (actions, state)``, for one observation ``[d]``
 ``[N, d]``. Agents that read more than the observation (the prior's KV-cached logits,
 action masks, tree search over the decoding state) are *bound* to the env they act in
 first: ``agent.bind(env)`` with a cola-gym env or vector env (wrappers and the SB3 adapter
-allowed). :func:`cola_agents.evaluation.evaluate` checks these protocols, nothing else.
+allowed). Agents that need the env made a certain way (the policy's logits tracked, say)
+name those env arguments in ``env_kwargs()``; :func:`cola_agents.evaluation.evaluate` and
+:func:`cola_agents.sb3.make_sb3_env` merge them (:func:`merge_agent_env_kwargs`). The
+evaluation checks these protocols, nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from cola_gym.envs.env import LatentActionEnv
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.model.generation import sample_top_k
 
-BatchEnv = LatentActionEnv | LatentActionVectorEnv
+EnvOrVectorEnv = LatentActionEnv | LatentActionVectorEnv
 
 
 @runtime_checkable
@@ -41,13 +45,46 @@ class BoundAgent(Agent, Protocol):
 
 
 @runtime_checkable
-class PlanningAgent(BoundAgent, Protocol):
+class EnvKwargsAgent(Agent, Protocol):
+    """An agent that needs its env made with some arguments (``track_policy=True``, ...).
+
+    :func:`evaluate` and :func:`make_sb3_env` merge them into the env arguments they are given.
+    """
+
+    def env_kwargs(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class PlanningAgent(BoundAgent, EnvKwargsAgent, Protocol):
     """A bound agent that searches; rows an evaluation is done with are marked idle (never searched)."""
 
     def set_idle_rows(self, rows: Iterable[int]) -> None: ...
 
 
-def batch_env(env: Any) -> BatchEnv:
+def agent_env_kwargs(agent: Any) -> dict[str, Any]:
+    """The env arguments ``agent`` needs: its ``env_kwargs()``, or none for other agents."""
+    if isinstance(agent, EnvKwargsAgent) and callable(agent.env_kwargs):
+        return dict(agent.env_kwargs())
+    return {}
+
+
+def merge_agent_env_kwargs(agent: Any, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` plus the env arguments ``agent`` needs (:func:`agent_env_kwargs`).
+
+    Raises:
+        ValueError: a given argument contradicts one the agent needs.
+    """
+    needed = agent_env_kwargs(agent)
+    for key, value in needed.items():
+        if key in env_kwargs and env_kwargs[key] != value:
+            raise ValueError(
+                f"{type(agent).__name__} needs an env made with {key}={value!r}, but {key}={env_kwargs[key]!r} "
+                f"was given; leave {key} out (the agent's env_kwargs() sets it)"
+            )
+    return {**env_kwargs, **needed}
+
+
+def base_env(env: Any) -> EnvOrVectorEnv:
     """The cola-gym env or vector env under wrappers (Gymnasium's, SB3's ``VecEnv`` adapter)."""
     base = getattr(env, "unwrapped", env)
     base = getattr(base, "vector_env", base)  # the SB3 adapter (cola_agents.sb3.CoLAVecEnv)
@@ -59,11 +96,11 @@ def batch_env(env: Any) -> BatchEnv:
 class _EnvReader:
     """What the bound agents share: the env they read (``None`` until :meth:`bind`)."""
 
-    env: BatchEnv | None = None
+    env: EnvOrVectorEnv | None = None
 
     def bind(self, env: Any) -> None:
         """Reads ``env`` (its decoding state and the task's action masks) from now on."""
-        self.env = batch_env(env)
+        self.env = base_env(env)
 
 
 class RandomAgent(_EnvReader):
@@ -93,26 +130,40 @@ class PriorAgent(_EnvReader):
 
     Bound to an env made with ``track_policy=True``, it reads the policy's logits from the
     env's decoding state and the task's action masks. Unbound, it reads the prior from
-    ``observation="hidden+prior"`` observations (their last ``num_actions`` entries). The
+    ``observation="hidden+prior"`` observations, split by ``layout`` (the env's
+    ``observation_layout``, or ``ObservationLayout.of(env.observation_space)``). The
     release samples with top-k 40 of 64 codes at temperature 1; ``deterministic=True``
     takes the argmax.
 
     Args:
-        num_actions: K, for reading unbound observations.
+        num_actions: K, for reading unbound observations without a layout (the prior is
+            then the observation's last K entries).
         top_k: codes sampled among.
         temperature: sampling temperature.
         seed: seed of its generator.
+        layout: how unbound observations split into h_t and the prior.
     """
 
     def __init__(
-        self, num_actions: int | None = None, top_k: int = 40, temperature: float = 1.0, seed: int | None = None
+        self,
+        num_actions: int | None = None,
+        top_k: int = 40,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        *,
+        layout: ObservationLayout | None = None,
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 (use deterministic=True for argmax), got {temperature}")
         self.num_actions, self.top_k, self.temperature = num_actions, top_k, temperature
+        self.layout = layout
         self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Env arguments it needs when bound: the policy's logits, kept up to date."""
+        return {"track_policy": True}
 
     def predict(
         self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -124,10 +175,18 @@ class PriorAgent(_EnvReader):
             if decoding is None or decoding.policy_logits is None:
                 raise ValueError("PriorAgent needs an env made with track_policy=True, after reset().")
             logits = decoding.policy_logits.float().cpu()
-        elif self.num_actions is not None:
-            logits = torch.as_tensor(np.atleast_2d(observation)[:, -self.num_actions :], dtype=torch.float32)
+        elif self.layout is not None or self.num_actions is not None:
+            observations = np.atleast_2d(observation)
+            layout = self.layout
+            if layout is None:
+                assert self.num_actions is not None
+                layout = ObservationLayout(observations.shape[-1] - self.num_actions, self.num_actions)
+            _, prior = layout.split(observations)
+            if prior is None:
+                raise ValueError("the observations carry no prior: make the env with observation='hidden+prior'")
+            logits = torch.as_tensor(prior, dtype=torch.float32)
         else:
-            raise ValueError("bind the agent to its env (agent.bind(env)), or give num_actions for hidden+prior")
+            raise ValueError("bind the agent to its env (agent.bind(env)), or give the layout of hidden+prior")
         masks = torch.from_numpy(_masks(self.env, observation, logits.shape[-1]))
         logits = logits.masked_fill(~masks, float("-inf"))
         if deterministic:
@@ -138,7 +197,7 @@ class PriorAgent(_EnvReader):
         return (actions_np if np.ndim(observation) > 1 else actions_np[0]), None
 
 
-def _masks(env: BatchEnv | None, observation: np.ndarray, num_actions: int | None) -> np.ndarray:
+def _masks(env: EnvOrVectorEnv | None, observation: np.ndarray, num_actions: int | None) -> np.ndarray:
     """``bool[N, num_actions]``: the bound env's masks, else all actions of each observation's row."""
     if env is not None:
         return np.atleast_2d(env.action_masks())

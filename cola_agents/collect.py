@@ -50,9 +50,8 @@ def collect_episodes(
         vector.reset(options=[{"task_index": index} for index in chunk])
         state = vector.decoding_state
         assert state is not None
-        search_model = CoLASearchModel(vector.model)
-        roots = [search_model.root(vector.stepper, episode, state.select([row]))[0]
-                 for row, episode in enumerate(vector.episodes)]  # fmt: skip
+        search_model = CoLASearchModel.for_env(vector)
+        roots = [search_model.root(episode, state.select([row]))[0] for row, episode in enumerate(vector.episodes)]
         records = []
         for _ in range(samples):
             rollouts = search_model.rollout(roots, config, generator)

@@ -5,7 +5,8 @@ result = evaluate(agent, "CoLA-GSM8K-v0", task_indices=range(64), n_envs=16)
 result.success_rate
 
 It reads only the task contract: the ``task_index`` reset option, ``info["is_success"]``,
-``info["num_tokens"]`` and the task's own info keys (kept per episode in ``infos``).
+``info["num_tokens"]`` and the task's own info keys (kept per episode in ``infos``). The env
+arguments an agent needs (its ``env_kwargs()``) are merged in here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 import cola_gym  # noqa: F401 - registers the ids
-from cola_agents.agents import Agent, BoundAgent, PlanningAgent
+from cola_agents.agents import Agent, BoundAgent, PlanningAgent, merge_agent_env_kwargs
 
 
 @dataclass
@@ -80,11 +81,17 @@ def evaluate(
         n_envs: episodes decoded together.
         deterministic: ``predict(..., deterministic=...)``.
         show_progress: a progress bar over the episodes.
-        **env_kwargs: env arguments (``model``, ``data_dir``, ``observation``, ...).
+        **env_kwargs: env arguments (``model``, ``data_dir``, ``observation``, ...); the
+            agent's own (:func:`~cola_agents.agents.agent_env_kwargs`) are added.
+
+    Raises:
+        TypeError: ``agent`` has no SB3 ``predict``.
+        ValueError: an env argument contradicts one the agent needs.
     """
     if not isinstance(agent, Agent):
         raise TypeError(f"agent must have SB3's predict(observation, state, episode_start, deterministic); "
                         f"got {type(agent).__name__}")  # fmt: skip
+    env_kwargs = merge_agent_env_kwargs(agent, env_kwargs)
     indices = [int(i) for i in task_indices]
     result = EvaluationResult(task_indices=indices)
     started = time.perf_counter()

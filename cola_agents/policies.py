@@ -28,22 +28,30 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
+from cola_gym.envs.observation import ObservationLayout
+
 
 class PriorRecordingExtractor(FlattenExtractor):
-    """Flattens the observation and remembers its last ``num_actions`` entries (the prior)."""
+    """Flattens the observation and remembers its prior, split as the space's layout says.
 
-    def __init__(self, observation_space: gym.spaces.Box, num_actions: int) -> None:
+    Args:
+        observation_space: an env's space whose :class:`~cola_gym.envs.observation.ObservationLayout`
+            carries the prior.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box) -> None:
         super().__init__(observation_space)
-        self.num_actions = num_actions
+        self.layout = ObservationLayout.of(observation_space)
         self.prior_log_probs: torch.Tensor | None = None
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        self.prior_log_probs = observations[..., -self.num_actions :]
+        """The flat features ``[N, size]``; keeps the prior ``[N, K]`` of observations ``[N, size]``."""
+        _, self.prior_log_probs = self.layout.split(observations)
         return super().forward(observations)
 
 
 class _PriorLogits:
-    """Action logits = prior log-probabilities (the observation's last K entries) + a residual.
+    """Action logits = prior log-probabilities (the observation's prior entries) + a residual.
 
     Every SB3 actor-critic path runs the policy's features extractor on the observation
     before it builds the action distribution; :class:`PriorRecordingExtractor` keeps the
@@ -56,10 +64,12 @@ class _PriorLogits:
         if not isinstance(action_space, gym.spaces.Discrete):
             raise TypeError("the CoLA prior policies need a Discrete action space (latent codes)")
         observation_space = kwargs.get("observation_space", args[0] if args else None)
-        if not isinstance(observation_space, gym.spaces.Box) or observation_space.shape[-1] <= action_space.n:
+        prior = ObservationLayout.of(observation_space).prior if isinstance(observation_space, gym.spaces.Box) else 0
+        if prior == 0:
             raise ValueError("make the env with observation='hidden+prior': the observation must end with the prior")
-        return {**kwargs, "features_extractor_class": PriorRecordingExtractor,
-                "features_extractor_kwargs": {"num_actions": int(action_space.n)}}  # fmt: skip
+        if prior != action_space.n:
+            raise ValueError(f"the observation's prior has {prior} entries for {action_space.n} actions")
+        return {**kwargs, "features_extractor_class": PriorRecordingExtractor, "features_extractor_kwargs": {}}
 
     def _zero_residual(self) -> None:
         action_net: nn.Module = getattr(self, "action_net")  # noqa: B009 - set by the SB3 base class

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 import cola_gym  # noqa: F401 - registers the ids
+from cola_agents.agents import merge_agent_env_kwargs
 from cola_gym.envs.vector import LatentActionVectorEnv
 
 
@@ -111,6 +112,7 @@ def make_sb3_env(
     seed: int | None = None,
     monitor: bool = True,
     info_keywords: Sequence[str] = ("is_success",),
+    agent: Any = None,
     **env_kwargs: Any,
 ) -> VecEnv:
     """A batched SB3 ``VecEnv`` of ``n_envs`` copies of ``env_id`` (one shared model).
@@ -122,8 +124,14 @@ def make_sb3_env(
         monitor: wrap in SB3's ``VecMonitor`` (episode return, length and ``info_keywords``
             in the logs and ``ep_info_buffer``).
         info_keywords: info keys recorded per finished episode by the monitor.
+        agent: the agent that will act in it, if any: the env arguments it needs
+            (:func:`~cola_agents.agents.agent_env_kwargs`) are added.
         **env_kwargs: arguments of the env (``model``, ``data_dir``, ``observation``, ...).
+
+    Raises:
+        ValueError: an env argument contradicts one the agent needs.
     """
+    env_kwargs = merge_agent_env_kwargs(agent, env_kwargs)
     vector = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
     env: VecEnv = CoLAVecEnv(vector.unwrapped)  # type: ignore[arg-type]
     if monitor:

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cola_agents.benchmark.suite import AlgorithmSpec, RunSpec, Suite, TaskSpec, algorithm_classes
+from cola_agents import algorithms
+from cola_agents.benchmark.suite import AlgorithmSpec, RunSpec, Suite, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -181,15 +182,12 @@ def _twin(twin: str | None, env_id: str) -> str:
 
 
 def make_agent(run: RunSpec, env: Any, tensorboard_log: str | None) -> Any:
-    """The run's algorithm on ``env``, starting from the prior (the CoLA policy or, for token twins, the decoder)."""
-    from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy
-
-    policies: dict[str, Any] = {"ppo": CoLAPriorPolicy, "a2c": CoLAPriorPolicy,
-                                "maskable_ppo": CoLAMaskablePriorPolicy, "grpo": "MlpPolicy"}  # fmt: skip
+    """The run's algorithm on ``env``, starting from the prior (the CoLA policy or, for token
+    twins, the decoder): the policy its entry in :data:`cola_agents.algorithms.ALGORITHMS` names."""
     kwargs = dict(run.algorithm.hyperparameters)
     try:
-        return algorithm_class(run)(policies[run.algorithm.algorithm], env, seed=run.seed,
-                                    tensorboard_log=tensorboard_log, **kwargs)  # fmt: skip
+        return algorithms.make_algorithm(run.algorithm.algorithm, env, seed=run.seed,
+                                         tensorboard_log=tensorboard_log, **kwargs)  # fmt: skip
     except (TypeError, AssertionError) as err:
         raise ValueError(
             f"run {run.name}: {run.algorithm.algorithm} refused its hyperparameters {kwargs}: {err}"
@@ -198,7 +196,7 @@ def make_agent(run: RunSpec, env: Any, tensorboard_log: str | None) -> Any:
 
 def algorithm_class(run: RunSpec) -> Any:
     """The class whose ``load`` restores ``run``'s checkpoints."""
-    return algorithm_classes()[run.algorithm.algorithm]
+    return algorithms.algorithm_class(run.algorithm.algorithm)
 
 
 def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = False) -> dict[str, Any]:

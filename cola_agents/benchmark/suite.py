@@ -12,7 +12,7 @@ A suite is a TOML file (or the same fields in Python)::
     train = "CoLA-Micro-Countdown-Easy-Train-v0"
     eval = "CoLA-Micro-Countdown-Easy-v0"
 
-    [algorithms.grpo]         # a name from ALGORITHMS, or any name with  algorithm = "grpo"
+    [algorithms.grpo]         # an algorithm's name, or any name with  algorithm = "grpo"
     learning_rate = 3e-4
     group_size = 8
 
@@ -20,7 +20,8 @@ A suite is a TOML file (or the same fields in Python)::
     algorithm = "grpo"
     actions = "token"
 
-Every (algorithm, task, seed) is one :class:`RunSpec`; the runner trains and evaluates each.
+Algorithm names are those of :data:`cola_agents.algorithms.ALGORITHMS`. Every (algorithm,
+task, seed) is one :class:`RunSpec`; the runner trains and evaluates each.
 """
 
 from __future__ import annotations
@@ -36,28 +37,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cola_agents.algorithms import ALGORITHMS, algorithm_class, algorithm_names
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-ALGORITHMS = ("ppo", "a2c", "maskable_ppo", "grpo")
-"""Algorithms the runner builds (each starts from the CoLA prior, see ``runner.make_agent``)."""
 ACTIONS = ("latent", "token")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _RUNNER_ARGUMENTS = ("policy", "env", "seed", "tensorboard_log", "device", "_init_setup_model")
 """Arguments the runner sets itself: not hyperparameters."""
-
-
-def algorithm_classes() -> dict[str, Any]:
-    """The class of each name in :data:`ALGORITHMS`."""
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3 import A2C, PPO
-
-    from cola_agents.algorithms import GRPO
-
-    return {"ppo": PPO, "a2c": A2C, "maskable_ppo": MaskablePPO, "grpo": GRPO}
 
 
 def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
@@ -96,7 +87,7 @@ class AlgorithmSpec:
 
     Attributes:
         name: the suite's label (``grpo``, ``grpo-token``, ``ppo-no-kl``, ...).
-        algorithm: one of :data:`ALGORITHMS`.
+        algorithm: a name of :data:`cola_agents.algorithms.ALGORITHMS`.
         actions: ``"latent"`` (the ids) or ``"token"`` (their token twins).
         hyperparameters: keyword arguments of the algorithm class.
         prior_kl_coef: the env's KL-to-prior reward term (latent PPO/A2C; GRPO has ``kl_coef``).
@@ -115,7 +106,9 @@ class AlgorithmSpec:
                 "it names the run's files"
             )
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {self.name!r}: unknown algorithm {self.algorithm!r}; choose from {ALGORITHMS}")
+            raise ValueError(
+                f"algorithm {self.name!r}: unknown algorithm {self.algorithm!r}; choose from {algorithm_names()}"
+            )
         if self.actions not in ACTIONS:
             raise ValueError(f"algorithm {self.name!r}: actions must be one of {ACTIONS}, got {self.actions!r}")
         kl = self.prior_kl_coef
@@ -128,7 +121,7 @@ class AlgorithmSpec:
     def check_hyperparameters(self) -> None:
         """Raises ``ValueError`` for a keyword the algorithm class does not take, or a value of the
         wrong kind (a number where the default is a number, a bool where it is a bool, ...)."""
-        parameters = inspect.signature(algorithm_classes()[self.algorithm].__init__).parameters
+        parameters = inspect.signature(algorithm_class(self.algorithm).__init__).parameters
         accepted = sorted(p for p in parameters if p not in (*_RUNNER_ARGUMENTS, "self"))
         for key, value in self.hyperparameters.items():
             if key in _RUNNER_ARGUMENTS:

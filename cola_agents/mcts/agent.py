@@ -1,10 +1,12 @@
 """Planning agents with SB3's ``predict()``: MCTS-Q and best-of-N, for single and vector envs.
 
 An agent is *bound* to the env it acts in (``agent.bind(env)``; the shared evaluation
-does it), because planning needs the env's decoding state, not only the observation. At
-the first step of an episode it plans the whole answer (batched over all rows of a
-vector env), then replays the plan one latent action per ``predict`` call; if the
-episode outlives the plan, it plans again from where it stands.
+does it), because planning needs the env's episodes and decoding state, not only the
+observation; binding builds its search model for that env
+(:meth:`~cola_agents.mcts.env_model.CoLASearchModel.for_env`). At the first step of an
+episode it plans the whole answer (batched over all rows of a vector env), then replays
+the plan one latent action per ``predict`` call; if the episode outlives the plan, it
+plans again from where it stands.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from cola_agents.agents import BatchEnv, batch_env
+from cola_agents.agents import EnvOrVectorEnv, base_env
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
 from cola_agents.mcts.interface import StateView, policy_action
 from cola_agents.mcts.search import SearchResult, search
 from cola_gym.envs.episode import Episode
+from cola_gym.model import CoLAModel
 
 
 @dataclass
@@ -40,24 +43,37 @@ class PlanningStats:
     results: list[Any] = field(default_factory=list)
 
 
-class _PlanningAgent:
-    """Binds to an env, plans per episode, replays plans through ``predict``."""
+class PlanningAgentBase:
+    """Binds to an env, plans per episode, replays plans through ``predict``.
 
-    search_model: CoLASearchModel
+    Args:
+        model: the CoLA model of the envs it acts in (``env.unwrapped.model``).
+        config: search hyperparameters (the paper's by default; ``leaf_value="q_network"``
+            needs a model with a Q-network, ``"oracle"`` scores rollouts with the env's reward).
+    """
 
-    def __init__(self) -> None:
-        self.env: BatchEnv | None = None
+    def __init__(self, model: CoLAModel, config: MCTSConfig | None = None) -> None:
+        self.config = config or MCTSConfig()
+        self.has_q = model.q_network is not None
+        if self.config.leaf_value == "q_network" and not self.has_q:
+            raise ValueError(
+                "leaf_value='q_network' (honest search) needs a model with a Q-network (cola-gym train --stage q); "
+                "use MCTSConfig(leaf_value='oracle') for an upper bound with the env's reward"
+            )
+        self.env: EnvOrVectorEnv | None = None
+        self.search_model: CoLASearchModel | None = None
         self.plans: dict[int, _Plan] = {}
         self.idle_rows: set[int] = set()
         self.stats = PlanningStats()
 
     def env_kwargs(self) -> dict[str, Any]:
-        """Env arguments this agent needs (pass them to ``gym.make`` / ``evaluate``)."""
-        return {"track_policy": True}
+        """Env arguments this agent needs (``evaluate`` and ``make_sb3_env`` merge them)."""
+        return {"track_policy": True, "track_q": self.has_q}
 
     def bind(self, env: Any) -> None:
         """Acts in ``env`` from now on: a cola-gym env or vector env (wrappers allowed)."""
-        self.env = batch_env(env)
+        self.env = base_env(env)
+        self.search_model = CoLASearchModel.for_env(self.env)
         self.plans, self.idle_rows = {}, set()
 
     def set_idle_rows(self, rows: Iterable[int]) -> None:
@@ -98,17 +114,17 @@ class _PlanningAgent:
         )
 
     def _root(self, row: int) -> tuple[EpisodeHandle, StateView]:
-        assert self.env is not None
+        assert self.env is not None and self.search_model is not None
         state = self.env.decoding_state
         assert state is not None
-        return self.search_model.root(self.env.stepper, self.env.episodes[row], state.select([row]))
+        return self.search_model.root(self.env.episodes[row], state.select([row]))
 
     def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
         """One action sequence per root."""
         raise NotImplementedError
 
 
-class MCTSAgent(_PlanningAgent):
+class MCTSAgent(PlanningAgentBase):
     """MCTS-Q over latent actions (see :mod:`cola_agents.mcts.search`).
 
     Args:
@@ -117,21 +133,8 @@ class MCTSAgent(_PlanningAgent):
             needs a model with a Q-network, ``"oracle"`` scores rollouts with the env's reward).
     """
 
-    def __init__(self, model: Any, config: MCTSConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or MCTSConfig()
-        self.search_model = CoLASearchModel(model)
-        self.has_q = model.q_network is not None
-        if self.config.leaf_value == "q_network" and not self.has_q:
-            raise ValueError(
-                "leaf_value='q_network' (honest search) needs a model with a Q-network (cola-gym train --stage q); "
-                "use MCTSConfig(leaf_value='oracle') for an upper bound with the env's reward"
-            )
-
-    def env_kwargs(self) -> dict[str, Any]:
-        return {"track_policy": True, "track_q": self.has_q}
-
     def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
+        assert self.search_model is not None
         results: list[SearchResult] = search(self.search_model, roots, self.config)
         self.stats.searches += len(results)
         self.stats.tokens += sum(result.tokens for result in results)
@@ -140,7 +143,7 @@ class MCTSAgent(_PlanningAgent):
         return [result.actions or [_argmax_allowed(root[1])] for result, root in zip(results, roots, strict=True)]
 
 
-class BestOfNAgent(_PlanningAgent):
+class BestOfNAgent(PlanningAgentBase):
     """Best-of-N: N policy samples per problem (batched), the best by the leaf score.
 
     Args:
@@ -148,22 +151,18 @@ class BestOfNAgent(_PlanningAgent):
         num_samples: N.
         config: sampling (``rollout_policy``, ``rollout_top_k``, ``rollout_temperature``,
             ``rollout_max_tokens``), scoring (``leaf_value``) and ``token_budget`` (samples
-            stop once it is spent), shared with MCTS so the two compare at equal budgets.
+            stop once it is spent), shared with MCTS so the two compare at equal budgets
+            (``leaf_value="q_network"`` needs a model with a Q-network).
     """
 
-    def __init__(self, model: Any, num_samples: int = 8, config: MCTSConfig | None = None) -> None:
-        super().__init__()
+    def __init__(self, model: CoLAModel, num_samples: int = 8, config: MCTSConfig | None = None) -> None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        super().__init__(model, config)
         self.num_samples = num_samples
-        self.config = config or MCTSConfig()
-        self.search_model = CoLASearchModel(model)
-        self.has_q = model.q_network is not None
-
-    def env_kwargs(self) -> dict[str, Any]:
-        return {"track_policy": True, "track_q": self.has_q}
 
     def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
+        assert self.search_model is not None
         generator = torch.Generator().manual_seed(self.config.seed)
         best: list[tuple[float, list[int]]] = [(-np.inf, []) for _ in roots]
         spent, drawn = [0] * len(roots), [0] * len(roots)

@@ -1,9 +1,11 @@
 """What the search needs from a model (in the spirit of mctx's ``recurrent_fn``).
 
-The search never sees an environment: it holds opaque *handles* (a decoding state and
-whatever the model needs to continue from it) and asks the model, for many handles at
-once, to take one latent action each, or to roll out and score leaves. Batching happens
-behind this interface: one call, one decoder step for all handles.
+The search never sees an environment: a model built for one (``for_env(env)``, the
+stepper bound once) makes a root from an episode and its state (mctx's ``root_fn``), and
+the search holds opaque *handles* (an episode and its state) and asks the model, for many
+handles at once, to take one latent action each (mctx's ``recurrent_fn``), or to roll out
+and score leaves. Batching happens behind this interface: one call, one decoder step for
+all handles.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ class SearchModel(Protocol):
     """A batched model of the latent-action MDP."""
 
     num_actions: int
+
+    def root(self, episode: Any, state: Any) -> tuple[Any, StateView]:
+        """The handle and view of a search root: an episode and its state in the model's own form
+        (the cached model's :class:`~cola_gym.model.DecodingState` of one row, the re-encoding
+        reference's token ids consumed so far)."""
+        ...
 
     def step(self, handles: Sequence[Any], actions: Sequence[int]) -> list[Step]:
         """Takes ``actions[i]`` from ``handles[i]`` for every i (one batched decoder step)."""

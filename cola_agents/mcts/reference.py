@@ -2,30 +2,31 @@
 
 Every expansion and every rollout token runs the decoder (and the policy and Q heads)
 over the whole text prefix, without caches or batching. It implements the same
-:class:`~cola_agents.mcts.interface.SearchModel` as :class:`CoLASearchModel`, so the same
-search run on both must build the same tree; benchmarks measure what caching saves.
+:class:`~cola_agents.mcts.interface.SearchModel` as :class:`CoLASearchModel` and is built
+for an env the same way (:meth:`ReencodingSearchModel.for_env`), so the same search run on
+both must build the same tree; benchmarks measure what caching saves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from cola_agents.agents import base_env
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
 from cola_gym.envs.episode import Episode
 from cola_gym.envs.stepper import EpisodeStepper
-from cola_gym.model import CoLAModel
 
 
 @dataclass(frozen=True)
 class TokenHandle:
     """A branch as plain token ids (every consumed token), with its episode value."""
 
-    stepper: EpisodeStepper
     episode: Episode
     ids: tuple[int, ...]
     reward: float = 0.0
@@ -33,15 +34,25 @@ class TokenHandle:
 
 
 class ReencodingSearchModel:
-    """The search model without KV caches: O(prefix) work per token."""
+    """The search model without KV caches: O(prefix) work per token.
 
-    def __init__(self, model: CoLAModel) -> None:
-        self.model = model
-        self.num_actions = model.num_actions
+    Args:
+        stepper: the stepper of the env whose episodes it branches (its task scores the text).
+    """
 
-    def root(self, stepper: EpisodeStepper, episode: Episode, ids: Sequence[int]) -> tuple[TokenHandle, StateView]:
-        """The root: an episode and every token its decoder consumed so far."""
-        handle = TokenHandle(stepper=stepper, episode=episode, ids=tuple(ids))
+    def __init__(self, stepper: EpisodeStepper) -> None:
+        self.stepper = stepper
+        self.model = stepper.model
+        self.num_actions = stepper.model.num_actions
+
+    @classmethod
+    def for_env(cls, env: Any) -> ReencodingSearchModel:
+        """The re-encoding search model of ``env``: a cola-gym env or vector env (wrappers allowed)."""
+        return cls(base_env(env).stepper)
+
+    def root(self, episode: Episode, state: Sequence[int]) -> tuple[TokenHandle, StateView]:
+        """The root: an episode and its state, here every token its decoder consumed so far."""
+        handle = TokenHandle(episode=episode, ids=tuple(state))
         return handle, self._view(handle)[0]
 
     @torch.inference_mode()
@@ -51,9 +62,9 @@ class ReencodingSearchModel:
         for handle, action in zip(handles, actions, strict=True):
             view, hidden = self._view(handle)
             token = int(self.model.world_model_logits(hidden, self.model.codebook(torch.tensor([action]))).argmax())
-            booking = handle.stepper.consume([handle.episode], [token])
+            booking = self.stepper.consume([handle.episode], [token])
             outcome = booking.outcomes[0]
-            new = TokenHandle(stepper=handle.stepper, episode=booking.episodes[0], ids=handle.ids + outcome.feed,
+            new = TokenHandle(episode=booking.episodes[0], ids=handle.ids + outcome.feed,
                               reward=outcome.reward if outcome.terminated else 0.0,
                               last_q=None if view.q_values is None else float(view.q_values[action]))  # fmt: skip
             steps.append(Step(handle=new, token=token, view=self._view(new)[0]))
@@ -89,7 +100,7 @@ class ReencodingSearchModel:
             q_values = None
             if model.q_network is not None:
                 q_values = model.q_network(hidden.to(model.head_dtype))[0, -1].float().numpy()
-        allowed = handle.stepper.action_mask(handle.episode)[: self.num_actions]
+        allowed = self.stepper.action_mask(handle.episode)[: self.num_actions]
         view = StateView(prior=prior.astype(np.float64), allowed=allowed, q_values=q_values,
                          finished=handle.episode.done)  # fmt: skip
         return view, hidden[:, -1]

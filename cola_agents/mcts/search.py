@@ -39,7 +39,25 @@ ROOT_PRIOR = 0.5  # P of the root in PUCT, as in the release (it never competes 
 
 @dataclass(eq=False)
 class Node:
-    """A node: a macro step of one or more latent actions below its parent."""
+    """A node: a macro step of one or more latent actions below its parent.
+
+    Attributes:
+        handle: the search model's handle of the state after the step.
+        view: what the search sees of that state.
+        parent: the node above (``None`` at the root).
+        actions: the step's latent actions.
+        depth: tokens below the root at the end of the step.
+        prior: P(n) of PUCT: the mean policy probability of the step's actions.
+        visits: N(n).
+        value: V(n).
+        leaf_score: R, the score of the rollout that evaluated this node (the Q-network's
+            value or the env's reward; 0 at the root).
+        rollout_actions: that rollout's latent actions.
+        children: the nodes below, by their first action.
+        q: Q(n, a) of each child's first action.
+        untried: allowed actions not expanded yet, in the prior's order.
+        virtual_visits: visits pretended while a wave selects several nodes.
+    """
 
     handle: Any
     view: StateView
@@ -49,7 +67,7 @@ class Node:
     prior: float = ROOT_PRIOR
     visits: int = 0
     value: float = 0.0
-    reward: float = 0.0
+    leaf_score: float = 0.0
     rollout_actions: list[int] = field(default_factory=list)
     children: dict[int, Node] = field(default_factory=dict)
     q: dict[int, float] = field(default_factory=dict)
@@ -178,7 +196,7 @@ def search(model: SearchModel, roots: Sequence[tuple[Any, StateView]], config: M
         children = _expand(model, selected, config, generator)
         rollouts = model.rollout([child.handle for child in children], config, generator)
         for (tree, _), child, rollout in zip(selected, children, rollouts, strict=True):
-            child.reward = rollout.score
+            child.leaf_score = rollout.score
             child.rollout_actions = rollout.actions
             tree.tokens += len(child.actions) + len(rollout.actions)
             tree.simulations += 1
@@ -242,13 +260,13 @@ def _backup(node: Node, discount: float) -> None:
         if current.children:
             weighted, visits = 0.0, 0
             for action, child in current.children.items():
-                current.q[action] = (child.reward - current.reward) + discount * child.value
+                current.q[action] = (child.leaf_score - current.leaf_score) + discount * child.value
                 weighted += current.q[action] * child.visits
                 visits += child.visits
             if visits:
                 current.value = weighted / visits
         else:
-            current.value = current.reward
+            current.value = current.leaf_score
         current = current.parent
 
 
@@ -257,8 +275,8 @@ def _answer(tree: _Tree) -> SearchResult:
     candidates = list(nodes(tree.root))[1:]
     best_rollout, best_rollout_score = None, -math.inf
     for node in reversed(candidates):
-        if node.reward > best_rollout_score:
-            best_rollout, best_rollout_score = node, node.reward
+        if node.leaf_score > best_rollout_score:
+            best_rollout, best_rollout_score = node, node.leaf_score
     best_finished, best_finished_value = None, -math.inf
     for node in reversed(candidates):
         assert node.parent is not None

@@ -1,4 +1,4 @@
-"""``python -m cola_agents.zoo``: rl-zoo3's ``train`` with GRPO and MaskablePPO among its algorithms."""
+"""``python -m cola_agents.zoo``: rl-zoo3's ``train``, every algorithm of ``cola_agents.algorithms`` among its own."""
 
 from cola_agents.zoo import add_algorithms
 

@@ -21,7 +21,8 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from cola_gym.envs.episode import Episode, episode_text
-from cola_gym.envs.stepper import PRIOR_FLOOR, ActionKind, EpisodeStepper, ObservationKind
+from cola_gym.envs.observation import ObservationLayout
+from cola_gym.envs.stepper import ActionKind, EpisodeStepper, ObservationKind
 from cola_gym.envs.task import Task
 from cola_gym.errors import EpisodeOverError, InvalidActionError
 from cola_gym.model import CoLAModel, DecoderSettings, DecodingState, shared_model
@@ -85,7 +86,8 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
     Observation: ``float32[d]`` (``[d + K]`` with the prior): h_t, the decoder's final
     normalised hidden state at the last position, the vector the LM head, the world model
     and the policy read. Its bounds are exact: an RMS-normalised vector has no component
-    above ``sqrt(d)`` times the norm's weight.
+    above ``sqrt(d)`` times the norm's weight. :attr:`observation_layout` says how it
+    splits, and the space carries it (:mod:`cola_gym.envs.observation`).
 
     ``info``: ``text`` (everything generated after the prompt), ``num_tokens``,
     ``is_success``, ``task_index`` and the task's :attr:`~cola_gym.envs.task.Task.info_keys`
@@ -156,11 +158,12 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         )
         self.num_actions = self.stepper.num_actions
         self.action_space = gym.spaces.Discrete(self.num_actions)
-        bound = self.model.hidden_state_bound().numpy()
-        if self.observation_kind == "hidden+prior":
-            # log-probabilities: at most 0, and above the floor once clipped
-            bound = np.concatenate([bound, np.full(self.num_actions, -PRIOR_FLOOR, dtype=np.float32)])
-        self.observation_space = gym.spaces.Box(-bound, bound, shape=bound.shape, dtype=np.float32)
+        self.observation_space = self.observation_layout.space(self.model.hidden_state_bound().numpy())
+
+    @property
+    def observation_layout(self) -> ObservationLayout:
+        """How observations split into h_t and the prior (also ``ObservationLayout.of(observation_space)``)."""
+        return self.stepper.layout
 
     # ------------------------------------------------------------ Gymnasium API
     def reset(

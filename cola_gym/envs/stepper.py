@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cola_gym.envs.episode import Episode, TokenOutcome, consume_token, episode_text, start_episode
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.envs.task import TASK_INDEX, Task
 from cola_gym.model import CoLAModel, DecodingState
 from cola_gym.model.generation import left_pad
@@ -31,9 +32,6 @@ from cola_gym.text.chat import TextCodec
 
 ActionKind = Literal["latent", "token"]
 ObservationKind = Literal["hidden", "hidden+prior"]
-
-PRIOR_FLOOR = -1e4
-"""Log-probabilities in ``hidden+prior`` observations are clipped here (finite bounds)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,9 @@ class EpisodeStepper:
         track_policy: keep the policy's KV cache and logits up to date.
         track_q: likewise for the Q-network.
         prior_kl_coef: beta of the KL-to-prior reward term (latent actions only).
+
+    Attributes:
+        layout: how :meth:`observation` lays out h_t and the prior.
     """
 
     def __init__(
@@ -93,6 +94,8 @@ class EpisodeStepper:
         self.codec = TextCodec(model.tokenizer, model.stop_token_ids())
         self.num_actions = model.num_actions if action_kind == "latent" else len(model.tokenizer)
         self.max_positions: int | None = getattr(model.decoder.config, "max_position_embeddings", None)
+        prior = self.num_actions if observation == "hidden+prior" else 0
+        self.layout = ObservationLayout(hidden=model.hidden_size, prior=prior)
 
     # ------------------------------------------------------------ episodes
     def begin(self, options: Mapping[str, Any], rng: np.random.Generator, number: int) -> Episode:
@@ -152,18 +155,19 @@ class EpisodeStepper:
 
     # ------------------------------------------------------------ what agents see
     def observation(self, state: DecodingState, row: int) -> np.ndarray:
-        """Row ``row``'s observation: h_t ``[d]`` (then the prior's log-probabilities: the policy's ``[K]``,
-        or the decoder's ``[V]`` for token actions)."""
-        parts = [state.hidden[row].detach().to("cpu", torch.float32)]
-        if self.observation_kind == "hidden+prior":
+        """Row ``row``'s observation ``[layout.size]``, as :attr:`layout` lays it out: h_t ``[d]``
+        (then the prior's log-probabilities: the policy's ``[K]``, or the decoder's ``[V]`` for token actions)."""
+        hidden = state.hidden[row].detach().to("cpu", torch.float32)
+        prior = None
+        if self.layout.prior:
             if self.action_kind == "token":  # the decoder's own next-token distribution
                 with torch.no_grad():
                     logits = self.model.decoder_logits(state.hidden[row : row + 1])[0].float().cpu()
             else:
                 assert state.policy_logits is not None
                 logits = state.policy_logits[row].detach().float().cpu()
-            parts.append(torch.log_softmax(logits, -1).clamp_min(PRIOR_FLOOR))
-        return torch.cat(parts).numpy()
+            prior = torch.log_softmax(logits, -1)
+        return self.layout.join(hidden, prior).numpy()
 
     def info(self, episode: Episode) -> dict[str, Any]:
         """The step's ``info``: small and tensor-free (SB3 copies it every step)."""

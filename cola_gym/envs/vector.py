@@ -27,6 +27,7 @@ from gymnasium.vector.utils import batch_space
 
 from cola_gym.envs.env import LatentActionEnv, TaskArg, check_action
 from cola_gym.envs.episode import Episode, episode_text
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.errors import EpisodeOverError
 from cola_gym.model.decoding import DecodingState
 
@@ -75,7 +76,7 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = self.env.action_space
         self.single_observation_space = self.env.observation_space
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)  # rows of the same layout
         self.render_mode = self.env.render_mode
         self._episodes: list[Episode] = []
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
@@ -214,6 +215,11 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         return copy.deepcopy(current) if current is not None else seeding.np_random()[0]
 
     # ------------------------------------------------------------ what agents read
+    @property
+    def observation_layout(self) -> ObservationLayout:
+        """How each row's observation splits into h_t and the prior (the single env's layout)."""
+        return self.env.observation_layout
+
     @property
     def episodes(self) -> list[Episode]:
         """Each row's current episode value."""

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
-from cola_agents import PriorAgent
+from cola_agents import PriorAgent, RandomAgent
+from cola_agents.agents import agent_env_kwargs, merge_agent_env_kwargs
 from cola_agents.evaluation import evaluate
+from cola_gym.envs.observation import ObservationLayout
 
 
 def test_evaluation_runs_one_episode_per_problem(tiny_cola_dir: Path, data_dir: Path) -> None:
@@ -40,3 +43,19 @@ def test_prior_agent_reads_the_prior_from_observations() -> None:
     assert actions.tolist() == [1, 1, 1]
     sampled = {int(agent.predict(obs[0], deterministic=False)[0]) for _ in range(50)}
     assert sampled == {1, 2}  # the top 2 codes only
+    split_by_layout = PriorAgent(layout=ObservationLayout(hidden=2, prior=4), top_k=2, seed=0)
+    assert split_by_layout.predict(obs, deterministic=True)[0].tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="observation='hidden\\+prior'"):
+        PriorAgent(layout=ObservationLayout(hidden=6)).predict(obs)
+
+
+def test_evaluation_makes_envs_with_the_arguments_the_agent_needs(tiny_cola_dir: Path, data_dir: Path) -> None:
+    kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 3}
+    prior = PriorAgent(seed=0)
+    assert agent_env_kwargs(prior) == {"track_policy": True} and agent_env_kwargs(RandomAgent()) == {}
+    result = evaluate(prior, "CoLA-GSM8K-v0", [0, 1], n_envs=2, **kwargs)  # bound: it reads the tracked policy
+    assert result.tokens == [3, 3]
+    assert merge_agent_env_kwargs(prior, {"track_policy": True, "observation": "hidden"}) == {
+        "track_policy": True, "observation": "hidden"}  # fmt: skip
+    with pytest.raises(ValueError, match="PriorAgent needs an env made with track_policy=True, but track_policy=False"):
+        evaluate(prior, "CoLA-GSM8K-v0", [0], track_policy=False, **kwargs)

@@ -17,6 +17,7 @@ from cola_agents.algorithms import GRPO, GroupPolicy
 from cola_agents.algorithms.grpo import group_advantages
 from cola_agents.sb3 import CoLAVecEnv
 from cola_gym.envs import LatentActionVectorEnv
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.model.generation import greedy_policy, rollout
 
 
@@ -149,6 +150,20 @@ def test_prior_policy_starts_as_the_bc_policy_and_the_token_twin_as_the_decoder(
     token_agent.learn(16)
 
 
+def test_group_policy_reads_the_prior_from_the_layout() -> None:
+    layout = ObservationLayout(hidden=3, prior=4)
+    space = layout.space(np.ones(3, dtype=np.float32))
+    policy = GroupPolicy(space, gym.spaces.Discrete(4), lambda _: 1e-3)
+    assert policy.use_prior and policy.layout == layout
+    prior = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    obs = torch.cat([torch.tensor([[0.5, -0.5, 0.25]]), prior.log()], dim=-1)
+    torch.testing.assert_close(policy.logits(obs).softmax(-1), prior)  # untrained, it is the prior
+    plain = gym.spaces.Box(space.low, space.high, dtype=np.float32)  # the same bounds, no layout: no prior
+    assert not GroupPolicy(plain, gym.spaces.Discrete(4), lambda _: 1e-3).use_prior
+    with pytest.raises(ValueError, match="has 4 entries for 5 actions"):
+        GroupPolicy(space, gym.spaces.Discrete(5), lambda _: 1e-3)
+
+
 def test_kl_term_needs_the_prior_and_is_logged(math_env) -> None:
     with pytest.raises(ValueError, match="hidden\\+prior"):
         GRPO("MlpPolicy", math_env(n_envs=2), group_size=2, kl_coef=0.1)
@@ -226,7 +241,9 @@ def test_merge_aliases_reads_the_world_model_through_a_dummy_vec_env(tiny_cola_d
     agent = GRPO("MlpPolicy", env, group_size=2, merge_aliases=True, seed=0, task_indices=[0, 1])
     obs = torch.as_tensor(env.reset())
     model = env.envs[0].unwrapped.stepper.model
-    each = model.tokens_of_every_action(obs[:, : model.decoder.config.hidden_size])  # [1, K]
+    hidden, prior = env.envs[0].unwrapped.observation_layout.split(obs)
+    assert prior is None and hidden.shape == (1, model.hidden_size)
+    each = model.tokens_of_every_action(hidden)  # [1, K]
     assert each[0].unique().numel() > 1  # the codes disagree here, so a mask can be wrong
     for action in (0, 17):
         masks = agent.alias_masks(obs, torch.tensor([action]))

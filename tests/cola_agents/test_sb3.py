@@ -15,6 +15,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from cola_agents.policies import CoLAMaskablePriorPolicy, CoLAPriorPolicy, CoLARecurrentPriorPolicy
 from cola_agents.sb3 import CoLAVecEnv
 from cola_gym.envs import LatentActionVectorEnv
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.model.generation import greedy_policy, rollout
 from cola_gym.tasks.math.task import MathTask
 
@@ -110,6 +111,28 @@ def test_prior_policies_start_as_the_bc_policy(algorithm, policy, vec_env, tiny_
         obs, _, _, _ = env.step(actions)
     assert torch.equal(torch.stack(tokens, dim=1), expected)
     agent.learn(32)  # and it trains
+
+
+def test_prior_policies_need_the_prior_in_the_observation(vec_env) -> None:
+    env = vec_env(n_envs=2)
+    with pytest.raises(ValueError, match="make the env with observation='hidden\\+prior'"):
+        PPO(CoLAPriorPolicy, env)
+    wide = gym.spaces.Box(-1e4, 1e4, shape=(env.observation_space.shape[0] + 64,), dtype=np.float32)
+    with pytest.raises(ValueError, match="hidden\\+prior"):  # a plain Box publishes no prior, however wide
+        CoLAPriorPolicy(wide, env.action_space, lambda _: 1e-3)
+
+
+def test_the_layout_survives_save_and_load(vec_env, tmp_path: Path) -> None:
+    env = vec_env(n_envs=2, observation="hidden+prior")
+    layout = env.unwrapped.vector_env.observation_layout
+    model = PPO(CoLAPriorPolicy, env, n_steps=16, batch_size=32, n_epochs=1, seed=0)
+    assert model.policy.pi_features_extractor.layout == layout and layout.prior == env.action_space.n
+    model.save(tmp_path / "ppo")
+    loaded = PPO.load(tmp_path / "ppo")  # no env: the policy is rebuilt from the saved space alone
+    assert ObservationLayout.of(loaded.observation_space) == layout
+    assert loaded.policy.pi_features_extractor.layout == layout
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
 def test_ppo_learns_the_rewarded_latent_action(speller, first_token_task) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
@@ -9,10 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from cola_agents.agents import PlanningAgent, agent_env_kwargs, merge_agent_env_kwargs
 from cola_agents.evaluation import evaluate
-from cola_agents.mcts import BestOfNAgent, CoLASearchModel, MCTSAgent, MCTSConfig, search
+from cola_agents.mcts import BestOfNAgent, CoLASearchModel, MCTSAgent, MCTSConfig, PlanningAgentBase, search
 from cola_agents.mcts.reference import ReencodingSearchModel
 from cola_agents.mcts.search import nodes
+from cola_agents.sb3 import make_sb3_env
+from cola_gym.envs.stepper import EpisodeStepper
 from cola_gym.model import CoLAConfig, CoLAModel
 
 
@@ -34,7 +38,7 @@ def _env(model: CoLAModel, data_dir: Path, **kwargs):
 
 
 def _signature(root) -> list[tuple]:
-    return [(tuple(n.path_actions), n.visits, round(n.value, 4), round(n.reward, 4), tuple(n.rollout_actions),
+    return [(tuple(n.path_actions), n.visits, round(n.value, 4), round(n.leaf_score, 4), tuple(n.rollout_actions),
              n.finished) for n in nodes(root)]  # fmt: skip
 
 
@@ -46,10 +50,10 @@ def test_kv_reusing_search_builds_the_reference_tree(q_model: CoLAModel, data_di
     prompt = q_model.tokenizer(base.prompt_text, add_special_tokens=False)["input_ids"]
     config = MCTSConfig(num_simulations=7, root_width=3, node_width=2, macro_td_threshold=threshold,
                         macro_max_tokens=3, rollout_max_tokens=5, stop_on_finished_answer=False, seed=1)  # fmt: skip
-    cached_model = CoLASearchModel(q_model)
-    cached = search(cached_model, [cached_model.root(base.stepper, base.episode, base.decoding_state)], config)[0]
-    reference_model = ReencodingSearchModel(q_model)
-    reference = search(reference_model, [reference_model.root(base.stepper, base.episode, prompt)], config)[0]
+    cached_model = CoLASearchModel.for_env(env)
+    cached = search(cached_model, [cached_model.root(base.episode, base.decoding_state)], config)[0]
+    reference_model = ReencodingSearchModel.for_env(env)
+    reference = search(reference_model, [reference_model.root(base.episode, prompt)], config)[0]
     assert _signature(cached.root) == _signature(reference.root)
     assert cached.actions == reference.actions and cached.tokens == reference.tokens
     macro = [n for n in nodes(cached.root) if len(n.actions) > 1]
@@ -86,15 +90,15 @@ def test_agents_run_through_the_shared_evaluation(q_model: CoLAModel, data_dir: 
     config = MCTSConfig(num_simulations=3, root_width=2, rollout_max_tokens=3, leaf_value="oracle")
     kwargs = {"model": q_model, "data_dir": str(data_dir), "max_episode_steps": 6}
     mcts = MCTSAgent(q_model, config)
-    result = evaluate(mcts, "CoLA-GSM8K-v0", [4, 2, 9], n_envs=3, **kwargs, **mcts.env_kwargs())
+    result = evaluate(mcts, "CoLA-GSM8K-v0", [4, 2, 9], n_envs=3, **kwargs)  # evaluate adds the agent's env_kwargs
     assert result.task_indices == [4, 2, 9] and len(result.successes) == 3
     assert mcts.stats.tokens > 0
     best_of_n = BestOfNAgent(q_model, num_samples=3, config=config)
-    result = evaluate(best_of_n, "CoLA-GSM8K-v0", [4, 2], n_envs=2, **kwargs, **best_of_n.env_kwargs())
+    result = evaluate(best_of_n, "CoLA-GSM8K-v0", [4, 2], n_envs=2, **kwargs)
     assert best_of_n.stats.searches >= 2 and best_of_n.stats.tokens <= 2 * 3 * 3 * 2
     # rows an evaluation is done with get the prior's argmax and no search
-    vector = gym.make_vec("CoLA-GSM8K-v0", num_envs=2, vectorization_mode="vector_entry_point", **kwargs,
-                          **best_of_n.env_kwargs())  # fmt: skip
+    vector = gym.make_vec("CoLA-GSM8K-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                          **merge_agent_env_kwargs(best_of_n, kwargs))  # fmt: skip
     vector.reset(options=[{"problem_index": 4}, {"problem_index": 2}])
     best_of_n.bind(vector)
     best_of_n.set_idle_rows([0, 1])
@@ -110,3 +114,62 @@ def test_honest_search_needs_a_q_network(tiny_cola: CoLAModel) -> None:
     agent = MCTSAgent(tiny_cola, MCTSConfig(leaf_value="oracle"))
     with pytest.raises(RuntimeError, match="bind the agent"):
         agent.predict(np.zeros(4))
+
+
+def test_a_handle_is_an_episode_and_its_state(q_model: CoLAModel, data_dir: Path) -> None:
+    env = _env(q_model, data_dir)
+    env.reset(options={"problem_index": 3})
+    search_model = CoLASearchModel.for_env(env)
+    handle, view = search_model.root(env.unwrapped.episode, env.unwrapped.decoding_state)
+    (step,) = search_model.step([handle], [int(view.prior.argmax())])
+    for branch in (handle, step.handle):
+        assert [f.name for f in dataclasses.fields(branch)] == ["episode", "state", "reward", "last_q"]
+        assert not any(isinstance(value, EpisodeStepper) for value in vars(branch).values())
+    assert step.handle.episode.num_tokens == 1 and step.handle.last_q is not None
+
+
+def test_for_env_binds_the_stepper_of_a_single_or_vector_env(q_model: CoLAModel, data_dir: Path) -> None:
+    single = _env(q_model, data_dir)
+    single.reset(options={"problem_index": 5})
+    vector = gym.make_vec("CoLA-GSM8K-v0", num_envs=2, vectorization_mode="vector_entry_point", model=q_model,
+                          data_dir=str(data_dir), track_policy=True, track_q=True)  # fmt: skip
+    vector.reset(options=[{"problem_index": 3}, {"problem_index": 5}])
+    for env in (single, vector):
+        assert CoLASearchModel.for_env(env).stepper is env.unwrapped.stepper
+        assert ReencodingSearchModel.for_env(env).stepper is env.unwrapped.stepper
+    # the vector env's row 1 is the single env's episode: the same root
+    alone = CoLASearchModel.for_env(single).root(single.unwrapped.episode, single.unwrapped.decoding_state)[1]
+    state = vector.unwrapped.decoding_state
+    row = CoLASearchModel.for_env(vector).root(vector.unwrapped.episodes[1], state.select([1]))[1]
+    np.testing.assert_allclose(row.prior, alone.prior, atol=1e-5)
+    np.testing.assert_allclose(row.q_values, alone.q_values, atol=1e-4)
+    assert (row.allowed == alone.allowed).all()
+    with pytest.raises(ValueError, match="latent actions"):
+        CoLASearchModel.for_env(gym.make("CoLA-GSM8K-Token-v0", model=q_model, data_dir=str(data_dir)))
+    with pytest.raises(TypeError, match="expected a cola-gym env"):
+        CoLASearchModel.for_env(object())
+
+
+def test_planning_agents_share_their_constructor_and_env_kwargs(q_model: CoLAModel, tiny_cola: CoLAModel) -> None:
+    oracle = MCTSConfig(leaf_value="oracle")
+    for agent in (MCTSAgent(q_model), BestOfNAgent(q_model, 2)):
+        assert isinstance(agent, PlanningAgentBase) and isinstance(agent, PlanningAgent)
+        assert agent.env_kwargs() == {"track_policy": True, "track_q": True}
+        assert agent_env_kwargs(agent) == agent.env_kwargs()
+    for agent in (MCTSAgent(tiny_cola, oracle), BestOfNAgent(tiny_cola, 2, oracle)):
+        assert agent.env_kwargs() == {"track_policy": True, "track_q": False}
+    with pytest.raises(ValueError, match="needs a model with a Q-network"):
+        BestOfNAgent(tiny_cola, 2)
+    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+        BestOfNAgent(q_model, 0)
+
+
+def test_a_contradicting_env_argument_is_an_error(q_model: CoLAModel, data_dir: Path) -> None:
+    agent = MCTSAgent(q_model, MCTSConfig(num_simulations=2, leaf_value="oracle"))
+    with pytest.raises(ValueError, match="MCTSAgent needs an env made with track_q=True, but track_q=False was given"):
+        evaluate(agent, "CoLA-GSM8K-v0", [0], model=q_model, data_dir=str(data_dir), track_q=False)
+    with pytest.raises(ValueError, match="track_policy=True"):
+        make_sb3_env("CoLA-GSM8K-v0", agent=agent, model=q_model, data_dir=str(data_dir), track_policy=False)
+    env = make_sb3_env("CoLA-GSM8K-v0", n_envs=2, agent=agent, model=q_model, data_dir=str(data_dir))
+    stepper = env.unwrapped.vector_env.stepper
+    assert stepper.track_policy and stepper.track_q

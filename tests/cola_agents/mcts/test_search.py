@@ -32,8 +32,8 @@ class TreeBandit:
         allowed = np.ones(self.num_actions, dtype=bool) if self.allowed is None else self.allowed
         return StateView(prior=prior / prior.sum(), allowed=allowed, q_values=None, finished=len(handle) >= self.depth)
 
-    def root(self) -> tuple[tuple[int, ...], StateView]:
-        return (), self.view(())
+    def root(self, episode: object = None, state: tuple[int, ...] = ()) -> tuple[tuple[int, ...], StateView]:
+        return state, self.view(state)
 
     def step(self, handles: Sequence[tuple[int, ...]], actions: Sequence[int]) -> list[Step]:
         return [Step(handle=(*h, a), token=a, view=self.view((*h, a))) for h, a in zip(handles, actions, strict=True)]
@@ -100,7 +100,7 @@ def test_masked_actions_are_never_chosen() -> None:
 
 
 def _tree_signature(root) -> list[tuple]:
-    return [(tuple(n.path_actions), n.visits, round(n.value, 9), round(n.reward, 9), tuple(n.rollout_actions))
+    return [(tuple(n.path_actions), n.visits, round(n.value, 9), round(n.leaf_score, 9), tuple(n.rollout_actions))
             for n in nodes(root)]  # fmt: skip
 
 

@@ -98,9 +98,9 @@ def test_search_from_a_snapshot_leaves_the_episode_exactly_as_it_was(game: str, 
         taken += 1
     _play(plain, actions[:taken])
     assert not base.episode.done
-    model = CoLASearchModel(base.model)
+    model = CoLASearchModel.for_env(base)
     config = MCTSConfig(num_simulations=12, root_width=4, rollout_max_tokens=30, leaf_value="oracle", seed=0)
-    result = search(model, [model.root(base.stepper, base.episode, base.decoding_state)], config)[0]
+    result = search(model, [model.root(base.episode, base.decoding_state)], config)[0]
     assert result.tokens > 30  # the search played the game on many branches
     worlds = {node.handle.episode.task_state for node in nodes(result.root)}
     assert len(worlds) > 2, "each branch carries its own world"

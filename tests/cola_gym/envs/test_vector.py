@@ -100,5 +100,7 @@ def test_batched_prior_observations(tiny_cola_dir: Path, data_dir: Path) -> None
     single_obs, _ = single.reset(seed=0)
     assert obs.shape == (2, 64 + 64)
     np.testing.assert_allclose(obs[0], single_obs, atol=2e-4)
-    log_probs = torch.from_numpy(obs[0, 64:])
+    _, prior = vector.observation_layout.split(obs[0])
+    assert prior is not None
+    log_probs = torch.from_numpy(prior)
     assert torch.allclose(log_probs.exp().sum(), torch.tensor(1.0), atol=1e-4)

@@ -240,10 +240,11 @@ def test_episode_and_demonstration_commands(tiny_cola_dir: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert code == 0 and "expert plan: " in out and "Welcome to TextWorld" in out
     path = tmp_path / "demos.jsonl"
-    assert main(["household-demos", "--games", "12", "--task-type", "clean", "--out", str(path)]) == 0
+    assert main(["demos", "--env", "CoLA-ALFWorld-Clean-Train-v0", "--limit", "40", "--out", str(path)]) == 0
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(rows) == 12 and {r["task_type"] for r in rows} == {"pick_clean_then_place_in_recep"}
+    assert len(rows) == 40 and all("clean" in r["messages"][1]["content"] for r in rows)
     first = rows[0]["messages"]
     assert first[0]["role"] == "system" and first[1]["content"].startswith("-= Welcome")
-    assert [m["content"] for m in first if m["role"] == "assistant"] == expert_plan(generate_game("train", 0, "clean"))
-    assert main(["household-demos", "--split", "valid_seen", "--games", "200", "--out", str(path)]) == 2
+    plan = expert_plan(generate_game("train", 0, "clean"))
+    assert [r["response"] for r in rows[: len(plan)]] == plan and len(rows[len(plan)]["messages"]) == 2
+    assert main(["demos", "--env", "CoLA-ALFWorld-Clean-Train-v0", "--limit", "0", "--out", str(path)]) == 2

@@ -1,0 +1,48 @@
+"""``cola-gym collect-episodes``: best-of-N policy episodes (actions, rewards) logged for Q-learning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from cola_agents.cli.options import add_data_dir_option, add_env_option
+from cola_agents.config_args import add_config_arguments, config_values
+
+_SAMPLING_FIELDS = ("rollout_max_tokens", "rollout_policy", "rollout_top_k", "rollout_temperature", "seed")
+"""The :class:`~cola_agents.mcts.MCTSConfig` fields an episode's sampling reads."""
+
+
+def add_parser(commands: Any) -> None:
+    """Adds ``collect-episodes`` to the subcommands."""
+    from cola_agents.mcts.config import MCTSConfig
+
+    collect = commands.add_parser("collect-episodes", help="log best-of-N policy episodes for Q-learning")
+    add_env_option(collect, default="CoLA-GSM8K-Train-v0")
+    collect.add_argument("--model", help="CoLA checkpoint (default: the default model)")
+    collect.add_argument("--problems", type=int, default=64, help="how many problems, from --first-problem on")
+    collect.add_argument("--first-problem", type=int, default=0)
+    collect.add_argument("--samples", type=int, default=4, help="episodes per problem")
+    collect.add_argument("--batch-problems", type=int, default=8, help="problems decoded together")
+    add_data_dir_option(collect)
+    collect.add_argument("--out", required=True, help="JSON-lines file (appended to)")
+    sampling = collect.add_argument_group("sampling (MCTSConfig)")
+    add_config_arguments(sampling, MCTSConfig, aliases={"--rollout-max-tokens": ("--max-tokens",)},
+                         fields=_SAMPLING_FIELDS, defaults={"rollout_max_tokens": 512})  # fmt: skip
+    collect.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collects the episodes and prints their summary."""
+    from cola_agents.collect import collect_episodes
+    from cola_agents.mcts import MCTSConfig
+
+    env_kwargs: dict[str, Any] = {} if args.model is None else {"model": args.model}
+    if args.data_dir:
+        env_kwargs["data_dir"] = args.data_dir
+    problems = range(args.first_problem, args.first_problem + args.problems)
+    config = MCTSConfig(leaf_value="oracle", **config_values(args, MCTSConfig))
+    summary = collect_episodes(args.env, problems, args.out, samples=args.samples,
+                               batch_problems=args.batch_problems, config=config, **env_kwargs)  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    return 0

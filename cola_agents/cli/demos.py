@@ -1,0 +1,89 @@
+"""``cola-gym demos``: a task's worked examples (:meth:`~cola_gym.envs.task.Task.demonstrations`)
+as JSON lines, one (prompt messages, response) example a row.
+
+Each row holds ``messages`` (the prompt as chat messages, as the env poses it) and
+``response`` (the demonstrated assistant turn); with ``--tokenizer``, also ``prompt`` and
+``completion``: the same exchange as that tokenizer's chat template writes it
+(:func:`~cola_gym.text.chat.render_exchange`, as training and the env render it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from cola_agents.cli.options import add_data_dir_option, add_env_option
+
+
+def add_parser(commands: Any) -> None:
+    """Adds ``demos`` to the subcommands."""
+    demos = commands.add_parser("demos", help="write a task's demonstrations (prompt messages, response) as JSON lines")
+    add_env_option(demos, help_text="the cola-gym id whose task's demonstrations to write")
+    demos.add_argument("--limit", type=int, default=100, help="how many demonstrations, from the first on")
+    demos.add_argument("--out", help="JSON-lines file to write (default: standard output)")
+    demos.add_argument("--tokenizer", help="a tokenizer (decoder directory or Hub id): adds its rendered prompt and "
+                       "completion to every row")  # fmt: skip
+    add_data_dir_option(demos)
+    demos.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Writes the rows; says how many and where when they go to a file."""
+    from cola_gym.registration import task_for
+
+    if args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    task = task_for(args.env, data_dir=args.data_dir)
+    tokenizer = None
+    if args.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    try:
+        examples = itertools.islice(task.demonstrations(), args.limit)
+        with _output(args.out) as handle:
+            written = write_rows(handle, demonstration_rows(examples, tokenizer))
+    except NotImplementedError as err:
+        raise ValueError(f"{args.env}: {err}") from err
+    if args.out is not None:
+        print(f"wrote {written} demonstrations of {args.env} to {args.out}")
+    return 0
+
+
+def demonstration_rows(
+    examples: Iterable[tuple[Sequence[Any], str]], tokenizer: Any = None
+) -> Iterator[dict[str, Any]]:
+    """One JSON-able row per (prompt messages, response); ``prompt`` and ``completion`` too with a tokenizer."""
+    from cola_gym.text.chat import render_exchange
+
+    for messages, response in examples:
+        row: dict[str, Any] = {"messages": [dict(message) for message in messages], "response": response}
+        if tokenizer is not None:
+            row["prompt"], row["completion"] = render_exchange(tokenizer, messages, response)
+        yield row
+
+
+def write_rows(handle: TextIO, rows: Iterable[dict[str, Any]]) -> int:
+    """Writes each row as one JSON line; returns how many."""
+    count = 0
+    for row in rows:
+        handle.write(json.dumps(row) + "\n")
+        count += 1
+    return count
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    """The file to write (its folder made), or standard output."""
+    if path is None:
+        yield sys.stdout
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("w", encoding="utf-8") as handle:
+        yield handle
