@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from _report import pyplot, write_report
+from transformers import LogitsProcessorList
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_gym.model import shared_model
@@ -49,17 +50,20 @@ def prompts_of(model: Any, count: int, env_kwargs: dict[str, Any]) -> list[list[
 @torch.inference_mode()
 def time_generate(model: Any, prompts: list[list[int]], tokens: int) -> float:
     """Decoding tokens/s of ``generate``, the prompt's prefill excluded (as for the envs, whose
-    ``reset`` does the prefill): the time of ``tokens + 1`` new tokens minus that of 1."""
+    ``reset`` does the prefill): from the first decoding step's logits to the last one's, read
+    by a logits processor that only notes the time (``tokens + 1`` new tokens, ``tokens`` steps
+    after the prefill). Subtracting a 1-token run instead lets the prefill's noise swamp batch 16."""
     ids, mask = left_pad(prompts, pad_id=model.tokenizer.pad_token_id or 0)
+    stamps: list[float] = []
 
-    def seconds(new_tokens: int) -> float:
-        started = time.perf_counter()
-        model.decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                               min_new_tokens=new_tokens, do_sample=False,
-                               pad_token_id=model.tokenizer.pad_token_id)  # fmt: skip
-        return time.perf_counter() - started
+    def note_time(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        stamps.append(time.perf_counter())
+        return scores
 
-    return len(prompts) * tokens / (seconds(tokens + 1) - seconds(1))
+    model.decoder.generate(input_ids=ids, attention_mask=mask, max_new_tokens=tokens + 1, min_new_tokens=tokens + 1,
+                           do_sample=False, pad_token_id=model.tokenizer.pad_token_id,
+                           logits_processor=LogitsProcessorList([note_time]))  # fmt: skip
+    return len(prompts) * tokens / (stamps[-1] - stamps[0])
 
 
 def time_single_env(env_kwargs: dict[str, Any], tokens: int) -> float:
