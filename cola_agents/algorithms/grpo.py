@@ -22,7 +22,9 @@ all codes agree carries no gradient at all instead of noise.
 
 It is used like SB3's ``PPO``: ``learn``, ``save`` / ``load``, ``predict``, callbacks,
 TensorBoard, ``seed``. The budget (``total_timesteps``) counts every decoder step of every
-row, including the steps of rows that wait for their group to finish.
+row, including the steps of rows that wait, without an episode to play, for a rollout's last
+episodes to end. On cola-gym vector envs a row starts its next episode as soon as its last one
+ends, and the G rows of a group that start together share one prompt prefill.
 """
 
 from __future__ import annotations
@@ -186,7 +188,14 @@ class GRPO(BaseAlgorithm):
         return [int(i) for i in self._problem_rng.integers(self._num_tasks(), size=self.groups_per_rollout)]
 
     def collect_rollouts(self, callback: BaseCallback) -> GroupRollout | None:
-        """Runs ``groups_per_rollout`` groups of ``group_size`` episodes; ``None`` if a callback stopped."""
+        """Runs ``groups_per_rollout`` groups of ``group_size`` episodes; ``None`` if a callback stopped.
+
+        The episodes (slots) are dealt to the env's rows in order. On a cola-gym vector env a
+        row whose episode ends starts the next slot in the same step (its
+        ``autoreset_options``), so no row waits for the others; any other ``VecEnv`` runs in
+        waves of ``n_envs`` slots, each started by a reset. Rows left without a slot run on
+        (their steps count in the budget) until the last slot ends.
+        """
         assert self.env is not None
         env, n_envs, group = self.env, self.n_envs, self.group_size
         problems = self._draw_problems()
@@ -198,19 +207,33 @@ class GRPO(BaseAlgorithm):
         actions_taken: list[np.ndarray] = []
         log_probs: list[np.ndarray] = []
         episode_of_step: list[int] = []
+        queue = iter(range(len(slots)))
+        slot_of_row: list[int | None] = [None] * n_envs
+        dealt: dict[int, int] = {}  # row -> the slot its autoreset started, applied after the step
+
+        def deal(row: int) -> dict[str, int]:
+            slot = next(queue, None)
+            if slot is not None:
+                dealt[row] = slot
+            return {"task_index": problems[slots[len(slots) - 1 if slot is None else slot][0]]}
+
+        stream = _cola_vector_env(env)
         self.policy.set_training_mode(False)
         callback.on_rollout_start()
-        for first in range(0, len(slots), n_envs):
-            wave = slots[first : first + n_envs]
-            rows = len(wave)
-            # rows past the last slot repeat its problem; their episodes are not used
-            env.set_options([{"task_index": problems[wave[min(r, rows - 1)][0]]} for r in range(n_envs)])
-            obs = np.asarray(env.reset())
-            active = np.arange(n_envs) < rows
-            while active.any():
+        obs: np.ndarray | None = None
+        try:
+            if stream is not None:
+                stream.autoreset_options = deal
+            while True:
+                if not any(s is not None for s in slot_of_row):  # start a wave (the first, or the next)
+                    env.set_options([deal(row) for row in range(n_envs)])
+                    if not dealt:
+                        break
+                    obs = np.asarray(env.reset())
+                    slot_of_row = [dealt.pop(row, None) for row in range(n_envs)]
+                assert obs is not None
                 with torch.no_grad():
-                    obs_tensor = torch.as_tensor(obs, device=self.device)
-                    actions, action_log_probs = self.policy(obs_tensor)
+                    actions, action_log_probs = self.policy(torch.as_tensor(obs, device=self.device))
                 actions_np = actions.cpu().numpy()
                 new_obs, rewards, dones, infos = env.step(actions_np)
                 self.num_timesteps += n_envs
@@ -218,8 +241,9 @@ class GRPO(BaseAlgorithm):
                 if not callback.on_step():
                     return None
                 finished = []
-                for row in map(int, np.flatnonzero(active)):
-                    slot = first + row
+                for row, slot in enumerate(slot_of_row):
+                    if slot is None:
+                        continue
                     g, member = slots[slot]
                     observations.append(np.asarray(obs[row]))
                     actions_taken.append(actions_np[row])
@@ -229,10 +253,14 @@ class GRPO(BaseAlgorithm):
                     lengths[g, member] += 1
                     if dones[row]:
                         successes[g, member] = bool(infos[row].get("is_success", False))
-                        active[row] = False
+                        slot_of_row[row] = None
                         finished.append(infos[row])
+                slot_of_row = [dealt.pop(row, slot) for row, slot in enumerate(slot_of_row)]
                 self._update_info_buffer(finished, np.ones(len(finished), dtype=bool))
                 obs = np.asarray(new_obs)
+        finally:
+            if stream is not None:
+                stream.autoreset_options = None
         callback.on_rollout_end()
         advantages = group_advantages(returns, self.scale_advantages)
         per_slot = np.array([advantages[g, m] for g, m in slots], dtype=np.float32)
@@ -372,6 +400,15 @@ def _merged(log_probs: torch.Tensor, aliases: torch.Tensor) -> torch.Tensor:
     """
     merged = torch.logsumexp(log_probs.masked_fill(~aliases, float("-inf")), dim=-1)
     return torch.where(aliases.all(-1), torch.zeros_like(merged), merged)
+
+
+def _cola_vector_env(env: Any) -> Any:
+    """The cola-gym vector env under ``env`` (SB3 wrappers such as ``VecMonitor`` looked through), or ``None``."""
+    from cola_agents.sb3 import CoLAVecEnv
+
+    while env is not None and not isinstance(env, CoLAVecEnv):
+        env = getattr(env, "venv", None)
+    return None if env is None else env.vector_env
 
 
 def _check_int(name: str, value: Any, minimum: int, why: str = "") -> None:

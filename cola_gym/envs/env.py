@@ -216,7 +216,7 @@ class LatentActionEnv(gym.Env[np.ndarray, np.int64]):
         """The prompt and the text so far (``render_mode="ansi"``)."""
         if self.render_mode != "ansi" or self._episode is None:
             return None
-        return self._episode.prompt + episode_text(self.stepper.codec, self._episode)
+        return self._episode.prompt + episode_text(self._episode)
 
     # ------------------------------------------------------------ episode values
     @property

@@ -37,6 +37,9 @@ class Episode:
         rendered: the conversation's text up to the current turn.
         transcript: everything generated or appended after the prompt, up to the current turn.
         turn_ids: the tokens of the current turn.
+        turn_text: their text (special tokens left out).
+        turn_bytes: their bytes, for tokenizers that decode byte by byte (else empty): the
+            next token's text costs one token's work (:meth:`TextCodec.extend`).
         num_tokens: tokens generated so far (env steps).
         is_success: the task's verdict so far.
         done: whether the episode has ended.
@@ -52,6 +55,8 @@ class Episode:
     rendered: str
     transcript: str = ""
     turn_ids: tuple[int, ...] = ()
+    turn_text: str = ""
+    turn_bytes: bytes = b""
     num_tokens: int = 0
     is_success: bool = False
     done: bool = False
@@ -96,18 +101,28 @@ def consume_token(task: Task, codec: TextCodec, episode: Episode, token: int) ->
     """Books a generated token: turn text, turn end, the task's verdict, what to feed next."""
     num_tokens = episode.num_tokens + 1
     is_stop = token in codec.stop_ids
-    turn_ids = episode.turn_ids if is_stop else (*episode.turn_ids, token)
-    turn_text = codec.decode(turn_ids)
+    if is_stop:
+        turn_ids, turn_text, turn_bytes = episode.turn_ids, episode.turn_text, episode.turn_bytes
+    else:
+        turn_ids = (*episode.turn_ids, token)
+        turn_bytes, turn_text = codec.extend(episode.turn_bytes, turn_ids)
     if not is_stop and not task.turn_complete(episode.task_state, turn_text):
-        return dataclasses.replace(episode, turn_ids=turn_ids, num_tokens=num_tokens), TokenOutcome(
-            (token,), 0.0, False
+        going = dataclasses.replace(
+            episode, turn_ids=turn_ids, turn_text=turn_text, turn_bytes=turn_bytes, num_tokens=num_tokens
         )
+        return going, TokenOutcome((token,), 0.0, False)
     verdict = task.end_turn(episode.task_state, turn_text)
     success = verdict.success
     if success is None:
         success = episode.is_success or (verdict.terminated and verdict.reward > 0)
     ended = dataclasses.replace(
-        episode, task_state=verdict.state, turn_ids=(), num_tokens=num_tokens, is_success=bool(success)
+        episode,
+        task_state=verdict.state,
+        turn_ids=(),
+        turn_text="",
+        turn_bytes=b"",
+        num_tokens=num_tokens,
+        is_success=bool(success),
     )
     if verdict.terminated:
         final = dataclasses.replace(ended, transcript=episode.transcript + turn_text, done=True)
@@ -128,6 +143,6 @@ def consume_token(task: Task, codec: TextCodec, episode: Episode, token: int) ->
     return going_on, TokenOutcome(tuple(feed), float(verdict.reward), False)
 
 
-def episode_text(codec: TextCodec, episode: Episode) -> str:
+def episode_text(episode: Episode) -> str:
     """Everything generated or appended after the prompt, the current turn included."""
-    return episode.transcript + codec.decode(episode.turn_ids)
+    return episode.transcript + episode.turn_text

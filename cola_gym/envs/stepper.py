@@ -16,6 +16,7 @@ call the two phases themselves.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from cola_gym.envs.episode import Episode, TokenOutcome, consume_token, episode_
 from cola_gym.envs.observation import ObservationLayout
 from cola_gym.envs.task import TASK_INDEX, Task
 from cola_gym.model import CoLAModel, DecodingState
+from cola_gym.model.decoding import stack_states
 from cola_gym.model.generation import left_pad
 from cola_gym.text.chat import TextCodec
 
@@ -68,6 +70,8 @@ class EpisodeStepper:
         track_policy: keep the policy's KV cache and logits up to date.
         track_q: likewise for the Q-network.
         prior_kl_coef: beta of the KL-to-prior reward term (latent actions only).
+        prompt_cache: how many prompts' prefilled states to keep (least recently used go
+            first); 0 turns the cache off. See :meth:`prefill`.
 
     Attributes:
         layout: how :meth:`observation` lays out h_t and the prior.
@@ -83,7 +87,10 @@ class EpisodeStepper:
         track_policy: bool = False,
         track_q: bool = False,
         prior_kl_coef: float = 0.0,
+        prompt_cache: int = 16,
     ) -> None:
+        if isinstance(prompt_cache, bool) or not isinstance(prompt_cache, int) or prompt_cache < 0:
+            raise ValueError(f"prompt_cache must be an integer >= 0, got {prompt_cache!r}")
         self.model = model
         self.task = task
         self.action_kind = action_kind
@@ -96,6 +103,8 @@ class EpisodeStepper:
         self.max_positions: int | None = getattr(model.decoder.config, "max_position_embeddings", None)
         prior = self.num_actions if observation == "hidden+prior" else 0
         self.layout = ObservationLayout(hidden=model.hidden_size, prior=prior)
+        self.prompt_cache = prompt_cache
+        self._prefilled: OrderedDict[tuple[int, ...], DecodingState] = OrderedDict()
 
     # ------------------------------------------------------------ episodes
     def begin(self, options: Mapping[str, Any], rng: np.random.Generator, number: int) -> Episode:
@@ -103,9 +112,41 @@ class EpisodeStepper:
         return start_episode(self.task, self.codec, options, rng, number)
 
     def prefill(self, prompts: Sequence[Sequence[int]]) -> DecodingState:
-        """The decoding state of ``[B]`` prompts, one batched prefill (left padding)."""
-        ids, mask = left_pad(prompts)
-        return self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
+        """The decoding state of ``[B]`` prompts (left padding).
+
+        A prompt is prefilled once: rows with the same prompt (a GRPO group, repeated samples
+        of one problem) share one decoder pass, and the states of the last
+        :attr:`prompt_cache` prompts are kept, so a prompt seen again (the next episode of a
+        group, a re-evaluated problem) costs a copy instead of a prefill. The prompts not kept
+        run through the decoder in one batched call. Every row's state is the one an unshared
+        prefill gives (padding columns aside, which the attention mask hides).
+        """
+        distinct: dict[tuple[int, ...], int] = {}
+        rows = [distinct.setdefault(tuple(prompt), len(distinct)) for prompt in prompts]
+        missing = [prompt for prompt in distinct if prompt not in self._prefilled]
+        fresh: dict[tuple[int, ...], DecodingState] = {}
+        if missing:
+            ids, mask = left_pad(missing)
+            state = self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
+            if len(missing) == len(distinct) and not self.prompt_cache:
+                return state if len(distinct) == len(rows) else state.select(rows)
+            fresh = {prompt: state.select([row]).compact() for row, prompt in enumerate(missing)}
+        states = [fresh[prompt] if prompt in fresh else self._prefilled[prompt] for prompt in distinct]
+        for prompt, state in zip(distinct, states, strict=True):
+            self._remember(prompt, state)
+        return stack_states(states).select(rows)
+
+    def _remember(self, prompt: tuple[int, ...], state: DecodingState) -> None:
+        if not self.prompt_cache:
+            return
+        self._prefilled[prompt] = state
+        self._prefilled.move_to_end(prompt)
+        while len(self._prefilled) > self.prompt_cache:
+            self._prefilled.popitem(last=False)
+
+    def clear_prompt_cache(self) -> None:
+        """Forgets the prefilled prompts (call it after changing the model's weights in place)."""
+        self._prefilled.clear()
 
     # ------------------------------------------------------------ the step
     def decide(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> TokenBooking:
@@ -155,24 +196,29 @@ class EpisodeStepper:
 
     # ------------------------------------------------------------ what agents see
     def observation(self, state: DecodingState, row: int) -> np.ndarray:
-        """Row ``row``'s observation ``[layout.size]``, as :attr:`layout` lays it out: h_t ``[d]``
-        (then the prior's log-probabilities: the policy's ``[K]``, or the decoder's ``[V]`` for token actions)."""
-        hidden = state.hidden[row].detach().to("cpu", torch.float32)
+        """Row ``row``'s observation ``[layout.size]`` (see :meth:`observations`)."""
+        return self.observations(state, [row])[0]
+
+    def observations(self, state: DecodingState, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Observations ``[R, layout.size]`` of ``rows`` (default: all), as :attr:`layout` lays
+        them out: h_t ``[d]``, then the prior's log-probabilities (the policy's ``[K]``, or the
+        decoder's ``[V]`` for token actions). One batched call and one copy to the host."""
+        picked = state if rows is None else state.select(rows)
         prior = None
         if self.layout.prior:
             if self.action_kind == "token":  # the decoder's own next-token distribution
                 with torch.no_grad():
-                    logits = self.model.decoder_logits(state.hidden[row : row + 1])[0].float().cpu()
+                    logits = self.model.decoder_logits(picked.hidden)
             else:
-                assert state.policy_logits is not None
-                logits = state.policy_logits[row].detach().float().cpu()
-            prior = torch.log_softmax(logits, -1)
-        return self.layout.join(hidden, prior).numpy()
+                assert picked.policy_logits is not None
+                logits = picked.policy_logits
+            prior = torch.log_softmax(logits.detach().float(), -1)
+        return self.layout.join(picked.hidden.detach().float(), prior).to("cpu").numpy()
 
     def info(self, episode: Episode) -> dict[str, Any]:
         """The step's ``info``: small and tensor-free (SB3 copies it every step)."""
         info: dict[str, Any] = {
-            "text": episode_text(self.codec, episode),
+            "text": episode_text(episode),
             "num_tokens": episode.num_tokens,
             "is_success": episode.is_success,
             TASK_INDEX: episode.task_index,

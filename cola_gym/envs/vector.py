@@ -10,12 +10,14 @@ prefilling its new prompt and splicing it into the batch.
 
 It behaves exactly like N single envs stepped with the same actions
 (``gym.vector.SyncVectorEnv`` with ``AutoresetMode.SAME_STEP``), at batched speed.
+:attr:`LatentActionVectorEnv.autoreset_options` lets a caller choose what a row plays next
+when it restarts (GRPO streams its groups' episodes through the rows this way).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -56,6 +58,11 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
 
     Reset options: one dict for every row, or one per row; all rows are checked before any
     changes, so a bad option anywhere raises and leaves every running episode as it was.
+
+    Attributes:
+        autoreset_options: ``None`` (rows restart with no options, as single envs do), or a
+            function of the row that gives the reset options of the episode it starts next
+            (``None`` for none); it is called in the step where the row's episode ends.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP}  # type: ignore[misc]
@@ -83,6 +90,7 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         self._counts = np.zeros(num_envs, dtype=np.int64)
         self._state: DecodingState | None = None
         self._steps = np.zeros(num_envs, dtype=np.int64)
+        self.autoreset_options: Callable[[int], Mapping[str, Any] | None] | None = None
 
     # ------------------------------------------------------------ Gymnasium vector API
     def reset(
@@ -120,7 +128,7 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         infos: dict[str, Any] = {}
         for row, episode in enumerate(episodes):
             infos = self._add_info(infos, self.stepper.info(episode), row)
-        return np.stack([self.stepper.observation(state, row) for row in range(self.num_envs)]), infos
+        return self.stepper.observations(state), infos
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One token for every row; ended episodes restart in the same step."""
@@ -151,7 +159,7 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         """Each row's prompt and text so far (``render_mode="ansi"``)."""
         if self.render_mode != "ansi":
             return None
-        return tuple(e.prompt + episode_text(self.stepper.codec, e) for e in self._episodes)
+        return tuple(e.prompt + episode_text(e) for e in self._episodes)
 
     def close_extras(self, **kwargs: Any) -> None:
         """Nothing to release: the model is shared by the process."""
@@ -171,13 +179,14 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         self._episodes = list(result.booking.episodes)
         self._steps += 1
         lengths = result.state.attention_mask.sum(-1).tolist()
+        observations = self.stepper.observations(result.state)
         results: list[RowStep] = []
         ended: list[int] = []
         for row, (episode, outcome) in enumerate(zip(self._episodes, result.booking.outcomes, strict=True)):
             # as gymnasium's TimeLimit: the step limit truncates even a terminating step
             at_limit = bool(self.max_episode_steps and self._steps[row] >= self.max_episode_steps)
             truncated = at_limit or (not outcome.terminated and self.stepper.context_full(int(lengths[row])))
-            results.append(RowStep(self.stepper.observation(result.state, row), self.stepper.reward(episode, outcome),
+            results.append(RowStep(observations[row], self.stepper.reward(episode, outcome),
                                    outcome.terminated, truncated, self.stepper.info(episode)))  # fmt: skip
             if outcome.terminated or truncated:
                 ended.append(row)
@@ -186,17 +195,19 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         return results
 
     def _autoreset(self, rows: list[int], results: list[RowStep]) -> None:
-        for row in rows:
+        source = self.autoreset_options
+        checked = [self.task.check_options(None if source is None else source(row)) for row in rows]
+        for row, options in zip(rows, checked, strict=True):
             results[row].final_observation, results[row].final_info = results[row].observation, results[row].info
             rng = self._rngs[row]
             assert rng is not None
             self._counts[row] += 1
-            self._episodes[row] = self.stepper.begin({}, rng, int(self._counts[row]))
+            self._episodes[row] = self.stepper.begin(options, rng, int(self._counts[row]))
         assert self._state is not None
         self._state = self._state.replace_rows(rows, self.stepper.prefill([self._episodes[r].prompt_ids for r in rows]))
         self._steps[rows] = 0
-        for row in rows:
-            results[row].observation = self.stepper.observation(self._state, row)
+        for row, observation in zip(rows, self.stepper.observations(self._state, rows), strict=True):
+            results[row].observation = observation
             results[row].info = self.stepper.info(self._episodes[row])
 
     def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:

@@ -103,17 +103,24 @@ def test_steps_where_every_code_writes_one_token_carry_no_gradient(tiny_decoder_
     assert merged.logger.name_to_value["train/single_token_steps"] == 1.0
 
 
-def test_each_group_plays_one_problem_and_waves_cover_the_groups(math_env) -> None:
-    env = math_env(n_envs=3)  # 2 groups of 4: three waves of 3 rows, the last with one spare row
+@pytest.mark.parametrize("streamed", [True, False], ids=["rows-stream-slots", "waves"])
+def test_each_group_plays_one_problem_and_the_slots_cover_the_groups(
+    math_env, streamed: bool, tiny_cola_dir: Path, data_dir: Path
+) -> None:
+    # 2 groups of 4 = 8 slots on 3 rows: rows take slots as they free up (a cola-gym vector env)
+    # or in waves of 3 started by resets (any other VecEnv); the last turn has a spare row
+    kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 6}
+    env = math_env(n_envs=3) if streamed else DummyVecEnv([lambda: gym.make("CoLA-GSM8K-v0", **kwargs)] * 3)
     agent = GRPO("MlpPolicy", env, group_size=4, groups_per_rollout=2, seed=0)
     seen: dict[int, list[int]] = {}
 
     class Record(BaseCallback):
         def _on_step(self) -> bool:
             local = self.locals
-            for row in np.flatnonzero(local["active"] & local["dones"]):
-                group = local["wave"][row][0]
-                seen.setdefault(group, []).append(int(local["infos"][row]["task_index"]))
+            for row, slot in enumerate(local["slot_of_row"]):
+                if slot is not None and local["dones"][row]:
+                    group = local["slots"][slot][0]
+                    seen.setdefault(group, []).append(int(local["infos"][row]["task_index"]))
             return True
 
     agent._setup_learn(10, Record())

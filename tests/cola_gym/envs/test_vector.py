@@ -104,3 +104,65 @@ def test_batched_prior_observations(tiny_cola_dir: Path, data_dir: Path) -> None
     assert prior is not None
     log_probs = torch.from_numpy(prior)
     assert torch.allclose(log_probs.exp().sum(), torch.tensor(1.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("env_id", ["CoLA-GSM8K-v0", "CoLA-GSM8K-Token-v0"])
+def test_rows_with_the_same_prompt_share_one_prefill(
+    env_id: str, tiny_cola_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 6}
+    problems = [3, 3, 8, 3, 8]  # two groups of one problem each, as GRPO resets them
+    vector = _make_vec(len(problems), env_id, **kwargs)
+    prefilled: list[int] = []
+    start = vector.stepper.model.start
+
+    def counting_start(ids: torch.Tensor, *args, **kw):
+        prefilled.append(ids.shape[0])
+        return start(ids, *args, **kw)
+
+    monkeypatch.setattr(vector.stepper.model, "start", counting_start)
+    obs, _ = vector.reset(options=[{"task_index": p} for p in problems])
+    assert prefilled == [2]  # one decoder row per distinct prompt
+    singles = [gym.make(env_id, **kwargs) for _ in problems]
+    ref_obs = np.stack([env.reset(options={"task_index": p})[0] for env, p in zip(singles, problems, strict=True)])
+    np.testing.assert_allclose(obs, ref_obs, atol=2e-4)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        actions = rng.integers(0, vector.single_action_space.n, size=len(problems))
+        obs, _, _, _, infos = vector.step(actions)
+        steps = [env.step(int(a)) for env, a in zip(singles, actions, strict=True)]
+        np.testing.assert_allclose(obs, np.stack([s[0] for s in steps]), atol=2e-4)
+        assert list(infos["text"]) == [s[4]["text"] for s in steps]  # the same tokens, row by row
+
+
+def test_a_prompt_seen_again_is_not_prefilled_again(tiny_cola_dir: Path, data_dir: Path) -> None:
+    kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 3}
+    vector = _make_vec(2, **kwargs)
+    prefilled: list[int] = []
+    start = vector.stepper.model.start
+    vector.stepper.model.start = lambda ids, *a, **kw: prefilled.append(ids.shape[0]) or start(ids, *a, **kw)
+    try:
+        first, _ = vector.reset(options=[{"task_index": 4}, {"task_index": 5}])
+        again, _ = vector.reset(options=[{"task_index": 5}, {"task_index": 6}])
+        assert prefilled == [2, 1]  # problem 5 came from the cache
+        np.testing.assert_allclose(again[0], first[1], atol=1e-6)
+        vector.stepper.clear_prompt_cache()
+        vector.reset(options={"task_index": 5})
+        assert prefilled == [2, 1, 1]
+    finally:
+        vector.stepper.model.start = start
+
+
+def test_autoreset_options_choose_what_a_row_plays_next(tiny_cola_dir: Path, data_dir: Path) -> None:
+    kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 2}
+    vector = _make_vec(2, **kwargs)
+    asked: list[int] = []
+    vector.autoreset_options = lambda row: asked.append(row) or {"task_index": 10 + row}
+    vector.reset(options={"task_index": 0})
+    for _ in range(2):
+        _, _, _, truncated, infos = vector.step(np.zeros(2, dtype=np.int64))
+    assert truncated.all() and asked == [0, 1] and list(infos["task_index"]) == [10, 11]
+    vector.autoreset_options = lambda row: {"no_such_option": 1}
+    vector.step(np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="unknown reset option 'no_such_option'"):
+        vector.step(np.zeros(2, dtype=np.int64))
