@@ -115,7 +115,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="CoLA checkpoint (default: the default model)")
     parser.add_argument("--data-dir", default=os.environ.get("COLA_DATA_DIR"), help="folder with gsm8k/test.jsonl")
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16, help="decoded tokens per speed measurement")
     parser.add_argument("--bnb", action="store_true", help="also bitsandbytes int8 and nf4 (slow on CPUs)")
     parser.add_argument("--out", default="quantization.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.data_dir is None:
         raise SystemExit("give --data-dir or set COLA_DATA_DIR (the folder with gsm8k/test.jsonl)")
     path = Path(args.data_dir) / "gsm8k" / "test.jsonl"

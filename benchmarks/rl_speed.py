@@ -87,7 +87,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CoLA-Countdown-Easy-Train-v0", help="a latent-action id with a token twin")
     parser.add_argument("--model", help="CoLA checkpoint (default: the id's default model)")
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--skip-token", action="store_true", help="leave out GRPO on the token twin")
     parser.add_argument("--profile", help="folder for cProfile summaries of GRPO (latent and token)")
     parser.add_argument("--out", default="rl_speed.json", help="JSON report (and a PNG beside it)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     twin = entry(args.env).token_twin
     if twin is None and not args.skip_token:
