@@ -19,6 +19,8 @@ import gymnasium as gym
 import pytest
 import torch
 
+import cola_gym  # noqa: F401 - its ids are registered before any page runs: a page removes only the ids it adds
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DOCS = REPO / "docs"
