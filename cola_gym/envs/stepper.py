@@ -32,6 +32,9 @@ from cola_gym.model.decoding import stack_states
 from cola_gym.model.generation import left_pad
 from cola_gym.text.chat import TextCodec
 
+SPLIT_FEED_WASTE = 32
+"""Padded token positions a one-call feed may waste before :meth:`EpisodeStepper.feed` splits it."""
+
 ActionKind = Literal["latent", "token"]
 ObservationKind = Literal["hidden", "hidden+prior"]
 
@@ -173,7 +176,25 @@ class EpisodeStepper:
         return TokenBooking(list(tokens), new_episodes, outcomes)
 
     def feed(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
-        """Appends each row's tokens in one decoder call; rows with none keep their state."""
+        """Appends each row's tokens; rows with none keep their state.
+
+        Usually one decoder call. When a few rows have a long feed (the end of a turn and the
+        task's message) and the rest one token, padding every row to the longest feed would
+        cost more than it saves: past :data:`SPLIT_FEED_WASTE` padded tokens, the long feeds
+        and the short ones go through the decoder in two calls and are stacked back in order.
+        """
+        lengths = [len(f) for f in feeds]
+        longest = max(lengths, default=0)
+        long_rows = [row for row, n in enumerate(lengths) if n > 1]
+        short_rows = [row for row, n in enumerate(lengths) if n <= 1]
+        if not long_rows or not short_rows or len(short_rows) * (longest - 1) < SPLIT_FEED_WASTE:
+            return self._append(state, feeds)
+        parts = [self._append(state.select(rows), [feeds[row] for row in rows]) for rows in (short_rows, long_rows)]
+        position = {row: index for index, row in enumerate(short_rows + long_rows)}
+        return stack_states(parts).select([position[row] for row in range(len(feeds))]).compact()
+
+    def _append(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
+        """One decoder call for every row's feed (left-padded); rows with none keep their state."""
         has_tokens = torch.tensor([len(f) > 0 for f in feeds])
         if not has_tokens.any():
             return state

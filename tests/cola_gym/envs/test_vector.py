@@ -166,3 +166,20 @@ def test_autoreset_options_choose_what_a_row_plays_next(tiny_cola_dir: Path, dat
     vector.step(np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match="unknown reset option 'no_such_option'"):
         vector.step(np.zeros(2, dtype=np.int64))
+
+
+def test_a_feed_split_by_length_equals_one_padded_call(tiny_cola_dir: Path, data_dir: Path) -> None:
+    from cola_gym.envs.stepper import SPLIT_FEED_WASTE
+
+    vector = _make_vec(4, model=str(tiny_cola_dir), data_dir=str(data_dir))
+    vector.reset(options=[{"task_index": i} for i in range(4)])
+    stepper, state = vector.stepper, vector.decoding_state
+    message = list(range(300, 300 + SPLIT_FEED_WASTE))  # one row's turn ends with a long message
+    feeds = [[17], message, [], [42]]
+    split, padded = stepper.feed(state, feeds), stepper._append(state, feeds)
+    torch.testing.assert_close(split.hidden, padded.hidden, atol=2e-4, rtol=0)
+    actions = torch.arange(4)
+    assert stepper.model.next_tokens(split, actions).tolist() == stepper.model.next_tokens(padded, actions).tolist()
+    after_split = stepper.feed(split, [[5]] * 4)
+    after_padded = stepper.feed(padded, [[5]] * 4)
+    torch.testing.assert_close(after_split.hidden, after_padded.hidden, atol=2e-4, rtol=0)
