@@ -133,7 +133,8 @@ class EpisodeStepper:
             state = self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
             if len(missing) == len(distinct) and not self.prompt_cache:
                 return state if len(distinct) == len(rows) else state.select(rows)
-            fresh = {prompt: state.select([row]).compact() for row, prompt in enumerate(missing)}
+            # copies: a kept prompt must not keep the whole batch it was prefilled in alive
+            fresh = {prompt: state.select([row]).compact().copy() for row, prompt in enumerate(missing)}
         states = [fresh[prompt] if prompt in fresh else self._prefilled[prompt] for prompt in distinct]
         for prompt, state in zip(distinct, states, strict=True):
             self._remember(prompt, state)

@@ -118,6 +118,11 @@ class DecodingState:
             return self._map(lambda t: t[first:stop], lambda t: t[first:stop], lambda t: t[first:stop])
         return self._map(lambda t: t[index], lambda t: t[index], lambda t: t[index])
 
+    def copy(self) -> DecodingState:
+        """The same state in storage of its own (a :meth:`select` of a few rows is a view that
+        keeps its whole batch alive)."""
+        return self._map(torch.clone, torch.clone, torch.clone)
+
     def left_pad_to(self, width: int) -> DecodingState:
         """The same state with ``width - T`` padding columns added on the left."""
         extra = width - self.length

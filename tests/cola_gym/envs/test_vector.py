@@ -183,3 +183,15 @@ def test_a_feed_split_by_length_equals_one_padded_call(tiny_cola_dir: Path, data
     after_split = stepper.feed(split, [[5]] * 4)
     after_padded = stepper.feed(padded, [[5]] * 4)
     torch.testing.assert_close(after_split.hidden, after_padded.hidden, atol=2e-4, rtol=0)
+
+
+def test_a_kept_prompt_does_not_keep_its_batch_alive(tiny_cola_dir: Path, data_dir: Path) -> None:
+    vector = _make_vec(3, model=str(tiny_cola_dir), data_dir=str(data_dir))
+    vector.reset(options=[{"task_index": i} for i in range(3)])
+    batch_keys = vector.decoding_state.decoder_kv[0][0]
+    kept = list(vector.stepper._prefilled.values())
+    assert len(kept) == 3
+    for state in kept:
+        keys = state.decoder_kv[0][0]
+        assert keys.shape[0] == 1 and keys.untyped_storage().data_ptr() != batch_keys.untyped_storage().data_ptr()
+        assert keys.untyped_storage().nbytes() == keys.numel() * keys.element_size()  # its own row only
