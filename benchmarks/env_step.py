@@ -6,7 +6,9 @@ For the default decoder at batch 1, on the same prompt and the same context leng
   the greedy argmax (what ``generate`` does per token);
 - ``env``: ``env.step(action)`` of ``CoLA-Math500-v0`` (world model, LM head, one cached
   decoder step, text bookkeeping);
-- ``env+policy``: the same with ``track_policy=True`` (the policy blocks' cached step too).
+- ``env+policy``: the same with ``track_policy=True`` (the policy blocks' cached step too);
+- ``env, KV copied per step``: ``env`` with the KV cache copied whole on every step (as a
+  concatenating cache does) instead of written in place.
 
 The measurements alternate in rounds so that machine noise hits all of them alike; the
 report gives medians, the ratios to ``decoder``, and the process's peak memory.
@@ -29,7 +31,7 @@ import torch
 from _report import pyplot, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
-from cola_gym.model import shared_model
+from cola_gym.model import decoding, shared_model
 
 
 def _rss_mib() -> float:
@@ -91,13 +93,16 @@ def main() -> None:
     prompt = torch.tensor([model.tokenizer(env.unwrapped.prompt_text, add_special_tokens=False)["input_ids"]])
     assert prompt.shape[1] == env.unwrapped.decoding_state.length
 
-    times: dict[str, list[float]] = {"decoder": [], "env": [], "env+policy": []}
+    times: dict[str, list[float]] = {"decoder": [], "env": [], "env+policy": [], "env, KV copied per step": []}
     for round_index in range(args.rounds + 1):  # round 0 warms up
         measured = {
             "decoder": time_bare_decoder(model.decoder, prompt, args.steps),
             "env": time_env(env, args.problem_index, args.steps),
             "env+policy": time_env(env_policy, args.problem_index, args.steps),
         }
+        decoding.KV_IN_PLACE = False  # the cache concatenated on every step, as before it grew in place
+        measured["env, KV copied per step"] = time_env(env, args.problem_index, args.steps)
+        decoding.KV_IN_PLACE = True
         if round_index:
             for name, seconds in measured.items():
                 times[name].append(seconds)
@@ -126,7 +131,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     names = list(report["ms_per_step"])
     values = [report["ms_per_step"][n] for n in names]
     fig, ax = plt.subplots(figsize=(5, 3))
-    bars = ax.bar(names, values, color=["#888888", "#1f77b4", "#ff7f0e"])
+    bars = ax.bar(names, values, color=["#888888", "#1f77b4", "#ff7f0e", "#bbbbbb"][: len(names)])
     for bar, name in zip(bars, names, strict=True):
         ax.annotate(
             f"{report['ratio_to_decoder'][name]:.2f}x",

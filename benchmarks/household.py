@@ -9,7 +9,8 @@ finished success runs, so a stopped benchmark resumes):
   ``won``; and the cost of starting a game. Target: ours >= 500x faster per command.
 - ``env``: latent-action tokens per second of a household env (one and eight games, random
   actions, the room's answers prefilled at every line break) against Hugging Face
-  ``generate`` of the same decoder on the same prompts, measured side by side.
+  ``generate`` of the same decoder on the same prompts, measured side by side; and the
+  tokens the decoder reads per env token (the env's own plus the room's answers).
 - ``success``: the default household model's policy prior, greedy and sampled, on
   ``--games`` valid-seen and valid-unseen games (all six task types in turn), per task
   type, within ``--max-tokens`` (256: about 25 commands; the ids allow 512), beside the
@@ -117,6 +118,14 @@ def env_part(args: argparse.Namespace) -> dict[str, Any]:
         generate = statistics.median(time_generate(model, prompts, args.tokens) for _ in range(args.rounds))
         vector = gym.make_vec(env_id, num_envs=batch, vectorization_mode="vector_entry_point",
                               max_episode_steps=args.tokens + 1, **kwargs)  # fmt: skip
+        stepper, fed = vector.unwrapped.stepper, [0]
+        feed = stepper.feed
+
+        def counted_feed(state: Any, feeds: Any, feed: Any = feed, fed: list[int] = fed) -> Any:
+            fed[0] += sum(len(f) for f in feeds)  # the env tokens and the room's answers
+            return feed(state, feeds)
+
+        stepper.feed = counted_feed
         speeds = []
         for round_number in range(args.rounds):
             vector.reset(options=[{"task_index": i} for i in range(batch)])
@@ -128,7 +137,8 @@ def env_part(args: argparse.Namespace) -> dict[str, Any]:
             speeds.append(batch * args.tokens / (time.perf_counter() - started))
         env_speed = statistics.median(speeds)
         rows[str(batch)] = {"generate_tokens_per_s": generate, "env_tokens_per_s": env_speed,
-                            "env/generate": env_speed / generate}  # fmt: skip
+                            "env/generate": env_speed / generate,
+                            "decoder_tokens_per_env_token": fed[0] / (args.rounds * batch * args.tokens)}  # fmt: skip
     return {"tokens": args.tokens, "rounds": args.rounds, "batches": rows}
 
 
@@ -180,10 +190,12 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     env = report.get("env")
     if env:
-        lines += ["| batch | env tokens/s | generate tokens/s | env / generate |", "| --- | --- | --- | --- |"]
+        lines += ["| batch | env tokens/s | generate tokens/s | env / generate | decoder tokens per env token "
+                  "| decoder tokens/s / generate |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for batch, row in env["batches"].items():
+            fed = row.get("decoder_tokens_per_env_token", float("nan"))
             lines.append(f"| {batch} | {row['env_tokens_per_s']:.1f} | {row['generate_tokens_per_s']:.1f} "
-                         f"| {row['env/generate']:.2f} |")  # fmt: skip
+                         f"| {row['env/generate']:.2f} | {fed:.2f} | {row['env/generate'] * fed:.2f} |")  # fmt: skip
         lines.append("")
     success = report.get("success", {})
     if success:

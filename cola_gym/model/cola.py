@@ -19,17 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicCache
 
 from cola_gym.model.checkpoint import load_cola, save_cola
 from cola_gym.model.config import CoLAConfig
 from cola_gym.model.decoders import EMBEDDED_DECODER, DecoderSettings, check_llama_family, load_decoder
-from cola_gym.model.decoding import POLICY, Q_NETWORK, DecodingState, KVPairs, cache_from_pairs, pairs_from_cache
+from cola_gym.model.decoding import (
+    DECODER,
+    POLICY,
+    Q_NETWORK,
+    DecodingState,
+    KVArena,
+    KVPairs,
+    arena_cache,
+    cache_contents,
+)
 from cola_gym.model.heads import (
     ActionCodebook,
     InverseDynamicsModel,
@@ -259,15 +269,14 @@ class CoLAModel(nn.Module):
         if track_q and self.q_network is None:
             raise ValueError("this model has no Q-network (train one with `cola-gym train --stage q`)")
         tracked = [name for name, on in ((POLICY, track_policy), (Q_NETWORK, track_q)) if on]
-        empty = torch.zeros(input_ids.shape[0], 0, dtype=torch.long, device=self.device)
-        return self._advance((), {name: () for name in tracked}, empty, input_ids, attention_mask)
+        return self._advance(None, tracked, input_ids, attention_mask)
 
     @torch.inference_mode()
     def append(
         self, state: DecodingState, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> DecodingState:
         """Feeds ``[B, n]`` more tokens (one cached prefill; padding marked by ``attention_mask``)."""
-        return self._advance(state.decoder_kv, state.head_kv, state.attention_mask, input_ids, attention_mask)
+        return self._advance(state, list(state.head_kv), input_ids, attention_mask)
 
     @torch.inference_mode()
     def next_token_logits(self, state: DecodingState, actions: torch.Tensor) -> torch.Tensor:
@@ -307,29 +316,50 @@ class CoLAModel(nn.Module):
 
     def _advance(
         self,
-        decoder_kv: KVPairs,
-        head_kv: Mapping[str, KVPairs],
-        past_mask: torch.Tensor,
+        past: DecodingState | None,
+        tracked: Sequence[str],
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
     ) -> DecodingState:
+        """Feeds ``input_ids`` after ``past`` (``None``: prefill) into the decoder and the ``tracked`` heads."""
         input_ids = input_ids.to(self.device)
+        new_positions = input_ids.shape[1]
         chunk_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(self.device)
+        past_mask = chunk_mask.new_zeros(input_ids.shape[0], 0) if past is None else past.attention_mask
         mask = torch.cat([past_mask, chunk_mask.long()], dim=1)
-        positions = positions_from_mask(mask)[:, -input_ids.shape[1] :]
-        cache = cache_from_pairs(decoder_kv)
+        positions = positions_from_mask(mask)[:, -new_positions:]
+        arena = past.arena if past is not None and past.grows_in_place(new_positions) else None
+        start = past.arena_start if past is not None and arena is not None else 0
+
+        def cache(name: str, pairs: KVPairs) -> DynamicCache:
+            return arena_cache(pairs, None if arena is None else arena.storage[name], start, new_positions)
+
+        decoder_cache = cache(DECODER, () if past is None else past.decoder_kv)
         hidden = self.decoder_base(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=decoder_cache,
+            use_cache=True,
         ).last_hidden_state
-        new_kv, outputs = {}, {}
-        for name, pairs in head_kv.items():
-            head_cache = cache_from_pairs(pairs)
+        views, storage = {}, {}
+        views[DECODER], storage[DECODER] = cache_contents(decoder_cache)
+        outputs = {}
+        for name in tracked:
+            head_cache = cache(name, () if past is None else past.head_kv[name])
             outputs[name] = self._tracked_head(name)(hidden.to(self.head_dtype), mask, positions, head_cache)[:, -1]
-            new_kv[name] = pairs_from_cache(head_cache)
+            views[name], storage[name] = cache_contents(head_cache)
+        end = start + mask.shape[1]
+        if arena is None:
+            arena = KVArena(storage, frontier=end)
+        else:
+            arena.frontier = end
         return DecodingState(
-            decoder_kv=pairs_from_cache(cache),
+            decoder_kv=views.pop(DECODER),
             hidden=hidden[:, -1],
             attention_mask=mask,
-            head_kv=new_kv,
+            head_kv=views,
             head_outputs=outputs,
+            arena=arena,
+            arena_start=start,
         )

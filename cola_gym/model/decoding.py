@@ -1,9 +1,14 @@
 """Immutable decoding state: KV caches of the decoder and the tracked heads, and the last ``h``.
 
-Hugging Face's dynamic cache grows by concatenation, so every step makes new key/value
-tensors and leaves the old ones untouched. A :class:`DecodingState` keeps references to
-those tensors, which makes a state its own snapshot: restoring it costs nothing, and any
-number of branches (tree search) can grow from one state.
+A :class:`DecodingState` holds views of its key/value tensors that nothing ever writes to
+again, which makes a state its own snapshot: restoring it costs nothing, and any number of
+branches (tree search) can grow from one state.
+
+The views live in a :class:`KVArena`, storage with room to grow: appending to the newest
+state of a lineage writes the new positions in place (no per-step concatenation of the
+whole cache, as Hugging Face's dynamic cache does). Only the first branch grown from a
+state can write past it; any other branch finds the arena's frontier moved on and copies
+its state into an arena of its own (copy-on-branch).
 
 Besides the decoder, a state can *track* heads that read ``h`` with their own KV cache
 (the CoLA policy, the Q-network): their outputs at the last position are kept up to date.
@@ -12,34 +17,107 @@ Besides the decoder, a state can *track* heads that read ``h`` with their own KV
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-KVPairs = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+KVPair = tuple[torch.Tensor, torch.Tensor]
+KVPairs = tuple[KVPair, ...]
 """Per layer ``(keys, values)``, each ``[B, num_kv_heads, T, head_dim]``."""
 
+DECODER = "decoder"
 POLICY = "policy"
 Q_NETWORK = "q_network"
 
 
-def cache_from_pairs(pairs: KVPairs) -> DynamicCache:
-    """A cache that reads (and, when updated, concatenates onto) ``pairs`` without copying them."""
+MIN_HEADROOM = 64
+"""Positions an arena keeps free beyond what it was made for (at least; it doubles as it grows)."""
+
+KV_IN_PLACE = True
+"""Whether appends write into the arena; ``False`` copies the whole cache on every append, as
+a concatenating cache does (for side-by-side benchmarks)."""
+
+
+@dataclass(eq=False)
+class KVArena:
+    """Storage with room to grow for the caches of one lineage of states.
+
+    Attributes:
+        storage: per cache (``"decoder"`` and the tracked heads' names), per layer
+            ``(keys, values)``, each ``[B, num_kv_heads, capacity, head_dim]``.
+        frontier: storage columns written so far; a state that ends there may write beyond it.
+    """
+
+    storage: dict[str, KVPairs]
+    frontier: int
+
+    @property
+    def capacity(self) -> int:
+        """Columns of the storage."""
+        for pairs in self.storage.values():
+            if pairs:
+                return pairs[0][0].shape[-2]
+        return 0
+
+
+class _ArenaLayer(DynamicLayer):
+    """A cache layer that writes new positions into storage columns ``[end, end + n)``.
+
+    Given no storage (a new lineage), it allocates storage with headroom and copies the past
+    into it on its first update.
+    """
+
+    def __init__(self, past: KVPair | None, storage: KVPair | None, start: int, new_positions: int) -> None:
+        super().__init__()
+        self.past, self.storage, self.start, self.new_positions = past, storage, start, new_positions
+        if past is not None:
+            self.lazy_initialization(*past)
+            self.keys, self.values = past
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        past_length = 0 if self.past is None else self.past[0].shape[-2]
+        if self.storage is None:
+            needed = past_length + self.new_positions
+            headroom = max(needed, MIN_HEADROOM) if KV_IN_PLACE else 0
+            shape = (*key_states.shape[:-2], needed + headroom, key_states.shape[-1])
+            self.storage = (key_states.new_empty(shape), value_states.new_empty(shape))
+            self.start = 0
+            if self.past is not None:
+                for column, tensor in zip(self.storage, self.past, strict=True):
+                    column[..., :past_length, :] = tensor
+        end = self.start + past_length
+        stop = end + key_states.shape[-2]
+        keys, values = self.storage
+        keys[..., end:stop, :] = key_states
+        values[..., end:stop, :] = value_states
+        self.keys, self.values = keys[..., self.start : stop, :], values[..., self.start : stop, :]
+        return self.keys, self.values
+
+
+def arena_cache(past: KVPairs, storage: KVPairs | None, start: int, new_positions: int) -> DynamicCache:
+    """A cache over ``past`` that writes ``new_positions`` more positions into ``storage``
+    from column ``start + len(past)`` on (``None``: into new storage, copying the past once)."""
     cache = DynamicCache()
-    for keys, values in pairs:
-        layer = DynamicLayer()
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
-        cache.layers.append(layer)
+    if past:
+        for index, pair in enumerate(past):
+            cache.layers.append(_ArenaLayer(pair, None if storage is None else storage[index], start, new_positions))
+    else:
+        cache.layer_class_to_replicate = lambda: _ArenaLayer(None, None, 0, new_positions)  # type: ignore[assignment]
     return cache
 
 
-def pairs_from_cache(cache: DynamicCache) -> KVPairs:
-    """The ``(keys, values)`` tensors a cache holds now."""
-    layers = cast(list[DynamicLayer], cache.layers)
-    return tuple((cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values)) for layer in layers)
+def cache_contents(cache: DynamicCache) -> tuple[KVPairs, KVPairs]:
+    """``(views, storage)``: the ``(keys, values)`` a cache built by :func:`arena_cache` holds
+    now, and the storage they are views of."""
+    layers = cast(list[_ArenaLayer], cache.layers)
+    views = tuple((cast(torch.Tensor, layer.keys), cast(torch.Tensor, layer.values)) for layer in layers)
+    return views, tuple(cast(KVPair, layer.storage) for layer in layers)
 
 
 def _map_pairs(pairs: KVPairs, function: Callable[[torch.Tensor], torch.Tensor]) -> KVPairs:
@@ -57,6 +135,9 @@ class DecodingState:
         head_kv: KV caches of the tracked heads, by head name.
         head_outputs: ``[B, K]`` outputs of the tracked heads at the last position
             (policy logits, Q-values), by head name.
+        arena: the storage the caches are views of, when they are views of one (``None``:
+            the next append copies them into a new arena).
+        arena_start: the arena column of this state's first position.
     """
 
     decoder_kv: KVPairs
@@ -64,6 +145,8 @@ class DecodingState:
     attention_mask: torch.Tensor
     head_kv: Mapping[str, KVPairs] = field(default_factory=dict)
     head_outputs: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    arena: KVArena | None = None
+    arena_start: int = 0
 
     @property
     def batch_size(self) -> int:
@@ -90,13 +173,19 @@ class DecodingState:
         """``[B, K]`` Q(x_1..t, a) of the Q-network (``None`` when it is not tracked)."""
         return self.head_outputs.get(Q_NETWORK)
 
+    def grows_in_place(self, new_positions: int) -> bool:
+        """Whether appending ``new_positions`` writes into this state's arena (no copy)."""
+        arena, end = self.arena, self.arena_start + self.length
+        return KV_IN_PLACE and arena is not None and arena.frontier == end and end + new_positions <= arena.capacity
+
     def _map(
         self,
         kv: Callable[[torch.Tensor], torch.Tensor],
         rows: Callable[[torch.Tensor], torch.Tensor],
         mask: Callable[[torch.Tensor], torch.Tensor],
     ) -> DecodingState:
-        """A state with ``kv`` applied to every cache tensor, ``rows`` to per-row outputs, ``mask`` to the mask."""
+        """A state with ``kv`` applied to every cache tensor, ``rows`` to per-row outputs, ``mask`` to the
+        mask; out of any arena."""
         return DecodingState(
             decoder_kv=_map_pairs(self.decoder_kv, kv),
             hidden=rows(self.hidden),
@@ -144,7 +233,11 @@ class DecodingState:
         start = int(real[0]) if len(real) else 0
         if start == 0:
             return self
-        return self._map(lambda t: t[..., start:, :], lambda t: t, lambda m: m[:, start:])
+        return replace(
+            self._map(lambda t: t[..., start:, :], lambda t: t, lambda m: m[:, start:]),
+            arena=self.arena,
+            arena_start=self.arena_start + start,
+        )
 
     def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
         """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
@@ -161,11 +254,9 @@ class DecodingState:
         the state of their last real token.
         """
         column = keep.to(self.hidden.device)[:, None]
-        return DecodingState(
-            decoder_kv=self.decoder_kv,
+        return replace(
+            self,
             hidden=torch.where(column, self.hidden, previous.hidden),
-            attention_mask=self.attention_mask,
-            head_kv=self.head_kv,
             head_outputs={
                 name: torch.where(column, output, previous.head_outputs[name])
                 for name, output in self.head_outputs.items()

@@ -124,6 +124,41 @@ def test_a_state_is_its_own_snapshot(tiny_cola: CoLAModel) -> None:
     assert torch.equal(middle.decoder_kv[0][0], triple.select([2, 1]).decoder_kv[0][0])
 
 
+def test_the_newest_state_grows_in_place_and_other_branches_copy(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    prompt = model.tokenizer("Once upon a time")["input_ids"]
+    root = model.start(torch.tensor([prompt]), track_policy=True)
+
+    def storage(state):
+        return state.decoder_kv[0][0].untyped_storage().data_ptr()
+
+    def texts_agree(state, tokens):
+        with torch.no_grad():
+            hidden = model.hidden_states(torch.tensor([prompt + tokens]))
+            policy = model.policy_logits(hidden)
+        assert torch.allclose(state.hidden, hidden[:, -1], atol=1e-5)
+        assert torch.allclose(state.policy_logits, policy[:, -1], atol=1e-4)
+
+    first_token, first = model.step(root, torch.tensor([1]))
+    assert storage(first) == storage(root) and first.arena is root.arena  # written in place
+    assert root.decoder_kv[0][0].shape[-2] == len(prompt)  # the root still ends where it ended
+    second_token, second = model.step(root, torch.tensor([2]))  # a second branch: the frontier moved on
+    assert storage(second) != storage(root) and second.arena is not root.arena
+    texts_agree(first, [int(first_token)])
+    texts_agree(second, [int(second_token)])
+
+    state, tokens, storages = first, [int(first_token)], {storage(first)}
+    generator = torch.Generator().manual_seed(1)
+    for action in torch.randint(0, model.num_actions, (200,), generator=generator):
+        token, state = model.step(state, action[None])
+        tokens.append(int(token))
+        storages.add(storage(state))
+    assert len(storages) <= 3, "the arena doubles when full: a few copies over 200 steps, not one per step"
+    texts_agree(state, tokens)
+    late_token, late = model.step(first, torch.tensor([7]))  # an old state of the lineage still branches
+    texts_agree(late, [int(first_token), int(late_token)])
+
+
 def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
     model = tiny_cola
     base = model.tokenizer("The cat sat on the mat and then it slept.")["input_ids"]
