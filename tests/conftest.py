@@ -16,6 +16,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The CPU suite stays on the CPU on a CUDA machine too: ``device="auto"`` would pick the GPU,
+    whose batched kernels do not promise the exact equalities these tests check. The GPU suite
+    (``-m gpu``) chooses its devices itself."""
+    if "gpu" not in (config.option.markexpr or "").replace("not gpu", ""):
+        os.environ.setdefault("COLA_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The test data sets: ``$COLA_DATA_DIR``, else ``../shared/data`` beside the repository."""

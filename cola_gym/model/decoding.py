@@ -69,9 +69,12 @@ class _ArenaLayer(DynamicLayer):
     into it on its first update.
     """
 
-    def __init__(self, past: KVPair | None, storage: KVPair | None, start: int, new_positions: int) -> None:
+    def __init__(
+        self, past: KVPair | None, storage: KVPair | None, start: int, new_positions: int, real: torch.Tensor | None
+    ) -> None:
         super().__init__()
         self.past, self.storage, self.start, self.new_positions = past, storage, start, new_positions
+        self.real = None if real is None else real[:, None, :, None]
         if past is not None:
             self.lazy_initialization(*past)
             self.keys, self.values = past
@@ -91,6 +94,8 @@ class _ArenaLayer(DynamicLayer):
             if self.past is not None:
                 for column, tensor in zip(self.storage, self.past, strict=True):
                     column[..., :past_length, :] = tensor
+        if self.real is not None:  # padding keeps zeros: a non-finite state there cannot reach a real row
+            key_states, value_states = (torch.where(self.real, states, 0) for states in (key_states, value_states))
         end = self.start + past_length
         stop = end + key_states.shape[-2]
         keys, values = self.storage
@@ -100,15 +105,22 @@ class _ArenaLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def arena_cache(past: KVPairs, storage: KVPairs | None, start: int, new_positions: int) -> DynamicCache:
+def arena_cache(
+    past: KVPairs, storage: KVPairs | None, start: int, new_positions: int, real: torch.Tensor | None = None
+) -> DynamicCache:
     """A cache over ``past`` that writes ``new_positions`` more positions into ``storage``
-    from column ``start + len(past)`` on (``None``: into new storage, copying the past once)."""
+    from column ``start + len(past)`` on (``None``: into new storage, copying the past once).
+
+    ``real`` (``[B, new_positions]``, true for tokens, false for padding) zeroes the padding's
+    keys and values as they are written.
+    """
     cache = DynamicCache()
     if past:
         for index, pair in enumerate(past):
-            cache.layers.append(_ArenaLayer(pair, None if storage is None else storage[index], start, new_positions))
+            layer_storage = None if storage is None else storage[index]
+            cache.layers.append(_ArenaLayer(pair, layer_storage, start, new_positions, real))
     else:
-        cache.layer_class_to_replicate = lambda: _ArenaLayer(None, None, 0, new_positions)  # type: ignore[assignment]
+        cache.layer_class_to_replicate = lambda: _ArenaLayer(None, None, 0, new_positions, real)  # type: ignore[assignment]
     return cache
 
 

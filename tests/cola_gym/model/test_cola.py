@@ -91,6 +91,56 @@ def test_batched_left_padded_decoding_equals_single_rows(tiny_cola: CoLAModel) -
         assert torch.allclose(single.policy_logits[0], batch.policy_logits[row], atol=1e-4)
 
 
+def test_padding_cannot_poison_the_real_rows(tiny_cola: CoLAModel) -> None:
+    """Non-finite states at padding positions (as some CUDA kernels give a padding query with
+    nothing to attend to) never reach a real row: padding's keys and values are stored as zeros."""
+    model = tiny_cola
+    ids, mask = _texts(model)  # row 1 is left-padded with id 0
+    feed = torch.tensor([[0, 0, 0, 5, 6], [7, 8, 9, 10, 11]])
+    feed_mask = (feed != 0).long()
+
+    def poison(module, args, output):
+        return output.masked_fill((args[0] == 0)[..., None], float("nan"))
+
+    handle = model.decoder_base.embed_tokens.register_forward_hook(poison)
+    try:
+        batch = model.start(ids, mask, track_policy=True)
+        batch = model.append(batch, feed, feed_mask)
+    finally:
+        handle.remove()
+    assert torch.isfinite(batch.hidden).all() and torch.isfinite(batch.policy_logits).all()
+    padding = ~batch.attention_mask.bool()
+    for keys, values in batch.decoder_kv + batch.head_kv["policy"]:
+        for tensor in (keys, values):
+            assert torch.isfinite(tensor).all()
+            assert (tensor.permute(0, 2, 1, 3)[padding] == 0).all()
+    tokens, batch = model.step(batch, torch.tensor([3, 9]))
+    for row in range(2):
+        single = model.start(ids[row][mask[row].bool()][None], track_policy=True)
+        single = model.append(single, feed[row][feed_mask[row].bool()][None])
+        token, single = model.step(single, torch.tensor([[3, 9][row]]))
+        assert int(token) == int(tokens[row])
+        assert torch.allclose(single.hidden[0], batch.hidden[row], atol=1e-5)
+        assert torch.allclose(single.policy_logits[0], batch.policy_logits[row], atol=1e-4)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_no_query_of_a_padded_chunk_is_fully_masked(implementation: str) -> None:
+    from cola_gym.model.cola import padded_attention_mask
+
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 1, 1, 1, 0, 1], [1, 1, 1, 1, 1, 1]])
+    built = padded_attention_mask(mask, 4, implementation, torch.float32)
+    allowed = built if implementation == "sdpa" else built == 0
+    assert allowed.shape == (3, 1, 4, 6)
+    assert allowed.any(dim=-1).all(), "every query sees at least one key"
+    for row in range(3):
+        for query in range(4):
+            column = 2 + query
+            expected = [(key <= column and bool(mask[row, key])) or key == column for key in range(6)]
+            assert allowed[row, 0, query].tolist() == expected
+    assert padded_attention_mask(mask, 4, "flash_attention_2", torch.float32) is mask
+
+
 def test_a_state_is_its_own_snapshot(tiny_cola: CoLAModel) -> None:
     model = tiny_cola
     root = model.start(torch.tensor([model.tokenizer("Once upon a time")["input_ids"]]), track_policy=True)

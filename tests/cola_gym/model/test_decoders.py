@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cola_gym.errors import UnsupportedDecoderError
+from cola_gym.errors import ModelNotFoundError, UnsupportedDecoderError
 from cola_gym.model import EMBEDDED_DECODER, CoLAModel, DecoderSettings, load_decoder
 from cola_gym.model.decoders import _choose_quantization, check_llama_family, count_parameters
 
@@ -42,16 +42,21 @@ def test_bitsandbytes_quantized_decoder_runs_on_cpu(
     assert similarity > 0.9, f"{quantization} decoder drifted too far from fp32 (cosine {similarity:.3f})"
 
 
-def test_auto_quantization_is_4bit_for_large_decoders_on_cuda_only(tiny_decoder_dir: Path, tmp_path: Path) -> None:
+def test_auto_quantization_is_4bit_only_for_large_decoders_that_crowd_a_gpu(
+    tiny_decoder_dir: Path, tmp_path: Path
+) -> None:
     from transformers import LlamaConfig
 
     LlamaConfig(
         hidden_size=2048, intermediate_size=8192, num_hidden_layers=22, num_attention_heads=32, vocab_size=32000
     ).save_pretrained(tmp_path)
-    assert count_parameters(str(tmp_path)) > 1_000_000_000
-    assert _choose_quantization(str(tmp_path), "auto", torch.device("cuda")) == "4bit"
+    parameters = count_parameters(str(tmp_path))
+    assert parameters > 1_000_000_000
+    cuda = torch.device("cuda")
+    assert _choose_quantization(str(tmp_path), "auto", cuda, free_bytes=3 * parameters) == "4bit"  # tight
+    assert _choose_quantization(str(tmp_path), "auto", cuda, free_bytes=40 * parameters) == "none"  # bf16 fits
     assert _choose_quantization(str(tmp_path), "auto", torch.device("cpu")) == "none"
-    assert _choose_quantization(str(tiny_decoder_dir), "auto", torch.device("cuda")) == "none"
+    assert _choose_quantization(str(tiny_decoder_dir), "auto", cuda) == "none"
     assert _choose_quantization(str(tiny_decoder_dir), "8bit", torch.device("cpu")) == "8bit"
 
 
@@ -69,3 +74,26 @@ def test_settings_validation() -> None:
     with pytest.raises(ValueError, match="device must be"):
         DecoderSettings(device="tpu")
     assert DecoderSettings(device="cpu").torch_dtype() == torch.float32
+
+
+def test_cola_device_picks_the_auto_device_and_gpus_without_bf16_get_fp16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLA_DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert DecoderSettings().torch_device() == torch.device("cpu")
+    monkeypatch.setenv("COLA_DEVICE", "cuda:1")
+    assert DecoderSettings().torch_device() == torch.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert DecoderSettings().torch_dtype() == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert DecoderSettings().torch_dtype() == torch.bfloat16
+    monkeypatch.setenv("COLA_DEVICE", "gpu")
+    with pytest.raises(ValueError, match=r"\$COLA_DEVICE must be"):
+        DecoderSettings().torch_device()
+
+
+def test_a_missing_hub_model_names_the_token_for_gated_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network: a cache miss at once
+    with pytest.raises(ModelNotFoundError, match="HF_TOKEN"):
+        load_decoder("meta-llama/Llama-3.2-1B", DecoderSettings(device="cpu"))
