@@ -7,7 +7,9 @@ its last checkpoint (policy and optimizer) and goes on from that budget point. T
 logs go to ``tensorboard/<name>/``.
 
 Runs are independent: the local launcher runs them in ``workers`` processes (in this process
-when ``workers=1``), the Ray launcher as tasks of an existing Ray cluster (``ray.init(address)``).
+when ``workers=1``; on a GPU machine each process takes the machine's GPUs in turn), the Ray
+launcher as tasks of an existing Ray cluster (``ray.init(address)``), each asking for one CPU
+and, on a cluster with GPUs, a GPU share (Ray hides the GPUs from a task that asks for none).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from cola_agents import algorithms
 from cola_agents.benchmark.suite import AlgorithmSpec, RunSpec, Suite, TaskSpec
+from cola_gym.model.decoders import DEVICE_VARIABLE
 
 logger = logging.getLogger(__name__)
 
@@ -260,11 +263,23 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
     return result
 
 
-def _run_in_worker(run: RunSpec, out: str, threads: int) -> dict[str, Any]:
+def _run_in_worker(run: RunSpec, out: str, threads: int, device: str | None = None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)  # runs side by side share the cores instead of fighting for them
+    if device is not None:  # this worker's GPU: the models' "auto" device and SB3's "cuda"
+        os.environ[DEVICE_VARIABLE] = device
+        torch.cuda.set_device(device)
     return run_one(run, out)
+
+
+def worker_devices(count: int) -> list[str | None]:
+    """The device of each of ``count`` local runs: this machine's GPUs in turn (``None``: the
+    process's own choice, as on a CPU machine or with ``$COLA_DEVICE`` set)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() and not os.environ.get(DEVICE_VARIABLE) else 0
+    return [f"cuda:{index % gpus}" if gpus else None for index in range(count)]
 
 
 def run_suite(
@@ -275,6 +290,7 @@ def run_suite(
     ray_address: str | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     show_progress: bool = True,
+    gpus_per_run: float | None = None,
 ) -> list[dict[str, Any]]:
     """Runs every run of ``suite`` not finished yet under ``out``; returns all their results.
 
@@ -282,11 +298,14 @@ def run_suite(
         suite: the suite.
         out: output folder (``suite.json``, ``runs/``, ``checkpoints/``, ``tensorboard/``).
         launcher: ``"local"`` (processes on this machine) or ``"ray"`` (tasks of a Ray cluster).
-        workers: local: runs at once (1: in this process, one after another); ray: ignored
-            (the cluster schedules one CPU per run).
+        workers: local: runs at once (1: in this process, one after another; more: one
+            process each, on this machine's GPUs in turn when it has any); ray: ignored (the
+            cluster schedules one CPU and ``gpus_per_run`` GPUs per run).
         ray_address: the cluster to join (``None``: ``RAY_ADDRESS``, else a local Ray).
         on_result: called with each result as it arrives.
         show_progress: a progress bar over the runs (and, in-process, over each run's steps).
+        gpus_per_run: ray: GPUs a run asks for (a fraction shares a GPU between runs; ``None``:
+            1 when the cluster has GPUs, else 0: a run without a GPU share sees no GPU).
     """
     from tqdm import tqdm
 
@@ -316,7 +335,7 @@ def run_suite(
             on_result(result)
 
     if launcher == "ray":
-        _run_on_ray(pending, str(out), ray_address, arrived)
+        _run_on_ray(pending, str(out), ray_address, arrived, gpus_per_run)
     elif workers == 1:
         for run in pending:
             arrived(run_one(run, out, show_progress=show_progress))
@@ -333,15 +352,22 @@ def _run_in_processes(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // workers)
+    devices = worker_devices(len(runs))
     context = multiprocessing.get_context("spawn")  # no forked torch threads or model copies
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_run_in_worker, run, out, threads) for run in runs]
+        futures = [
+            pool.submit(_run_in_worker, run, out, threads, device) for run, device in zip(runs, devices, strict=True)
+        ]
         for future in as_completed(futures):
             arrived(future.result())
 
 
 def _run_on_ray(
-    runs: Sequence[RunSpec], out: str, address: str | None, arrived: Callable[[dict[str, Any]], None]
+    runs: Sequence[RunSpec],
+    out: str,
+    address: str | None,
+    arrived: Callable[[dict[str, Any]], None],
+    gpus_per_run: float | None = None,
 ) -> None:
     try:
         import ray
@@ -349,7 +375,9 @@ def _run_on_ray(
         raise ImportError("--launcher ray needs Ray: pip install 'cola-gym[ray]'") from err
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(_run_in_worker)
+    if gpus_per_run is None:
+        gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_in_worker)
     pending = [remote.remote(run, out, 1) for run in runs]
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

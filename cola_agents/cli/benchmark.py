@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 from cola_agents.algorithms import algorithm_names
+from cola_agents.cli.options import add_decoder_options
 from cola_agents.config_args import add_config_arguments, config_values
 
 _SUITE_FIELDS = ("seeds", "budget", "eval_points", "eval_problems", "n_envs")
@@ -45,6 +47,10 @@ def _add_run(commands: Any) -> None:
                            help="local processes, or tasks on a Ray cluster (RAY_ADDRESS / --ray-address)")  # fmt: skip
     bench_run.add_argument("--workers", type=int, default=1, help="local: runs at once")
     bench_run.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    bench_run.add_argument("--gpus-per-run", type=float,
+                           help="ray: GPUs each run asks for (a fraction shares a GPU; default: 1 on a cluster "
+                           "with GPUs, else 0)")  # fmt: skip
+    add_decoder_options(bench_run)
     bench_run.add_argument("--out", required=True, help="output folder (runs/, checkpoints/, tensorboard/, report)")
     bench_run.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report")
     suite = bench_run.add_argument_group("the suite (Suite; with --suite, these replace the file's)")
@@ -67,13 +73,18 @@ def _add_report(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the suite (resuming it), then prints its report."""
     from cola_agents.benchmark import run_suite, write_report
+    from cola_gym.model.decoders import DEVICE_VARIABLE
 
     suite = _suite(args)
     runs = suite.runs()
     print(f"{len(runs)} runs ({len(suite.algorithms)} algorithms x {len(suite.tasks)} tasks x {len(suite.seeds)} "
           f"seeds), {suite.budget:,} env tokens each, evaluated at {list(suite.eval_budgets)} on "
           f"{suite.eval_problems} held-out problems; results in {args.out}")  # fmt: skip
-    run_suite(suite, args.out, launcher=args.launcher, workers=args.workers, ray_address=args.ray_address)
+    device = getattr(args, "device", "auto")
+    if device != "auto":  # where the runs decode: not part of what a run is
+        os.environ[DEVICE_VARIABLE] = device
+    run_suite(suite, args.out, launcher=args.launcher, workers=args.workers, ray_address=args.ray_address,
+              gpus_per_run=args.gpus_per_run)  # fmt: skip
     _print_report(write_report(args.out, reps=args.reps))
     return 0
 
@@ -90,9 +101,13 @@ def _suite(args: argparse.Namespace) -> Any:
     """The suite of ``--suite`` (its fields replaced by the options given), or of ``--env`` and ``--algo``."""
     from cola_agents.benchmark import load_suite
     from cola_agents.benchmark.suite import Suite, TaskSpec, parse_algorithms, training_id
+    from cola_gym.model import DecoderSettings
 
     overrides = config_values(args, Suite)
-    given = (("model", args.model), ("data_dir", args.data_dir), ("max_episode_steps", args.max_steps))
+    decoder = config_values(args, DecoderSettings)  # quantization and dtype are part of the experiment
+    quantization = None if decoder.get("quantization") == "auto" else decoder.get("quantization")
+    given = (("model", args.model), ("data_dir", args.data_dir), ("max_episode_steps", args.max_steps),
+             ("quantization", quantization), ("dtype", decoder.get("dtype")))  # fmt: skip
     env_kwargs = {key: value for key, value in given if value is not None}
     if args.suite:
         if args.env or args.algo:

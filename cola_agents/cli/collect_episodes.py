@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from cola_agents.cli.options import add_data_dir_option, add_env_option
+from cola_agents.cli.options import add_data_dir_option, add_decoder_options, add_env_option
 from cola_agents.config_args import add_config_arguments, config_values
 
 _SAMPLING_FIELDS = ("rollout_max_tokens", "rollout_policy", "rollout_top_k", "rollout_temperature", "seed")
@@ -25,6 +25,7 @@ def add_parser(commands: Any) -> None:
     collect.add_argument("--samples", type=int, default=4, help="episodes per problem")
     collect.add_argument("--batch-problems", type=int, default=8, help="problems decoded together")
     add_data_dir_option(collect)
+    add_decoder_options(collect)
     collect.add_argument("--out", required=True, help="JSON-lines file (appended to)")
     sampling = collect.add_argument_group("sampling (MCTSConfig)")
     add_config_arguments(sampling, MCTSConfig, aliases={"--rollout-max-tokens": ("--max-tokens",)},
@@ -36,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
     """Collects the episodes and prints their summary."""
     from cola_agents.collect import collect_episodes
     from cola_agents.mcts import MCTSConfig
+    from cola_gym.model import DecoderSettings
 
-    env_kwargs: dict[str, Any] = {} if args.model is None else {"model": args.model}
+    env_kwargs: dict[str, Any] = config_values(args, DecoderSettings)
+    if args.model is not None:
+        env_kwargs["model"] = args.model
     if args.data_dir:
         env_kwargs["data_dir"] = args.data_dir
     problems = range(args.first_problem, args.first_problem + args.problems)

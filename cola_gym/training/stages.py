@@ -64,7 +64,10 @@ class StageObjective(nn.Module):
     def prepare(cls, model: CoLAModel, config: TrainConfig) -> None:
         """Freezes ``model`` except the parts this stage trains (stage 2 may add LoRA adapters first)."""
         model.requires_grad_(False)
-        for part in cls.trainable_parts(model).values():
+        parts = cls.trainable_parts(model)
+        if "decoder" in parts:
+            _refuse_quantized_weights(model, cls.name)
+        for part in parts.values():
             part.requires_grad_(True)
 
     @property
@@ -242,6 +245,24 @@ class BehaviourCloningStage(StageObjective):
         return loss, {"loss/behaviour_cloning": loss.detach(), "acc/policy_vs_idm": accuracy.detach()}
 
 
+def _quantized_bits(model: CoLAModel) -> int | None:
+    """4 or 8 for a bitsandbytes-quantized decoder, else ``None``."""
+    decoder = model.decoder
+    if getattr(decoder, "is_loaded_in_4bit", False):
+        return 4
+    return 8 if getattr(decoder, "is_loaded_in_8bit", False) else None
+
+
+def _refuse_quantized_weights(model: CoLAModel, stage: str) -> None:
+    bits = _quantized_bits(model)
+    if bits is not None:
+        raise ValueError(
+            f"stage {stage} trains the decoder's weights, and this decoder is quantized to {bits} bits "
+            "(its weights cannot take gradients): train LoRA adapters over it (stage 2 with --lora-rank > 0), "
+            "or load the decoder unquantized (--quantization none)"
+        )
+
+
 class FineTuningStage(StageObjective):
     """Stage 2: fine-tuning under action guidance (decoder + LM head, fully or through LoRA)."""
 
@@ -256,10 +277,14 @@ class FineTuningStage(StageObjective):
     def prepare(cls, model: CoLAModel, config: TrainConfig) -> None:
         model.requires_grad_(False)
         if not config.lora_rank:
+            _refuse_quantized_weights(model, cls.name)
             model.decoder.requires_grad_(True)
             return
         if not hasattr(model.decoder, "peft_config"):
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+            if _quantized_bits(model) is not None:  # QLoRA: norms and LM head in fp32, inputs that carry gradients
+                model.decoder = prepare_model_for_kbit_training(model.decoder, use_gradient_checkpointing=False)
 
             targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
             lora = LoraConfig(r=config.lora_rank, lora_alpha=int(config.lora_alpha), target_modules=targets)

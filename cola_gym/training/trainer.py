@@ -106,6 +106,7 @@ class CoLATrainer:
         self.cache: HiddenStateCache | None = None
         self._elapsed_before = 0.0
         self._started = time.perf_counter()
+        self.compute_dtype = model.head_dtype
 
     # ------------------------------------------------------------------ public
     def train(self, until_step: int | None = None) -> dict[str, float]:
@@ -147,7 +148,8 @@ class CoLATrainer:
                 config.seed * 1_000_003 + step * 1_009 + accelerator.process_index
             )
             accelerator.unwrap_model(objective).before_step(step)
-            loss, metrics = objective(batch, generator)
+            with self._autocast():
+                loss, metrics = objective(batch, generator)
             accelerator.backward(loss)
             if config.grad_clip > 0:
                 metrics["grad_norm"] = torch.as_tensor(accelerator.clip_grad_norm_(parameters, config.grad_clip))
@@ -180,6 +182,8 @@ class CoLATrainer:
         final_metrics: dict[str, float] = {}
         if end == config.steps:
             final_metrics = self._log_eval(writer, end)
+        self._heads_to(self.compute_dtype)  # trained in fp32, used and exported in the compute dtype
+        if end == config.steps:
             self._finish(final_metrics)
         if writer is not None:
             writer.close()
@@ -194,6 +198,11 @@ class CoLATrainer:
     # ------------------------------------------------------------------ parts
     def _prepare_parameters(self) -> None:
         STAGE_OBJECTIVES[self.config.stage].prepare(self.model, self.config)
+        self.compute_dtype = self.model.head_dtype
+        # fp32 master weights: at stage-1 learning rates most AdamW updates of a bf16 weight are
+        # below half its unit in the last place and would round away; the forward runs under
+        # autocast in the compute dtype instead.
+        self._heads_to(torch.float32)
         self.model.train()
         if not self.config.trains_decoder:
             self.model.decoder.eval()
@@ -281,12 +290,23 @@ class CoLATrainer:
             rows.append((ids, hidden, start, example.transitions))
         return collate(rows, only_responses=config.counts_only_responses)
 
+    def _heads_to(self, dtype: torch.dtype) -> None:
+        for part in self.model.heads().values():
+            part.to(dtype)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Forward passes in the compute dtype over the fp32 heads (nothing to do in fp32)."""
+        if self.compute_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.model.device.type, dtype=self.compute_dtype)
+
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:
-        """The model in eval mode for the block, back in its training modes after it."""
+        """The model in eval mode (and under autocast) for the block, back in its training modes after it."""
         self.model.eval()
         try:
-            yield
+            with self._autocast():
+                yield
         finally:
             self.model.train()
             if not self.config.trains_decoder:

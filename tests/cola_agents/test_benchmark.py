@@ -196,3 +196,33 @@ def test_benchmark_command_runs_and_reports(tiny_cola_dir: Path, tmp_path: Path,
     assert main(["benchmark", "run", "--suite", "x.toml", "--env", "CoLA-Countdown-Easy-v0", "--out", str(out)]) == 2
     assert main(["benchmark", "report", "--runs", str(tmp_path / "nothing")]) == 2
     assert "no runs in" in capsys.readouterr().err
+
+
+def test_local_workers_take_the_gpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from cola_agents.benchmark.runner import worker_devices
+
+    monkeypatch.delenv("COLA_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert worker_devices(3) == ["cuda:0", "cuda:1", "cuda:0"]
+    monkeypatch.setenv("COLA_DEVICE", "cpu")  # the user chose: every run follows it
+    assert worker_devices(2) == [None, None]
+    monkeypatch.delenv("COLA_DEVICE")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert worker_devices(2) == [None, None]
+
+
+def test_benchmark_run_takes_the_decoder_placement(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cola_agents.cli import build_parser
+    from cola_agents.cli.benchmark import _suite
+
+    argv = ["benchmark", "run", "--env", "CoLA-Countdown-Easy-v0", "--algo", "grpo", "--out", "unused",
+            "--quantization", "8bit", "--dtype", "bfloat16", "--device", "cuda:1", "--gpus-per-run", "0.5"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    assert args.device == "cuda:1" and args.gpus_per_run == 0.5
+    suite = _suite(args)
+    assert suite.env_kwargs == {"quantization": "8bit", "dtype": "bfloat16"}  # the device is not part of a run
+    plain = _suite(build_parser().parse_args(argv[:8]))
+    assert plain.env_kwargs == {}

@@ -116,11 +116,16 @@ def test_agents_meet_the_protocols(tiny_cola) -> None:
 
 
 def test_episode_command_with_tree_search(tiny_cola_dir: Path, data_dir: Path, capsys) -> None:
+    from cola_gym.model.shared import _MODELS
+
+    loaded = set(_MODELS)
     code = main(["episode", "--env", "CoLA-GSM8K-v0", "--model", str(tiny_cola_dir), "--data-dir", str(data_dir),
                  "--max-steps", "5", "--problem-index", "1", "--agent", "mcts", "--simulations", "3",
-                 "--rollout-tokens", "4", "--parallel-expansions", "2"])  # fmt: skip
+                 "--rollout-tokens", "4", "--parallel-expansions", "2", "--device", "cpu", "--dtype", "float32",
+                 "--quantization", "none"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
+    assert len(set(_MODELS) - loaded) <= 1, "the agent and the env share one model"
     assert "mcts: leaf values from the env reward (oracle)" in out  # the tiny model has no Q-network
     assert "reward: 0  (truncated (step limit) after 5 tokens" in out
 

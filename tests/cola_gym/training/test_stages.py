@@ -221,3 +221,52 @@ def test_hidden_cache_holds_the_decoder_states_and_is_reused(tiny_cola: CoLAMode
     assert again.path == cache.path and (cache.path / "hidden.f16").stat().st_mtime_ns == stamp
     other = HiddenStateCache.build(tiny_cola, train[:9], tmp_path, batch_size=3, show_progress=False)
     assert other.path != cache.path  # another corpus, another cache
+
+
+def test_a_bf16_model_trains_fp32_master_weights_so_small_updates_are_kept(
+    tiny_decoder_dir: Path, corpus, tmp_path: Path
+) -> None:
+    """At stage-1 learning rates an AdamW step is below half a bf16 weight's last unit: heads kept
+    in bf16 would not move. The trainer keeps fp32 master weights (what its checkpoints hold), and
+    they move as far as in an fp32 run; the model is back in bf16 for use afterwards."""
+    from safetensors.torch import load_file
+
+    from cola_gym.model import DecoderSettings
+    from cola_gym.model.checkpoint import HEADS_FILE
+    from cola_gym.training.state import latest_checkpoint
+
+    train, _ = corpus
+    config = _config("1a", steps=8, learning_rate=1e-5, warmup_steps=0)
+    moved = {}
+    for dtype in ("float32", "bfloat16"):
+        settings = DecoderSettings(device="cpu", dtype=dtype)
+        model = CoLAModel.from_pretrained(str(tiny_decoder_dir), settings=settings)
+        before = {k: v.float() for k, v in _heads(model).items()}
+        CoLATrainer(model, config, train, tmp_path / dtype, show_progress=False).train()
+        assert all(v.dtype == getattr(torch, dtype) for v in _heads(model).values()), "used in its dtype after"
+        checkpoint = latest_checkpoint(tmp_path / dtype)
+        assert checkpoint is not None
+        master = load_file(str(checkpoint / HEADS_FILE))
+        assert all(v.dtype == torch.float32 for v in master.values())
+        moved[dtype] = {k: float((master[k] - before[k]).norm()) for k in before if k in master}
+    trained = [k for k, v in moved["float32"].items() if v > 0]
+    assert len(trained) > 10
+    for key in trained:
+        assert moved["bfloat16"][key] > 0.7 * moved["float32"][key], (key, moved)
+
+
+def test_a_quantized_decoder_trains_adapters_only(tiny_decoder_dir: Path, corpus, tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    from cola_gym.model import DecoderSettings
+
+    train, _ = corpus
+    settings = DecoderSettings(device="cpu", quantization="4bit")
+    model = CoLAModel.from_pretrained(str(tiny_decoder_dir), settings=settings)
+    for stage in ("2", "lm"):
+        with pytest.raises(ValueError, match=r"quantized to 4 bits.*--lora-rank"):
+            CoLATrainer(model, _config(stage, steps=2), train, tmp_path / stage, show_progress=False).train()
+    config = _config("2", steps=4, learning_rate=1e-2, lora_rank=4)
+    CoLATrainer(model, config, train, tmp_path / "qlora", show_progress=False).train()
+    assert (tmp_path / "qlora" / "final" / "decoder_adapter").is_dir()
+    adapters = [p for n, p in model.decoder.named_parameters() if "lora_B" in n]
+    assert adapters and all(float(p.detach().abs().sum()) > 0 for p in adapters), "LoRA B starts at zero and must move"
