@@ -150,7 +150,7 @@ def decoder_perplexity(model: Any, prompts: list[str], responses: list[str]) -> 
         ids = torch.tensor([prompt_ids + response_ids])
         with torch.no_grad():
             logits = model.decoder_logits(model.hidden_states(ids))[0, len(prompt_ids) - 1 : -1].float()
-        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids) :], reduction="sum")
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prompt_ids) :].to(logits.device), reduction="sum")
         total, count = total + float(nll), count + len(response_ids)
     return math.exp(total / max(count, 1))
 

@@ -90,7 +90,8 @@ def main() -> None:
     env = gym.make("CoLA-Math500-v0", **kwargs)
     env_policy = gym.make("CoLA-Math500-v0", track_policy=True, **kwargs)
     env.reset(options={"problem_index": args.problem_index})
-    prompt = torch.tensor([model.tokenizer(env.unwrapped.prompt_text, add_special_tokens=False)["input_ids"]])
+    prompt_ids = model.tokenizer(env.unwrapped.prompt_text, add_special_tokens=False)["input_ids"]
+    prompt = torch.tensor([prompt_ids], device=model.device)
     assert prompt.shape[1] == env.unwrapped.decoding_state.length
 
     times: dict[str, list[float]] = {"decoder": [], "env": [], "env+policy": [], "env, KV copied per step": []}

@@ -61,8 +61,8 @@ def aliasing(env_id: str, problems: Sequence[int], batch: int, env_kwargs: dict[
         while not finished.all():
             state = base.decoding_state
             assert state.policy_logits is not None
-            probs = torch.softmax(state.policy_logits.float(), -1)
-            tokens = model.tokens_of_every_action(state.hidden)
+            probs = torch.softmax(state.policy_logits.float(), -1).cpu()
+            tokens = model.tokens_of_every_action(state.hidden).cpu()
             for row in np.flatnonzero(~finished):
                 kinds, classes = torch.unique(tokens[row], return_inverse=True)
                 per_token = torch.zeros(len(kinds)).index_add_(0, classes, probs[row])

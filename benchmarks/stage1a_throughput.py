@@ -30,7 +30,7 @@ def run_steps(model: Any, objective: StageObjective, optimizer: Any, rows: list[
     tokens = 0
     started = time.perf_counter()
     for step, batch_rows in enumerate(rows):
-        batch = collate(batch_rows, only_responses=False)
+        batch = collate(batch_rows, only_responses=False).to(model.device)
         loss, _ = objective(batch, torch.Generator().manual_seed(step))
         loss.backward()
         optimizer.step()

@@ -54,6 +54,7 @@ def time_generate(model: Any, prompts: list[list[int]], tokens: int) -> float:
     by a logits processor that only notes the time (``tokens + 1`` new tokens, ``tokens`` steps
     after the prefill). Subtracting a 1-token run instead lets the prefill's noise swamp batch 16."""
     ids, mask = left_pad(prompts, pad_id=model.tokenizer.pad_token_id or 0)
+    ids, mask = ids.to(model.device), mask.to(model.device)
     stamps: list[float] = []
 
     def note_time(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,8 @@ class ReencodingSearchModel:
         steps = []
         for handle, action in zip(handles, actions, strict=True):
             view, hidden = self._view(handle)
-            token = int(self.model.world_model_logits(hidden, self.model.codebook(torch.tensor([action]))).argmax())
+            code = self.model.codebook(torch.tensor([action], device=self.model.device))
+            token = int(self.model.world_model_logits(hidden, code).argmax())
             booking = self.stepper.consume([handle.episode], [token])
             outcome = booking.outcomes[0]
             new = TokenHandle(episode=booking.episodes[0], ids=handle.ids + outcome.feed,
@@ -96,10 +97,10 @@ class ReencodingSearchModel:
         model = self.model
         with torch.inference_mode():
             hidden = model.hidden_states(torch.tensor([handle.ids]))
-            prior = torch.softmax(model.policy_logits(hidden)[0, -1].float(), -1).numpy()
+            prior = torch.softmax(model.policy_logits(hidden)[0, -1].float(), -1).cpu().numpy()
             q_values = None
             if model.q_network is not None:
-                q_values = model.q_network(hidden.to(model.head_dtype))[0, -1].float().numpy()
+                q_values = model.q_network(hidden.to(model.head_dtype))[0, -1].float().cpu().numpy()
         allowed = self.stepper.action_mask(handle.episode)[: self.num_actions]
         view = StateView(prior=prior.astype(np.float64), allowed=allowed, q_values=q_values,
                          finished=handle.episode.done)  # fmt: skip
