@@ -41,6 +41,7 @@ class Episode:
         turn_bytes: their bytes, for tokenizers that decode byte by byte (else empty): the
             next token's text costs one token's work (:meth:`TextCodec.extend`).
         num_tokens: tokens generated so far (env steps).
+        positions: tokens the decoder has read (the prompt and everything fed after it).
         is_success: the task's verdict so far.
         done: whether the episode has ended.
         prior_log_prob: log pi_prior of the last latent action (for the KL-to-prior term).
@@ -58,6 +59,7 @@ class Episode:
     turn_text: str = ""
     turn_bytes: bytes = b""
     num_tokens: int = 0
+    positions: int = 0
     is_success: bool = False
     done: bool = False
     prior_log_prob: float = 0.0
@@ -86,14 +88,16 @@ def start_episode(
     start = task.begin(options, rng)
     messages = tuple(dict(m) for m in start.messages)
     prompt = codec.render(messages)
+    prompt_ids = tuple(codec.encode(prompt, first=True))
     return Episode(
         number=number,
         task_index=start.index,
         task_state=start.state,
         messages=messages,
         prompt=prompt,
-        prompt_ids=tuple(codec.encode(prompt, first=True)),
+        prompt_ids=prompt_ids,
         rendered=prompt,
+        positions=len(prompt_ids),
     )
 
 
@@ -108,7 +112,12 @@ def consume_token(task: Task, codec: TextCodec, episode: Episode, token: int) ->
         turn_bytes, turn_text = codec.extend(episode.turn_bytes, turn_ids)
     if not is_stop and not task.turn_complete(episode.task_state, turn_text):
         going = dataclasses.replace(
-            episode, turn_ids=turn_ids, turn_text=turn_text, turn_bytes=turn_bytes, num_tokens=num_tokens
+            episode,
+            turn_ids=turn_ids,
+            turn_text=turn_text,
+            turn_bytes=turn_bytes,
+            num_tokens=num_tokens,
+            positions=episode.positions + 1,
         )
         return going, TokenOutcome((token,), 0.0, False)
     verdict = task.end_turn(episode.task_state, turn_text)
@@ -136,10 +145,14 @@ def consume_token(task: Task, codec: TextCodec, episode: Episode, token: int) ->
     full = codec.render(messages)
     shared = os.path.commonprefix([episode.rendered + turn_text, full])  # noqa: RUF071 - a character prefix
     suffix = full[len(shared) :]
-    going_on = dataclasses.replace(
-        ended, messages=messages, rendered=full, transcript=episode.transcript + turn_text + suffix
-    )
     feed = ([] if is_stop else [token]) + codec.encode(suffix)
+    going_on = dataclasses.replace(
+        ended,
+        messages=messages,
+        rendered=full,
+        transcript=episode.transcript + turn_text + suffix,
+        positions=episode.positions + len(feed),
+    )
     return going_on, TokenOutcome(tuple(feed), float(verdict.reward), False)
 
 

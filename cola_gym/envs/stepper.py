@@ -159,9 +159,13 @@ class EpisodeStepper:
 
     def tokens(self, state: DecodingState, actions: Sequence[int]) -> list[int]:
         """The token of each row's action: the world model's choice (or the action itself for tokens)."""
+        return self._token_tensor(state, actions).tolist()
+
+    def _token_tensor(self, state: DecodingState, actions: Sequence[int]) -> torch.Tensor:
+        """``[B]`` tokens, on the model's device for latent actions."""
         if self.action_kind == "token":
-            return [int(a) for a in actions]
-        return self.model.next_tokens(state, torch.tensor(list(actions))).tolist()
+            return torch.tensor([int(a) for a in actions])
+        return self.model.next_tokens(state, torch.tensor(list(actions)))
 
     def consume(
         self, episodes: Sequence[Episode], tokens: Sequence[int], log_priors: Sequence[float] | None = None
@@ -204,9 +208,18 @@ class EpisodeStepper:
         return appended if has_tokens.all() else appended.keep_rows_where(has_tokens, state)
 
     def step(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> BatchStep:
-        """:meth:`decide` then :meth:`feed` for every row."""
-        booking = self.decide(episodes, state, actions)
-        return BatchStep(booking, self.feed(state, [o.feed for o in booking.outcomes]))
+        """:meth:`decide` then :meth:`feed` for every row.
+
+        When every row feeds just its new token (no turn ended), the tokens go back into the
+        decoder from where they were made: no copy to and from the device, no padding mask.
+        """
+        produced = self._token_tensor(state, actions)
+        tokens = produced.tolist()
+        booking = self.consume(episodes, tokens, self._log_priors(state, actions))
+        feeds = [o.feed for o in booking.outcomes]
+        if all(len(feed) == 1 and feed[0] == token for feed, token in zip(feeds, tokens, strict=True)):
+            return BatchStep(booking, self.model.append(state, produced[:, None]))
+        return BatchStep(booking, self.feed(state, feeds))
 
     def reward(self, episode: Episode, outcome: TokenOutcome) -> float:
         """The task's reward plus the KL-to-prior term."""

@@ -178,14 +178,13 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
         self._state = result.state
         self._episodes = list(result.booking.episodes)
         self._steps += 1
-        lengths = result.state.attention_mask.sum(-1).tolist()
         observations = self.stepper.observations(result.state)
         results: list[RowStep] = []
         ended: list[int] = []
         for row, (episode, outcome) in enumerate(zip(self._episodes, result.booking.outcomes, strict=True)):
             # as gymnasium's TimeLimit: the step limit truncates even a terminating step
             at_limit = bool(self.max_episode_steps and self._steps[row] >= self.max_episode_steps)
-            truncated = at_limit or (not outcome.terminated and self.stepper.context_full(int(lengths[row])))
+            truncated = at_limit or (not outcome.terminated and self.stepper.context_full(episode.positions))
             results.append(RowStep(observations[row], self.stepper.reward(episode, outcome),
                                    outcome.terminated, truncated, self.stepper.info(episode)))  # fmt: skip
             if outcome.terminated or truncated:

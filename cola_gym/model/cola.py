@@ -262,7 +262,7 @@ class CoLAModel(nn.Module):
 
     def decoder_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The bare decoder's next-token logits ``[..., V]`` from h ``[..., d]``."""
-        return self.lm_head(hidden)
+        return self.lm_head(hidden.to(self.lm_head.weight.dtype))
 
     def mask_and_positions(
         self, hidden: torch.Tensor, attention_mask: torch.Tensor | None

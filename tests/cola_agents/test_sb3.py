@@ -80,13 +80,13 @@ def test_maskable_ppo_respects_action_masks(tiny_cola_dir: Path, data_dir: Path)
     task = EvenCodesMathTask(dataset=dataset, data_dir=str(data_dir))
     vector = LatentActionVectorEnv(num_envs=4, max_episode_steps=12, task=task, model=str(tiny_cola_dir))
     seen: list[int] = []
-    decide = vector.stepper.decide
+    step = vector.stepper.step
 
     def record(episodes, state, actions):  # every code the env receives
         seen.extend(int(a) for a in actions)
-        return decide(episodes, state, actions)
+        return step(episodes, state, actions)
 
-    vector.stepper.decide = record  # type: ignore[method-assign]
+    vector.stepper.step = record  # type: ignore[method-assign]
     MaskablePPO("MlpPolicy", CoLAVecEnv(vector), n_steps=32, batch_size=32, n_epochs=1, seed=0).learn(256)
     assert len(seen) >= 256
     assert all(code % 2 == 0 for code in seen)
