@@ -20,6 +20,13 @@ same token, so which of them was sampled says nothing about the episode. With
 wrote (the summed probability of every code that writes it from that state), so a step where
 all codes agree carries no gradient at all instead of noise.
 
+Multi-turn games give every turn of an episode the same credit, good commands and bad. With
+``step_credit=w`` (GiGPO's step-level groups, Feng et al., 2025) the turns of a group's
+episodes that start from the same world state (the task's ``anchor``: household games'
+world states are immutable values, so equality is exact) are also compared with each other,
+by their discounted return from that turn on (``step_gamma`` per turn), and each token's
+advantage is its episode's plus ``w`` times its turn's.
+
 It is used like SB3's ``PPO``: ``learn``, ``save`` / ``load``, ``predict``, callbacks,
 TensorBoard, ``seed``. The budget (``total_timesteps``) counts every decoder step of every
 row, including the steps of rows that wait, without an episode to play, for a rollout's last
@@ -30,7 +37,8 @@ ends, and the G rows of a group that start together share one prompt prefill.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -73,6 +81,40 @@ class GroupRollout:
     lengths: np.ndarray
 
 
+START = ("episode start",)
+"""The anchor of every episode's first turn: a group's episodes all start from one state."""
+
+
+def anchor_advantages(
+    groups: Sequence[int],
+    anchors: Sequence[Hashable],
+    returns: Sequence[float] | np.ndarray,
+    scale: bool = True,
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """Per turn, ``(G - mean) / (std + eps)`` over the turns of its group that start from an equal
+    anchor (``G``: the turn's return); 0 for a turn that no other turn of its group shares an anchor with."""
+    members: dict[tuple[int, Hashable], list[int]] = {}
+    for index, key in enumerate(zip(groups, anchors, strict=True)):
+        members.setdefault(key, []).append(index)
+    values = np.asarray(returns, dtype=np.float64)
+    result = np.zeros(len(values))
+    for indices in members.values():
+        if len(indices) > 1:
+            result[indices] = group_advantages(values[indices][None], scale, eps)[0]
+    return result
+
+
+def turn_returns(rewards: Sequence[float], gamma: float) -> np.ndarray:
+    """``G_k = sum_{j >= k} gamma^(j - k) r_j`` of an episode's per-turn rewards."""
+    out = np.zeros(len(rewards))
+    running = 0.0
+    for k in range(len(rewards) - 1, -1, -1):
+        running = rewards[k] + gamma * running
+        out[k] = running
+    return out
+
+
 def group_advantages(returns: np.ndarray, scale: bool = True, eps: float = 1e-6) -> np.ndarray:
     """``(R - mean) / (std + eps)`` within each row of ``returns [groups, G]`` (no scaling: ``R - mean``)."""
     centred = returns - returns.mean(axis=1, keepdims=True)
@@ -105,6 +147,9 @@ class GRPO(BaseAlgorithm):
             that write it from that state, summed); needs the env's CoLA model in this process
             (cola-gym envs made here); costs one world-model pass over all K codes per step
             (``[K, V]`` logits: cheap on small vocabularies). No effect on token twins.
+        step_credit: weight of the turn-level advantage added to the episode's (0: off); needs a
+            task with anchor states (``info["anchor"]``: the household games).
+        step_gamma: discount per turn of the turn-level returns (shorter paths from a state score higher).
         task_indices: the problems to draw groups from (default: all of the task's).
         stats_window_size, tensorboard_log, policy_kwargs, verbose, seed, device: as in SB3.
     """
@@ -127,6 +172,8 @@ class GRPO(BaseAlgorithm):
         scale_advantages: bool = True,
         max_grad_norm: float = 0.5,
         merge_aliases: bool = False,
+        step_credit: float = 0.0,
+        step_gamma: float = 0.95,
         task_indices: Sequence[int] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -148,6 +195,8 @@ class GRPO(BaseAlgorithm):
             raise ValueError(f"clip_range must be > 0, got {clip_range}")
         if not (kl_coef >= 0 and max_grad_norm > 0):
             raise ValueError(f"need kl_coef >= 0 and max_grad_norm > 0, got {kl_coef} and {max_grad_norm}")
+        if not (step_credit >= 0 and 0 < step_gamma <= 1):
+            raise ValueError(f"need step_credit >= 0 and 0 < step_gamma <= 1, got {step_credit} and {step_gamma}")
         self.group_size = group_size
         n_envs = self.n_envs if self.env is not None else group_size  # loaded without an env: set on load
         self.groups_per_rollout = groups_per_rollout or max(1, n_envs // group_size)
@@ -156,6 +205,7 @@ class GRPO(BaseAlgorithm):
         self.kl_coef, self.ent_coef = kl_coef, ent_coef
         self.scale_advantages, self.max_grad_norm = scale_advantages, max_grad_norm
         self.merge_aliases = merge_aliases
+        self.step_credit, self.step_gamma = float(step_credit), float(step_gamma)
         self.task_indices = None if task_indices is None else [int(i) for i in task_indices]
         if _init_setup_model:
             self._setup_model()
@@ -209,6 +259,7 @@ class GRPO(BaseAlgorithm):
         episode_of_step: list[int] = []
         queue = iter(range(len(slots)))
         slot_of_row: list[int | None] = [None] * n_envs
+        turns = _Turns(slots) if self.step_credit else None
         dealt: dict[int, int] = {}  # row -> the slot its autoreset started, applied after the step
 
         def deal(row: int) -> dict[str, int]:
@@ -231,6 +282,8 @@ class GRPO(BaseAlgorithm):
                         break
                     obs = np.asarray(env.reset())
                     slot_of_row = [dealt.pop(row, None) for row in range(n_envs)]
+                    if turns is not None:
+                        turns.restart(slot_of_row)
                 assert obs is not None
                 with torch.no_grad():
                     actions, action_log_probs = self.policy(torch.as_tensor(obs, device=self.device))
@@ -251,11 +304,16 @@ class GRPO(BaseAlgorithm):
                     episode_of_step.append(slot)
                     returns[g, member] += float(rewards[row])
                     lengths[g, member] += 1
+                    if turns is not None:
+                        turns.record(row, slot, float(rewards[row]), None if dones[row] else infos[row])
                     if dones[row]:
                         successes[g, member] = bool(infos[row].get("is_success", False))
                         slot_of_row[row] = None
                         finished.append(infos[row])
+                started = {row: slot for row, slot in dealt.items()}
                 slot_of_row = [dealt.pop(row, slot) for row, slot in enumerate(slot_of_row)]
+                if turns is not None:
+                    turns.restart([started.get(row) for row in range(n_envs)])
                 self._update_info_buffer(finished, np.ones(len(finished), dtype=bool))
                 obs = np.asarray(new_obs)
         finally:
@@ -265,6 +323,10 @@ class GRPO(BaseAlgorithm):
         advantages = group_advantages(returns, self.scale_advantages)
         per_slot = np.array([advantages[g, m] for g, m in slots], dtype=np.float32)
         step_advantages = per_slot[np.asarray(episode_of_step)]
+        if turns is not None:
+            per_turn = turns.advantages(self.step_gamma, self.scale_advantages)
+            step_advantages = step_advantages + np.float32(self.step_credit) * per_turn
+            self.logger.record("rollout/turns_sharing_an_anchor", turns.shared_share)
         return GroupRollout(np.stack(observations), np.asarray(actions_taken), np.asarray(log_probs, dtype=np.float32),
                             step_advantages, returns, successes, lengths)  # fmt: skip
 
@@ -390,6 +452,61 @@ class GRPO(BaseAlgorithm):
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
+
+
+class _Turns:
+    """The turns of a rollout's episodes, for step-level credit: which turn each step belongs
+    to, the anchor that turn started from, and the rewards of each turn."""
+
+    def __init__(self, slots: Sequence[tuple[int, int]]) -> None:
+        self.slots = slots
+        self.turn_of_step: list[int] = []  # index into the turn lists below
+        self.group: list[int] = []
+        self.anchor: list[Hashable] = []
+        self.reward: list[float] = []
+        self.slot: list[int] = []
+        self.shared_share = 0.0  # turns that share their anchor with another turn of their group
+        self._open: dict[tuple[int, int], int] = {}  # (slot, turn number) -> turn index
+        self._row: dict[int, tuple[int, Hashable]] = {}  # row -> (turn number, anchor) of its next step
+
+    def restart(self, slots_of_rows: Sequence[int | None]) -> None:
+        """Rows given a new episode start at its first turn, from the group's common start."""
+        for row, slot in enumerate(slots_of_rows):
+            if slot is not None:
+                self._row[row] = (0, START)
+
+    def record(self, row: int, slot: int, reward: float, info: dict[str, Any] | None) -> None:
+        """A step of ``row`` (in episode ``slot``); ``info`` is ``None`` when the episode ended."""
+        number, anchor = self._row[row]
+        key = (slot, number)
+        if key not in self._open:
+            self._open[key] = len(self.group)
+            self.group.append(self.slots[slot][0])
+            self.anchor.append(anchor)
+            self.reward.append(0.0)
+            self.slot.append(slot)
+        turn = self._open[key]
+        self.turn_of_step.append(turn)
+        self.reward[turn] += reward
+        if info is not None:
+            if "anchor" not in info or "turn" not in info:
+                raise ValueError("step_credit compares turns that start from the same world state: the task "
+                                 "must give anchor states (info['anchor'], as the household games do)")  # fmt: skip
+            self._row[row] = (int(info["turn"]), info["anchor"])
+
+    def advantages(self, gamma: float, scale: bool) -> np.ndarray:
+        """``[steps]`` the turn-level advantage of each step's turn (sets :attr:`shared_share`)."""
+        returns = np.zeros(len(self.group))
+        by_slot: dict[int, list[int]] = {}
+        for turn, slot in enumerate(self.slot):
+            by_slot.setdefault(slot, []).append(turn)
+        for turns in by_slot.values():
+            returns[turns] = turn_returns([self.reward[t] for t in turns], gamma)
+        keys = list(zip(self.group, self.anchor, strict=True))
+        counts = Counter(keys)
+        self.shared_share = float(np.mean([counts[key] > 1 for key in keys])) if keys else 0.0
+        per_turn = anchor_advantages(self.group, self.anchor, returns, scale)
+        return per_turn[np.asarray(self.turn_of_step, dtype=np.int64)].astype(np.float32)
 
 
 def _merged(log_probs: torch.Tensor, aliases: torch.Tensor) -> torch.Tensor:

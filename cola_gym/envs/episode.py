@@ -42,6 +42,7 @@ class Episode:
             next token's text costs one token's work (:meth:`TextCodec.extend`).
         num_tokens: tokens generated so far (env steps).
         positions: tokens the decoder has read (the prompt and everything fed after it).
+        turns: turns finished so far.
         is_success: the task's verdict so far.
         done: whether the episode has ended.
         prior_log_prob: log pi_prior of the last latent action (for the KL-to-prior term).
@@ -60,6 +61,7 @@ class Episode:
     turn_bytes: bytes = b""
     num_tokens: int = 0
     positions: int = 0
+    turns: int = 0
     is_success: bool = False
     done: bool = False
     prior_log_prob: float = 0.0
@@ -131,6 +133,7 @@ def consume_token(task: Task, codec: TextCodec, episode: Episode, token: int) ->
         turn_text="",
         turn_bytes=b"",
         num_tokens=num_tokens,
+        turns=episode.turns + 1,
         is_success=bool(success),
     )
     if verdict.terminated:

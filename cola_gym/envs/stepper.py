@@ -259,6 +259,9 @@ class EpisodeStepper:
             TASK_INDEX: episode.task_index,
         }
         info.update(self.task.info(episode.task_state))
+        anchor = self.task.anchor(episode.task_state)
+        if anchor is not None:  # the world state the next turn starts from, and which turn that is
+            info["anchor"], info["turn"] = anchor, episode.turns
         if self.prior_kl_coef:
             info["prior_log_prob"] = episode.prior_log_prob
         return info

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -72,8 +72,8 @@ class Task(ABC, Generic[TaskState]):
     """A task family: chooses episodes, completes and scores turns.
 
     Subclasses implement :meth:`begin` and :meth:`end_turn`, and may override
-    :meth:`turn_complete`, :meth:`info`, :meth:`action_mask`, :meth:`describe` and
-    :meth:`demonstrations`. They declare the reset options they accept
+    :meth:`turn_complete`, :meth:`info`, :meth:`anchor`, :meth:`action_mask`, :meth:`describe`
+    and :meth:`demonstrations`. They declare the reset options they accept
     (:attr:`option_keys`, with ``task_index`` always accepted) and the ``info`` keys they add
     (:attr:`info_keys`). Tasks must be picklable; hooks must not mutate ``self``.
     """
@@ -143,6 +143,15 @@ class Task(ABC, Generic[TaskState]):
     def info(self, state: TaskState) -> dict[str, Any]:
         """The values of :attr:`info_keys` for ``state`` (small, tensor-free)."""
         return {}
+
+    def anchor(self, state: TaskState) -> Hashable | None:
+        """A value equal for two states exactly when the world is the same (``None``: no such value).
+
+        Multi-turn tasks whose world states can be compared give one: ``info["anchor"]`` carries
+        it, and step-level credit (GRPO's ``step_credit``) compares the turns of different
+        episodes that start from the same world state. Must be picklable.
+        """
+        return None
 
     def action_mask(self, state: TaskState, num_actions: int) -> np.ndarray | None:
         """``bool[num_actions]`` of allowed actions, or ``None`` for all of them."""

@@ -14,9 +14,9 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from cola_agents.algorithms import GRPO, GroupPolicy
-from cola_agents.algorithms.grpo import group_advantages
+from cola_agents.algorithms.grpo import START, _Turns, anchor_advantages, group_advantages, turn_returns
 from cola_agents.sb3 import CoLAVecEnv
-from cola_gym.envs import LatentActionVectorEnv
+from cola_gym.envs import LatentActionVectorEnv, Task, TaskStart, TurnOutcome
 from cola_gym.envs.observation import ObservationLayout
 from cola_gym.model.generation import greedy_policy, rollout
 
@@ -195,6 +195,8 @@ def test_kl_term_needs_the_prior_and_is_logged(math_env) -> None:
         {"n_epochs": 1.5},
         {"group_size": True},
         {"max_grad_norm": float("nan")},
+        {"step_credit": -1.0},
+        {"step_gamma": 0.0},
     ],
 )
 def test_bad_settings_are_refused(math_env, kwargs: dict[str, Any]) -> None:
@@ -261,3 +263,79 @@ def test_merge_aliases_reads_the_world_model_through_a_dummy_vec_env(tiny_cola_d
     foreign = GRPO("MlpPolicy", DummyVecEnv([lambda: gym.make("CartPole-v1")]), group_size=2, merge_aliases=True)
     with pytest.raises(ValueError, match="needs a cola-gym env"):
         foreign.alias_masks(torch.zeros(1, 4), torch.zeros(1, dtype=torch.long))
+
+
+def test_turn_returns_and_anchor_groups() -> None:
+    np.testing.assert_allclose(turn_returns([0.0, -0.1, 1.0], 0.5), [0.2, 0.4, 1.0])
+    # groups 0 and 1 both visit anchor "a": only turns of one group are compared
+    advantages = anchor_advantages([0, 0, 0, 1, 1], ["a", "a", "b", "a", "a"], [1.0, 0.0, 5.0, 2.0, 2.0])
+    np.testing.assert_allclose(advantages, [1.0, -1.0, 0.0, 0.0, 0.0], atol=1e-5)
+
+
+def test_each_step_gets_the_advantage_of_its_turn() -> None:
+    """Two episodes of one group: both start at the common start and reach state "a"; the first wins
+    from there, the second wastes a turn in "a" (to "b") and loses."""
+    gamma = 0.5
+    turns = _Turns([(0, 0), (0, 1)])
+    turns.restart([0, 1])
+    turns.record(0, 0, 0.0, {"turn": 0, "anchor": "s0"})  # a token in the middle of turn 0
+    turns.record(0, 0, 0.0, {"turn": 1, "anchor": "a"})  # turn 0 ends in "a"
+    turns.record(1, 1, 0.0, {"turn": 1, "anchor": "a"})
+    turns.record(0, 0, 1.0, None)  # turn 1 of episode 0 wins
+    turns.record(1, 1, 0.0, {"turn": 2, "anchor": "b"})
+    turns.record(1, 1, 0.0, None)
+    # turn returns: episode 0 [0.5, 1], episode 1 [0, 0, 0]; START: 0.5 vs 0, "a": 1 vs 0, "b" alone
+    expected = [1.0, 1.0, -1.0, 1.0, -1.0, 0.0]
+    np.testing.assert_allclose(turns.advantages(gamma, scale=True), expected, atol=1e-5)
+    assert turns.anchor == [START, START, "a", "a", "b"] and turns.shared_share == 4 / 5
+
+
+class TwoTurnTask(Task[int]):
+    """Two one-token turns; the second earns 1 when it writes the target; the state is the turn count."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    @property
+    def num_tasks(self) -> int:
+        return 1
+
+    def begin(self, options: Any, rng: Any) -> TaskStart[int]:
+        return TaskStart(0, ({"role": "user", "content": "Say anything, then the magic word."},))
+
+    def turn_complete(self, state: int, turn_text: str) -> bool:
+        return True
+
+    def end_turn(self, state: int, turn_text: str) -> TurnOutcome[int]:
+        if state == 0:
+            return TurnOutcome(1, terminated=False, next_message="Now the magic word.")
+        return TurnOutcome(2, reward=float(turn_text == self.target))
+
+    def anchor(self, state: int) -> int:
+        return state
+
+
+def test_step_credit_learns_the_rewarded_second_turn(speller) -> None:
+    model, spell = speller
+    actions = spell(" apple banana cherry date elder fig grape")
+    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=8, max_episode_steps=3, task=TwoTurnTask(" grape"), model=model))
+    agent = GRPO("MlpPolicy", env, group_size=8, n_epochs=4, batch_size=16, learning_rate=3e-3, merge_aliases=True,
+                 step_credit=1.0, seed=0)  # fmt: skip
+    agent.learn(1500)
+    assert agent.ep_success_buffer and np.mean(agent.ep_success_buffer) > 0.5, actions[-1]
+    assert agent.logger.name_to_value.get("rollout/turns_sharing_an_anchor", 1.0) > 0
+
+
+def test_step_credit_is_off_unless_asked_for_and_needs_anchors(speller, first_token_task) -> None:
+    model, _ = speller
+    env = CoLAVecEnv(LatentActionVectorEnv(num_envs=4, max_episode_steps=3, task=TwoTurnTask(" grape"), model=model))
+    assert GRPO("MlpPolicy", env, group_size=4).step_credit == 0.0
+    plain = CoLAVecEnv(LatentActionVectorEnv(num_envs=4, max_episode_steps=3, task=first_token_task(" grape", 1),
+                                             model=model))  # fmt: skip
+    agent = GRPO("MlpPolicy", plain, group_size=4, step_credit=1.0)
+    plain_two_turns = TwoTurnTask(" grape")
+    plain_two_turns.anchor = lambda state: None  # type: ignore[method-assign]
+    no_anchor = CoLAVecEnv(LatentActionVectorEnv(num_envs=4, max_episode_steps=3, task=plain_two_turns, model=model))
+    with pytest.raises(ValueError, match="anchor states"):
+        GRPO("MlpPolicy", no_anchor, group_size=4, step_credit=1.0).learn(16)
+    agent.learn(8)  # one-turn episodes end before any anchor is read: nothing to compare, nothing refused

@@ -16,7 +16,7 @@ real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.tasks.household.alf
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -26,7 +26,7 @@ from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
 from cola_gym.tasks.household import SPLIT_SIZES, SPLITS, Game, expert_plan, generate_game
 from cola_gym.tasks.household.alfworld import find_game_files
 from cola_gym.tasks.household.backends import Backend, make_backend
-from cola_gym.tasks.household.engine import intro, normalize_command, step
+from cola_gym.tasks.household.engine import NOTHING_HAPPENS, intro, normalize_command, step
 from cola_gym.tasks.household.vocabulary import resolve_task_type
 from cola_gym.tasks.household.world import GameFile
 
@@ -52,6 +52,7 @@ class HouseholdState:
     task_type: str
     goal: str
     turns: int = 0
+    invalid: int = 0
     won: bool = False
     admissible: tuple[str, ...] = ()
     command: str = ""
@@ -72,6 +73,8 @@ class HouseholdTask(Task[HouseholdState]):
         game_files: real ALFWorld games instead of generated ones (``game.tw-pddl`` files or
             folders searched for them; relative to ``$ALFWORLD_DATA`` when not found here);
             needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
+        invalid_command_penalty: reward subtracted for each command the room answers with
+            ``Nothing happens.`` (0: none, ALFWorld's own reward).
 
     Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
 
@@ -85,6 +88,7 @@ class HouseholdTask(Task[HouseholdState]):
         "admissible_commands",
         "won",
         "turns",
+        "invalid_commands",
         "task_type",
         "goal",
         "command",
@@ -100,7 +104,11 @@ class HouseholdTask(Task[HouseholdState]):
         max_commands: int = 50,
         backend: str = "native",
         game_files: str | Sequence[str] | None = None,
+        invalid_command_penalty: float = 0.0,
     ) -> None:
+        if not invalid_command_penalty >= 0:
+            raise ValueError(f"invalid_command_penalty must be >= 0, got {invalid_command_penalty!r}")
+        self.invalid_command_penalty = float(invalid_command_penalty)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if max_commands < 1:
@@ -165,32 +173,39 @@ class HouseholdTask(Task[HouseholdState]):
     def end_turn(self, state: HouseholdState, turn_text: str) -> TurnOutcome[HouseholdState]:
         command = command_of(turn_text)
         reply = self.backend.play(state.game, state.world, command)
-        turns = state.turns + 1
+        turns, invalid = state.turns + 1, reply.text == NOTHING_HAPPENS
         after = replace(
             state,
             world=reply.world,
             turns=turns,
+            invalid=state.invalid + invalid,
             won=reply.won,
             admissible=reply.admissible,
             command=command,
             feedback=reply.text,
         )
+        penalty = -self.invalid_command_penalty if invalid else 0.0
         if reply.won:
-            return TurnOutcome(after, reward=1.0, success=True)
+            return TurnOutcome(after, reward=1.0 + penalty, success=True)
         if turns >= self.max_commands:
-            return TurnOutcome(after, success=False)
-        return TurnOutcome(after, terminated=False, next_message=reply.text)
+            return TurnOutcome(after, reward=penalty, success=False)
+        return TurnOutcome(after, reward=penalty, terminated=False, next_message=reply.text)
 
     def info(self, state: HouseholdState) -> dict[str, Any]:
         return {
             "admissible_commands": list(state.admissible),
             "won": state.won,
             "turns": state.turns,
+            "invalid_commands": state.invalid,
             "task_type": state.task_type,
             "goal": state.goal,
             "command": state.command,
             "feedback": state.feedback,
         }
+
+    def anchor(self, state: HouseholdState) -> Hashable:
+        """The game and its world state (for ALFWorld's engine, the commands played so far)."""
+        return (state.game.name, state.world)
 
     def describe(self, state: HouseholdState) -> str:
         about = f"{state.game.name} ({state.task_type}): {state.goal}"

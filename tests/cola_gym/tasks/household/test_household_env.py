@@ -130,6 +130,40 @@ def test_the_command_limit_ends_the_episode_without_reward(make_env) -> None:
         env.step(0)
 
 
+def test_invalid_commands_are_counted_and_can_be_penalised(make_env) -> None:
+    env = make_env(max_commands=4, invalid_command_penalty=0.1)
+    env.reset(options={"task_index": 0})
+    plan = expert_plan(game_of(env))
+    rewards, *_, info = command(env, "fly to the moon")
+    assert (
+        rewards[-1] == pytest.approx(-0.1) and info["invalid_commands"] == 1 and info["feedback"] == "Nothing happens."
+    )
+    rewards, *_, info = command(env, plan[0])  # a valid command: no penalty
+    assert sum(rewards) == 0.0 and info["invalid_commands"] == 1
+    plain = make_env(max_commands=4)
+    plain.reset(options={"task_index": 0})
+    rewards, *_, info = command(plain, "fly to the moon")
+    assert sum(rewards) == 0.0 and info["invalid_commands"] == 1  # off unless asked for
+    with pytest.raises(ValueError, match="invalid_command_penalty must be >= 0"):
+        make_env(invalid_command_penalty=-1.0)
+
+
+def test_the_anchor_is_the_world_state_a_turn_starts_from(make_env) -> None:
+    env = make_env()
+    env.reset(options={"task_index": 0})
+    game = game_of(env)
+    plan = expert_plan(game)
+    *_, looked = command(env, "look")  # changes nothing in the world
+    assert looked["anchor"] == (game.name, game.start) and looked["turn"] == 1
+    *_, moved = command(env, plan[0])
+    assert moved["anchor"] != looked["anchor"] and moved["turn"] == 2
+    other = make_env()
+    other.reset(options={"task_index": 0})
+    *_, same = command(other, plan[0])  # another path to the same world: the same anchor
+    assert same["anchor"] == moved["anchor"] and same["turn"] == 1
+    assert pickle.loads(pickle.dumps(moved["anchor"])) == moved["anchor"]
+
+
 def test_snapshots_restore_the_world(make_env) -> None:
     env = make_env()
     env.reset(options={"task_index": 0})
