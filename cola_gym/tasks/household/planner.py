@@ -8,12 +8,16 @@ through the engine (a ``go to`` only when not already there, an ``open`` only wh
 and keeps the shortest, ties broken by the commands' alphabetical order. Unlike ALFWorld's
 hand-coded expert it never explores or falls back on random commands; unlike its Fast
 Downward expert it costs microseconds. The tests check it against breadth-first search.
+
+It plans from any state: holding an object it needs, it goes on with it; holding one it does
+not, it puts it down first. Given ``known`` receptacles it plans with the objects it has seen
+there only (the searching expert, :mod:`~cola_gym.tasks.household.searcher`, explores for the rest).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from cola_gym.tasks.household.engine import is_won, step
 from cola_gym.tasks.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT
@@ -24,6 +28,10 @@ _PROCESS = {
     "pick_heat_then_place_in_recep": ("heat", HEAT_AT),
     "pick_cool_then_place_in_recep": ("cool", COOL_AT),
 }
+
+
+_DONE = {"heat": "hot", "cool": "cool", "clean": "clean"}
+"""The world state's record of each processing verb."""
 
 
 class _Script:
@@ -47,10 +55,30 @@ class _Script:
             self.do(f"open {receptacle}")
 
     def fetch(self, obj: str) -> None:
+        if self.state.holding == obj:
+            return
+        self.drop()
         where = self.state.place_of(self.game.house, obj)
         assert where is not None
         self.go(where)
         self.do(f"take {obj} from {where}")
+
+    def drop(self) -> None:
+        """Puts down what the hand holds: where the agent stands, else at the first receptacle that takes it."""
+        held = self.state.holding
+        if held is None:
+            return
+        here = self.state.location
+        for receptacle in ([here] if here else []) + [r for r in self.game.house.receptacles if r != here]:
+            result = step(self.game, self.state, f"go to {receptacle}") if receptacle != here else None
+            after = self.state if result is None else result.state
+            if is_openable(receptacle) and receptacle not in after.opened:
+                continue  # a closed receptacle takes nothing; try the next one
+            if step(self.game, after, f"move {held} to {receptacle}").admissible:
+                self.go(receptacle)
+                self.do(f"move {held} to {receptacle}")
+                return
+        raise _Infeasible(f"put down {held}")
 
     def deliver(self, obj: str, receptacle: str) -> None:
         self.go(receptacle)
@@ -64,18 +92,21 @@ class _Infeasible(Exception):
     """A choice whose plan hits a command that is not admissible."""
 
 
-def expert_plan(game: Game, state: WorldState | None = None) -> list[str]:
+def expert_plan(game: Game, state: WorldState | None = None, known: Collection[str] | None = None) -> list[str]:
     """The shortest command sequence that wins ``game`` from ``state`` (default: the start).
 
+    Args:
+        game: the game.
+        state: where to plan from (the agent may hold an object).
+        known: receptacles whose contents the agent has seen: only the objects in them (and
+            the one in its hand) are planned with (``None``: every object, the oracle).
+
     Raises:
-        ValueError: the agent holds an object (plans start with empty hands), or the game
-            cannot be won.
+        ValueError: the game cannot be won (with the known objects).
     """
     state = game.start if state is None else state
-    if state.holding is not None:
-        raise ValueError("the expert plans from states with empty hands")
     best: list[str] | None = None
-    for choice in _choices(game, state):
+    for choice in _choices(game, state, known):
         script = _Script(game, state)
         try:
             choice(script)
@@ -90,15 +121,19 @@ def expert_plan(game: Game, state: WorldState | None = None) -> list[str]:
     return best
 
 
-def _choices(game: Game, state: WorldState) -> Iterator[PlanWriter]:
-    """One plan writer per choice of objects, destination and appliance."""
+def _choices(game: Game, state: WorldState, known: Collection[str] | None = None) -> Iterator[PlanWriter]:
+    """One plan writer per choice of objects, destination and appliance (among the known objects)."""
     house, goal = game.house, game.goal
     if is_won(game, state):
         yield lambda script: None
         return
-    targets = [o for o in house.objects if class_of(o) == goal.obj]
+
+    def visible(obj: str) -> bool:
+        return known is None or state.holding == obj or state.place_of(house, obj) in known
+
+    targets = [o for o in house.objects if class_of(o) == goal.obj and visible(o)]
     if goal.task_type == "look_at_obj_in_light":
-        lamps = [o for o in house.objects if class_of(o) == goal.toggle]
+        lamps = [o for o in house.objects if class_of(o) == goal.toggle and visible(o)]
         for obj, lamp in itertools.product(targets, lamps):
             yield _look_plan(obj, lamp)
         return
@@ -139,7 +174,7 @@ def _two_plan(first: str, second: str, destination: str) -> PlanWriter:
 def _place_plan(obj: str, destination: str, verb: str, appliance: str) -> PlanWriter:
     def write(script: _Script) -> None:
         script.fetch(obj)
-        if verb:
+        if verb and obj not in getattr(script.state, _DONE[verb]):  # not heated (cooled, cleaned) yet
             if script.state.location != appliance:
                 script.do(f"go to {appliance}")
             script.do(f"{verb} {obj} with {appliance}")

@@ -9,11 +9,11 @@ import pytest
 from cola_gym.tasks.household import SPLIT_SIZES, TASK_TYPES, Game, WorldState, expert_plan, generate_game, step
 from cola_gym.tasks.household.engine import actions, is_won
 from cola_gym.tasks.household.generator import layout_numbers, room
-from cola_gym.tasks.household.world import class_of
+from cola_gym.tasks.household.world import class_of, is_openable
 
 
-def play(game: Game, commands: list[str]) -> WorldState:
-    state = game.start
+def play(game: Game, commands: list[str], state: WorldState | None = None) -> WorldState:
+    state = game.start if state is None else state
     for command in commands:
         result = step(game, state, command)
         assert result.admissible, f"{game.name}: expert command {command!r} is not admissible"
@@ -35,16 +35,37 @@ def test_the_expert_wins_1000_generated_games_and_every_evaluation_game() -> Non
     assert min(map(min, lengths.values())) >= 3 and max(map(max, lengths.values())) <= 12
 
 
-def test_the_expert_is_deterministic_and_plans_from_any_empty_handed_state() -> None:
+def test_the_expert_is_deterministic_and_plans_from_any_state() -> None:
     game = generate_game("valid_seen", 5)
     assert expert_plan(game) == expert_plan(generate_game("valid_seen", 5))
     plan = expert_plan(game)
     midway = play(game, plan[:1])  # after the first `go to`
     assert expert_plan(game, midway) == plan[1:]
-    holding = next(s for n in range(len(plan)) if (s := play(game, plan[:n])).holding is not None)
-    with pytest.raises(ValueError, match="empty hands"):
-        expert_plan(game, holding)
+    taken = next(n for n in range(len(plan)) if play(game, plan[:n]).holding is not None)
+    assert expert_plan(game, play(game, plan[:taken])) == plan[taken:]  # holding what it needs: goes on
     assert expert_plan(game, play(game, plan)) == []
+
+
+def test_the_expert_puts_down_what_it_does_not_need_and_never_processes_twice() -> None:
+    for index in range(30):
+        game = generate_game("valid_seen", index)
+        state = game.start
+        other = next((o for o in game.house.objects if class_of(o) not in (game.goal.obj, game.goal.toggle)), None)
+        where = state.place_of(game.house, other) if other else None
+        if other is None or where is None:
+            continue
+        opening = [f"open {where}"] if is_openable(where) else []
+        state = play(game, [f"go to {where}", *opening, f"take {other} from {where}"])
+        if state.holding != other:
+            continue  # not a takeable object
+        plan = expert_plan(game, state)
+        assert plan[0].startswith(f"move {other} to"), plan
+        assert is_won(game, play(game, plan, state))
+    game = next(g for i in range(40) if (g := generate_game("valid_seen", i)).goal.task_type.startswith("pick_heat"))
+    plan = expert_plan(game)
+    heated = plan.index(next(c for c in plan if c.startswith("heat ")))
+    rest = expert_plan(game, play(game, plan[: heated + 1]))
+    assert rest == plan[heated + 1 :] and not any(c.startswith("heat ") for c in rest)
 
 
 def _shortest_plan_length(game: Game, limit: int) -> int | None:

@@ -1,0 +1,137 @@
+"""The searching expert: plays as an agent must, not knowing where the objects are.
+
+The oracle expert (:func:`~cola_gym.tasks.household.planner.expert_plan`) walks straight to
+objects it has never seen. A policy cloned from it learns that its first ``go to`` is a guess
+and has never seen a recovery. The searching expert knows only what its game so far has shown:
+the room's receptacles (the intro lists them) and the contents of every receptacle it has
+stood at (opened, if it opens). Each command it
+
+1. plans with the objects it has seen (:func:`expert_plan` with ``known=``), and plays the
+   plan's first command when there is one;
+2. else explores: goes to the next unseen receptacle that can hold what the goal needs, in
+   the order a household agent would look (counters and tables before cabinets and
+   drawers, receptacles of a class in their numbers' order), and opens it if it is closed.
+
+It replans from any state (holding an object or not, after any commands, valid or not), so
+it can label the states another policy reaches (:func:`expert_labels`, DAgger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cola_gym.tasks.household.engine import is_won, step
+from cola_gym.tasks.household.planner import expert_plan
+from cola_gym.tasks.household.vocabulary import LAMP_STANDS, LAMPS, can_hold
+from cola_gym.tasks.household.world import Game, WorldState, class_of, is_openable
+
+LOOKING_ORDER = (
+    "countertop",
+    "diningtable",
+    "coffeetable",
+    "sidetable",
+    "desk",
+    "dresser",
+    "shelf",
+    "tvstand",
+    "sofa",
+    "armchair",
+    "bed",
+    "stoveburner",
+    "sinkbasin",
+    "toilet",
+    "bathtubbasin",
+    "towelholder",
+    "fridge",
+    "microwave",
+    "cabinet",
+    "drawer",
+    "safe",
+    "garbagecan",
+    "laundryhamper",
+)
+"""Where to look first: open surfaces, then appliances, then closed storage, then bins."""
+
+
+def seen_after(game: Game, state: WorldState, seen: frozenset[str]) -> frozenset[str]:
+    """``seen`` plus the receptacle the agent stands at, when its contents are in view."""
+    here = state.location
+    if here is None or (is_openable(here) and here not in state.opened):
+        return seen
+    return seen | {here}
+
+
+def replay(game: Game, commands: Iterable[str]) -> tuple[WorldState, frozenset[str]]:
+    """The world after ``commands`` from the game's start, and the receptacles seen on the way."""
+    state, seen = game.start, frozenset[str]()
+    for command in commands:
+        state = step(game, state, command).state
+        seen = seen_after(game, state, seen)
+    return state, seen
+
+
+def searching_command(game: Game, state: WorldState, seen: frozenset[str]) -> str:
+    """The searching expert's next command from ``state``, knowing the contents of ``seen``.
+
+    Raises:
+        ValueError: the game is won already, or nothing is left to explore and it cannot be won.
+    """
+    if is_won(game, state):
+        raise ValueError("the game is won: there is no next command")
+    try:
+        plan = expert_plan(game, state, known=seen)
+    except ValueError:
+        plan = []
+    if plan:
+        return plan[0]
+    here = state.location
+    if here is not None and is_openable(here) and here not in state.opened:
+        return f"open {here}"
+    for receptacle in _unseen(game, state, seen):
+        return f"go to {receptacle}"
+    raise ValueError(f"game {game.name or game.goal.sentence!r} cannot be won: every receptacle has been seen")
+
+
+def searching_plan(game: Game, limit: int = 200) -> list[str]:
+    """The searching expert's whole game from the start, up to the winning command."""
+    state, seen = game.start, frozenset[str]()
+    commands: list[str] = []
+    while not is_won(game, state):
+        if len(commands) >= limit:
+            raise ValueError(f"the searching expert did not win {game.name!r} in {limit} commands")
+        command = searching_command(game, state, seen)
+        commands.append(command)
+        state = step(game, state, command).state
+        seen = seen_after(game, state, seen)
+    return commands
+
+
+def expert_labels(game: Game, commands: Sequence[str]) -> list[str | None]:
+    """DAgger's labels: for each prefix of ``commands`` (another policy's play, valid or not),
+    the searching expert's next command (``None`` where the game is already won)."""
+    labels: list[str | None] = []
+    state, seen = game.start, frozenset[str]()
+    for command in [*commands, None]:
+        labels.append(None if is_won(game, state) else searching_command(game, state, seen))
+        if command is not None:
+            state = step(game, state, command).state
+            seen = seen_after(game, state, seen)
+    return labels
+
+
+def _unseen(game: Game, state: WorldState, seen: frozenset[str]) -> list[str]:
+    """Receptacles not yet seen that could hold an object the goal needs, in looking order."""
+    goal = game.goal
+    wanted = [goal.obj] + ([goal.toggle] if goal.toggle else [])
+    rank = {cls: i for i, cls in enumerate(LOOKING_ORDER)}
+
+    def useful(receptacle: str) -> bool:
+        cls = class_of(receptacle)
+        return any(can_hold(cls, w) or _lamp_stand(cls, w) for w in wanted)
+
+    candidates = [r for r in game.house.receptacles if r not in seen and useful(r)]
+    return sorted(candidates, key=lambda r: (rank.get(class_of(r), len(rank)), int(r.rsplit(" ", 1)[1])))
+
+
+def _lamp_stand(receptacle_class: str, object_class: str) -> bool:
+    return object_class in LAMPS and receptacle_class in LAMP_STANDS
