@@ -29,6 +29,13 @@ def add_parser(commands: Any) -> None:
     demos.add_argument("--out", help="JSON-lines file to write (default: standard output)")
     demos.add_argument("--tokenizer", help="a tokenizer (decoder directory or Hub id): adds its rendered prompt and "
                        "completion to every row")  # fmt: skip
+    demos.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="a task argument, repeatable (household ids: demo_expert=searching for the "
+                       "searching expert's games)")  # fmt: skip
+    demos.add_argument("--dagger", action="store_true",
+                       help="household ids: play the model's CoLA prior (greedy) on the first --limit games and "
+                       "write the searching expert's next command for every state it reached (DAgger)")  # fmt: skip
+    demos.add_argument("--model", help="with --dagger: the model whose prior plays (default: the id's own)")
     add_data_dir_option(demos)
     demos.set_defaults(run=run)
 
@@ -39,14 +46,23 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    task = task_for(args.env, data_dir=args.data_dir)
+    task_args = dict(_task_arg(text) for text in args.task_arg)
+    task = task_for(args.env, data_dir=args.data_dir, **task_args)
     tokenizer = None
     if args.tokenizer is not None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     try:
-        examples = itertools.islice(task.demonstrations(), args.limit)
+        if args.dagger:
+            from cola_agents.dagger import dagger_chats
+
+            model = {} if args.model is None else {"model": args.model}
+            examples: Iterable[tuple[Sequence[Any], str]] = dagger_chats(
+                args.env, range(args.limit), show_progress=True, **task_args, **model
+            )
+        else:
+            examples = itertools.islice(task.demonstrations(), args.limit)
         with _output(args.out) as handle:
             written = write_rows(handle, demonstration_rows(examples, tokenizer))
     except NotImplementedError as err:
@@ -54,6 +70,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"wrote {written} demonstrations of {args.env} to {args.out}")
     return 0
+
+
+def _task_arg(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key, value)``, the value read as JSON when it is JSON (``3``, ``true``), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--task-arg must be KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def demonstration_rows(

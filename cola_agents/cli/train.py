@@ -45,7 +45,7 @@ def add_parser(commands: Any) -> None:
     train.add_argument("--max-examples", type=int, help="use the first N examples of each training source")
     train.add_argument("--eval-examples", type=int, default=64, help="first N examples of each held-out source")
     train.add_argument("--text-field", help="JSON-lines field with a whole document")
-    train.add_argument("--prompt-field", help="JSON-lines field with the user turn")
+    train.add_argument("--prompt-field", help="JSON-lines field with the user turn or the chat so far (messages)")
     train.add_argument("--response-field", help="JSON-lines field with the assistant turn")
     train.add_argument("--data-dir", help="folder with the math data sets (default: $COLA_DATA_DIR)")
     train.add_argument("--out", required=True, help="run directory (checkpoints, TensorBoard, final/)")

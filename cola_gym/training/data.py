@@ -7,7 +7,8 @@ Sources are written as strings (the command line uses the same forms):
   (:meth:`~cola_gym.envs.task.Task.demonstrations`) as chats, prompted exactly as the env
   prompts the model (the task owns the prompt; both render it with the same function);
 - ``"path/to/file.jsonl"`` with ``text_field`` (one document per row) or with
-  ``prompt_field`` + ``response_field`` (a chat per row);
+  ``prompt_field`` + ``response_field`` (a chat per row: the prompt a user turn, or a list of
+  chat messages such as ``cola-gym demos`` writes under ``messages``);
 - ``"path/to/file.txt"``: plain text, cut into ``seq_len``-token pieces.
 
 An example is a token sequence and the index where its response starts: everything is
@@ -41,7 +42,8 @@ class TextSource:
     Attributes:
         spec: ``"<data set>:<split>"`` or a ``.jsonl`` / ``.txt`` path.
         text_field: JSON-lines field holding a whole document.
-        prompt_field: JSON-lines field holding the user turn of a chat.
+        prompt_field: JSON-lines field holding the user turn of a chat, or the chat so far (a
+            list of ``{"role", "content"}`` messages).
         response_field: JSON-lines field holding the assistant turn.
         max_examples: use at most this many examples (the first ones).
     """
@@ -144,9 +146,8 @@ def _examples_of(
                 yield TokenizedExample(np.asarray(ids, dtype=np.int32), 0)
         else:
             assert source.prompt_field is not None and source.response_field is not None
-            prompt = _field(row, source.prompt_field, where)
-            user = [{"role": "user", "content": prompt}]
-            yield _chat_example(tokenizer, user, _field(row, source.response_field, where), seq_len)
+            messages = _messages(row, source.prompt_field, where)
+            yield _chat_example(tokenizer, messages, _field(row, source.response_field, where), seq_len)
 
 
 def task_chats(spec: str, data_dir: str | os.PathLike[str] | None) -> Iterable[tuple[Sequence[Message], str]]:
@@ -193,6 +194,21 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[str, Mapping[str, Any]]]:
         if not isinstance(row, Mapping):
             raise DataFormatError(f"{where}: expected a JSON object")
         yield where, row
+
+
+def _messages(row: Mapping[str, Any], name: str, where: str) -> list[Message]:
+    """The prompt field as chat messages: a string is one user turn; a list is the chat itself."""
+    value = row.get(name)
+    if isinstance(value, list):
+        roles = ("system", "user", "assistant")
+        if not value or not all(
+            isinstance(m, Mapping) and m.get("role") in roles and isinstance(m.get("content"), str) for m in value
+        ):
+            raise DataFormatError(
+                f"{where}: field {name!r} must be a non-empty list of {{'role': {roles}, 'content': str}} messages"
+            )
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    return [{"role": "user", "content": _field(row, name, where)}]
 
 
 def _field(row: Mapping[str, Any], name: str, where: str) -> str:

@@ -16,7 +16,7 @@ real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.tasks.household.alf
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -27,6 +27,7 @@ from cola_gym.tasks.household import SPLIT_SIZES, SPLITS, Game, expert_plan, gen
 from cola_gym.tasks.household.alfworld import find_game_files
 from cola_gym.tasks.household.backends import Backend, make_backend
 from cola_gym.tasks.household.engine import NOTHING_HAPPENS, intro, normalize_command, step
+from cola_gym.tasks.household.searcher import searching_plan
 from cola_gym.tasks.household.vocabulary import resolve_task_type
 from cola_gym.tasks.household.world import GameFile
 
@@ -34,6 +35,9 @@ _GOAL = re.compile(r"Your task is to: (.*?)\.?\s*$")
 
 MAX_COMMAND_CHARS = 120
 """A turn with no line break by this length ends anyway (a command is at most ~60 characters)."""
+
+DEMO_EXPERTS: Mapping[str, Callable[[Game], list[str]]] = {"oracle": expert_plan, "searching": searching_plan}
+"""Whose games the demonstrations are."""
 
 INSTRUCTION = (
     "You are a household robot. Each turn, reply with one command, such as: go to X, open X, close X, "
@@ -52,6 +56,7 @@ class HouseholdState:
     task_type: str
     goal: str
     turns: int = 0
+    commands: tuple[str, ...] = ()
     invalid: int = 0
     won: bool = False
     admissible: tuple[str, ...] = ()
@@ -75,6 +80,9 @@ class HouseholdTask(Task[HouseholdState]):
             needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
         invalid_command_penalty: reward subtracted for each command the room answers with
             ``Nothing happens.`` (0: none, ALFWorld's own reward).
+        demo_expert: whose games :meth:`demonstrations` are: ``"oracle"`` (shortest plans from
+            full knowledge) or ``"searching"`` (an agent that explores for what it has not seen,
+            :mod:`~cola_gym.tasks.household.searcher`).
 
     Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
 
@@ -88,6 +96,7 @@ class HouseholdTask(Task[HouseholdState]):
         "admissible_commands",
         "won",
         "turns",
+        "commands",
         "invalid_commands",
         "task_type",
         "goal",
@@ -105,7 +114,11 @@ class HouseholdTask(Task[HouseholdState]):
         backend: str = "native",
         game_files: str | Sequence[str] | None = None,
         invalid_command_penalty: float = 0.0,
+        demo_expert: str = "oracle",
     ) -> None:
+        if demo_expert not in DEMO_EXPERTS:
+            raise ValueError(f"demo_expert must be one of {sorted(DEMO_EXPERTS)}, got {demo_expert!r}")
+        self.demo_expert = demo_expert
         if not invalid_command_penalty >= 0:
             raise ValueError(f"invalid_command_penalty must be >= 0, got {invalid_command_penalty!r}")
         self.invalid_command_penalty = float(invalid_command_penalty)
@@ -178,6 +191,7 @@ class HouseholdTask(Task[HouseholdState]):
             state,
             world=reply.world,
             turns=turns,
+            commands=(*state.commands, command),
             invalid=state.invalid + invalid,
             won=reply.won,
             admissible=reply.admissible,
@@ -196,6 +210,7 @@ class HouseholdTask(Task[HouseholdState]):
             "admissible_commands": list(state.admissible),
             "won": state.won,
             "turns": state.turns,
+            "commands": state.commands,
             "invalid_commands": state.invalid,
             "task_type": state.task_type,
             "goal": state.goal,
@@ -218,7 +233,8 @@ class HouseholdTask(Task[HouseholdState]):
         if self.game_files:
             raise ValueError("the expert plays generated games only")
         for index in range(self.num_tasks):
-            yield from expert_chats(generate_game(self.split, index, self.task_type))
+            game = generate_game(self.split, index, self.task_type)
+            yield from labelled_chats(game, DEMO_EXPERTS[self.demo_expert](game))
 
 
 def command_of(turn_text: str) -> str:
@@ -231,20 +247,37 @@ def command_of(turn_text: str) -> str:
 
 def expert_chats(game: Game) -> Iterable[tuple[list[Message], str]]:
     """The expert's play of ``game`` as (messages so far, next command), one per command."""
-    transcript = expert_transcript(game)
-    for turn in range(2, len(transcript), 2):
-        yield transcript[:turn], transcript[turn]["content"]
+    return labelled_chats(game, expert_plan(game))
 
 
 def expert_transcript(game: Game) -> list[Message]:
     """The expert's whole game as a chat: instruction, intro, then command / answer turns,
     ending with the winning command (the env ends the episode there)."""
+    return game_transcript(game, expert_plan(game))
+
+
+def game_transcript(game: Game, commands: Sequence[str]) -> list[Message]:
+    """``commands`` played in ``game`` as a chat: instruction, intro, then command / answer
+    turns (no answer after a winning command: the env ends the episode there)."""
     messages = HouseholdTask.prompt(intro(game))
     world = game.start
-    for command in expert_plan(game):
+    for command in commands:
         result = step(game, world, command)
         world = result.state
         messages.append({"role": "assistant", "content": command})
         if not result.won:
             messages.append({"role": "user", "content": result.feedback})
     return messages
+
+
+def labelled_chats(
+    game: Game, commands: Sequence[str], labels: Sequence[str | None] | None = None
+) -> Iterator[tuple[list[Message], str]]:
+    """(messages after each prefix of ``commands``, the next command): ``commands`` themselves
+    by default (an expert's game), or ``labels`` (DAgger: another policy's play labelled by an
+    expert; ``None`` labels, where the game is won, give no example)."""
+    transcript = game_transcript(game, commands)
+    targets = list(commands) if labels is None else list(labels)
+    for turn, target in enumerate(targets):
+        if target is not None:
+            yield transcript[: 2 + 2 * turn], target

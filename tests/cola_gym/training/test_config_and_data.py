@@ -78,6 +78,12 @@ def test_bad_sources_give_clear_errors(tiny_cola, tmp_path: Path) -> None:
         load_examples([TextSource(str(bad), text_field="text")], tokenizer, 64)
     with pytest.raises(ValueError, match="unknown training source 'nope:train'"):
         load_examples([TextSource("nope:train")], tokenizer, 64)
+    chats = tmp_path / "chats.jsonl"
+    good = {"messages": [{"role": "user", "content": "Hi"}], "response": "Hello."}
+    chats.write_text(json.dumps(good) + "\n" + json.dumps({"messages": [{"role": "robot", "content": "?"}],
+                                                           "response": "x"}))  # fmt: skip
+    with pytest.raises(DataFormatError, match=r"chats\.jsonl:2: field 'messages' must be a non-empty list"):
+        load_examples([TextSource(str(chats), prompt_field="messages", response_field="response")], tokenizer, 64)
 
 
 def test_every_config_field_is_a_train_option_with_its_doc() -> None:

@@ -282,3 +282,39 @@ def test_episode_and_demonstration_commands(tiny_cola_dir: Path, tmp_path: Path,
     plan = expert_plan(generate_game("train", 0, "clean"))
     assert [r["response"] for r in rows[: len(plan)]] == plan and len(rows[len(plan)]["messages"]) == 2
     assert main(["demos", "--env", "CoLA-ALFWorld-Clean-Train-v0", "--limit", "0", "--out", str(path)]) == 2
+
+
+def test_searching_demonstrations_and_dagger_rows(
+    tiny_cola_dir: Path, tokenizer_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from transformers import AutoTokenizer
+
+    from cola_gym.tasks.household.searcher import searching_plan
+    from cola_gym.training import TextSource, load_examples
+
+    path = tmp_path / "searching.jsonl"
+    argv = ["demos", "--env", "CoLA-ALFWorld-Put-Train-v0", "--limit", "12", "--out", str(path)]
+    assert main([*argv, "--task-arg", "demo_expert=searching"]) == 0
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    plan = searching_plan(generate_game("train", 0, "put"))
+    assert [r["response"] for r in rows[: len(plan)]] == plan
+    capsys.readouterr()
+    assert main([*argv, "--task-arg", "demo_expert=psychic"]) == 2
+    assert "demo_expert must be one of" in capsys.readouterr().err
+    assert main([*argv, "--task-arg", "searching"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+    dagger = tmp_path / "dagger.jsonl"  # the tiny model's prior plays 3 games of 3 commands; the expert labels them
+    assert main(["demos", "--env", "CoLA-ALFWorld-Put-Train-v0", "--limit", "3", "--dagger", "--model",
+                 str(tiny_cola_dir), "--out", str(dagger), "--task-arg", "max_commands=3"]) == 0  # fmt: skip
+    capsys.readouterr()
+    labelled = [json.loads(line) for line in dagger.read_text().splitlines()]
+    for row in labelled:  # the chat so far ends with the room's answer; the label is one command
+        assert row["messages"][-1]["role"] == "user" and len(row["messages"]) % 2 == 0
+        assert row["response"] and "\n" not in row["response"]
+    starts = [row for row in labelled if len(row["messages"]) == 2]
+    assert len(starts) == 3 and all(row["response"].startswith("go to ") for row in starts)  # nothing seen yet
+    assert len(labelled) == 3 * 4  # no game won: 3 commands each, 4 states labelled
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    source = TextSource(str(dagger), prompt_field="messages", response_field="response")
+    assert len(load_examples([source], tokenizer, 1024)) == len(labelled)
