@@ -147,8 +147,10 @@ def normalize_command(command: str) -> str:
 
 
 def step(game: Game, state: WorldState, command: str) -> StepResult:
-    """Plays one command; a command that is not admissible answers ``Nothing happens.``."""
-    action = actions(game, state).get(normalize_command(command))
+    """Plays one command; a command that is not admissible, written exactly as ALFWorld lists it
+    (lower case, single spaces, ``move A to X``), answers ``Nothing happens.`` (normalize first
+    with :func:`normalize_command` to forgive case, spacing, a period and ``put A in X``)."""
+    action = actions(game, state).get(command)
     if action is None:
         return StepResult(state, NOTHING_HAPPENS, False, is_won(game, state))
     new_state, feedback = _apply(game, state, action)

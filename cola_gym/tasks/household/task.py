@@ -80,6 +80,10 @@ class HouseholdTask(Task[HouseholdState]):
             needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
         invalid_command_penalty: reward subtracted for each command the room answers with
             ``Nothing happens.`` (0: none, ALFWorld's own reward).
+        lenient_commands: ``False`` (ALFWorld 0.4's rule): a turn's command (its first line,
+            surrounding spaces dropped) counts only when written exactly as an admissible
+            command; ``True`` forgives case, spacing, a trailing period and the older
+            ``put A in/on X`` form (:func:`~cola_gym.tasks.household.engine.normalize_command`).
         demo_expert: whose games :meth:`demonstrations` are: ``"oracle"`` (shortest plans from
             full knowledge) or ``"searching"`` (an agent that explores for what it has not seen,
             :mod:`~cola_gym.tasks.household.searcher`).
@@ -114,8 +118,10 @@ class HouseholdTask(Task[HouseholdState]):
         backend: str = "native",
         game_files: str | Sequence[str] | None = None,
         invalid_command_penalty: float = 0.0,
+        lenient_commands: bool = False,
         demo_expert: str = "oracle",
     ) -> None:
+        self.lenient_commands = bool(lenient_commands)
         if demo_expert not in DEMO_EXPERTS:
             raise ValueError(f"demo_expert must be one of {sorted(DEMO_EXPERTS)}, got {demo_expert!r}")
         self.demo_expert = demo_expert
@@ -184,7 +190,7 @@ class HouseholdTask(Task[HouseholdState]):
         return "\n" in text or len(text) >= MAX_COMMAND_CHARS
 
     def end_turn(self, state: HouseholdState, turn_text: str) -> TurnOutcome[HouseholdState]:
-        command = command_of(turn_text)
+        command = command_of(turn_text, lenient=self.lenient_commands)
         reply = self.backend.play(state.game, state.world, command)
         turns, invalid = state.turns + 1, reply.text == NOTHING_HAPPENS
         after = replace(
@@ -237,11 +243,12 @@ class HouseholdTask(Task[HouseholdState]):
             yield from labelled_chats(game, DEMO_EXPERTS[self.demo_expert](game))
 
 
-def command_of(turn_text: str) -> str:
-    """The command a turn writes: its first non-empty line, normalized (see the engine)."""
+def command_of(turn_text: str, lenient: bool = False) -> str:
+    """The command a turn writes: its first non-empty line without surrounding spaces (and
+    normalized by :func:`~cola_gym.tasks.household.engine.normalize_command` when ``lenient``)."""
     for line in turn_text.splitlines():
         if line.strip():
-            return normalize_command(line)
+            return normalize_command(line) if lenient else line.strip()
     return ""
 
 

@@ -89,7 +89,9 @@ def test_the_env_renders_exactly_the_demonstrations(make_env) -> None:
         ("dance", "Nothing happens."),
         ("", "Nothing happens."),
         ("inventory", "You are not carrying anything."),
-        ("  LOOK.  ", "You are in the middle of a room. Looking quickly around you, you see nothing."),
+        ("  look  ", "You are in the middle of a room. Looking quickly around you, you see nothing."),
+        ("LOOK.", "Nothing happens."),  # ALFWorld 0.4 plays commands exactly as it lists them
+        ("put apple 1 in fridge 1", "Nothing happens."),
     ],
 )
 def test_any_text_is_a_command_and_gets_an_answer(make_env, text: str, feedback: str) -> None:
@@ -103,7 +105,8 @@ def test_any_text_is_a_command_and_gets_an_answer(make_env, text: str, feedback:
 
 def test_a_turn_ends_at_the_line_break_or_a_length_cap(make_env) -> None:
     assert command_of("go to fridge 1\nand then something") == "go to fridge 1"
-    assert command_of("\n\n  put apple 1 on countertop 1\n") == "move apple 1 to countertop 1"
+    assert command_of("\n\n  put apple 1 on countertop 1\n") == "put apple 1 on countertop 1"
+    assert command_of("\n\n  put apple 1 on countertop 1\n", lenient=True) == "move apple 1 to countertop 1"
     env = make_env()
     env.reset(seed=0)
     tokenizer = env.unwrapped.model.tokenizer
@@ -128,6 +131,17 @@ def test_the_command_limit_ends_the_episode_without_reward(make_env) -> None:
     assert terminated and not truncated and sum(rewards) == 0.0 and info["turns"] == 3 and not info["is_success"]
     with pytest.raises(Exception, match="ended"):
         env.step(0)
+
+
+def test_lenient_commands_forgive_case_spacing_and_the_put_form(make_env) -> None:
+    env = make_env(lenient_commands=True)
+    env.reset(seed=0)
+    *_, info = command(env, "  LOOK.  ")
+    assert info["feedback"].startswith("You are in the middle of a room") and info["command"] == "look"
+    strict = make_env()
+    strict.reset(seed=0)
+    *_, info = command(strict, "  LOOK.  ")
+    assert info["feedback"] == "Nothing happens." and info["command"] == "LOOK."
 
 
 def test_invalid_commands_are_counted_and_can_be_penalised(make_env) -> None:
