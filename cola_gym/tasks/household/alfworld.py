@@ -154,8 +154,8 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
 
 
 def find_game_files(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[GameFile]:
-    """Game files under ``paths`` (files or folders searched for ``game.tw-pddl``; relative paths
-    may be relative to ``$ALFWORLD_DATA``), sorted.
+    """Game files under ``paths`` (files, or folders searched recursively for ``*.tw-pddl``;
+    relative paths may be relative to ``$ALFWORLD_DATA``), sorted.
 
     Raises:
         FileNotFoundError: a path does not exist, or no game file is found.
@@ -165,13 +165,13 @@ def find_game_files(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     for entry in entries:
         candidate = _resolve(entry)
         if candidate.is_dir():
-            found += sorted(candidate.rglob("game.tw-pddl"))
+            found += sorted(candidate.rglob("*.tw-pddl"))
         elif candidate.is_file():
             found.append(candidate)
         else:
             raise FileNotFoundError(f"ALFWorld game path {candidate} does not exist (a path, or set $ALFWORLD_DATA)")
     if not found:
-        raise FileNotFoundError(f"no game.tw-pddl file under {[str(e) for e in entries]}")
+        raise FileNotFoundError(f"no *.tw-pddl game file under {[str(e) for e in entries]}")
     return [GameFile(str(path)) for path in found]
 
 

@@ -75,9 +75,10 @@ class HouseholdTask(Task[HouseholdState]):
         max_commands: commands per episode (ALFWorld: 50).
         backend: ``"native"`` (this package's engine) or ``"alfworld"`` (ALFWorld's own
             TextWorld engine on the same games; ``pip install 'cola-gym[alfworld]'``).
-        game_files: real ALFWorld games instead of generated ones (``game.tw-pddl`` files or
-            folders searched for them; relative to ``$ALFWORLD_DATA`` when not found here);
-            needs ``backend="alfworld"``; ``task_type`` filters them by their folder names.
+        game_files: real ALFWorld games instead of generated ones (``*.tw-pddl`` files or
+            folders searched recursively for them; relative to ``$ALFWORLD_DATA`` when not found
+            here); needs ``backend="alfworld"``; ``task_type`` filters them by the type each game
+            states (its ``traj_data.json``, else its PDDL goal; never its folder's name).
         invalid_command_penalty: reward subtracted for each command the room answers with
             ``Nothing happens.`` (0: none, ALFWorld's own reward).
         lenient_commands: ``False`` (ALFWorld 0.4's rule): a turn's command (its first line,

@@ -9,6 +9,7 @@ a command to the next state and the text ALFWorld would print.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -152,7 +153,7 @@ class Game:
 
 @dataclass(frozen=True)
 class GameFile:
-    """A real ALFWorld game file (``.../<task_type>-.../trial_.../game.tw-pddl``)."""
+    """A real ALFWorld game file (a ``*.tw-pddl``, ALFWorld's ``.../trial_.../game.tw-pddl``)."""
 
     path: str
 
@@ -160,11 +161,46 @@ class GameFile:
     def name(self) -> str:
         return self.path
 
-    @property
+    @cached_property
     def task_type(self) -> str:
-        """The task type named by the game's folder (ALFWorld's layout), else ``"unknown"``."""
-        for part in reversed(Path(self.path).parts):
-            for task_type in TASK_TYPES:
-                if part.startswith(task_type):
-                    return task_type
+        """The game's task type, read from the game itself: its ``traj_data.json`` (ALFRED's record,
+        beside the file) when there is one, else its PDDL goal; ``"unknown"`` when neither says."""
+        path = Path(self.path)
+        record = path.parent / "traj_data.json"
+        if record.is_file():
+            try:
+                found = json.loads(record.read_text()).get("task_type")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                found = None
+            if found in TASK_TYPES:
+                return str(found)
+        try:
+            problem = json.loads(path.read_text()).get("pddl_problem", "")
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return "unknown"
+        return task_type_of_goal(str(problem))
+
+
+def task_type_of_goal(pddl_problem: str) -> str:
+    """The task type of an ALFWorld PDDL problem, from its ``(:goal ...)`` (ALFWorld's six
+    goal templates differ in one predicate or in a second object); ``"unknown"`` without one."""
+    start = pddl_problem.find("(:goal")
+    if start < 0:
         return "unknown"
+    goal = pddl_problem[start:]
+    for predicate, task_type in _GOAL_PREDICATES:
+        if predicate in goal:
+            return task_type
+    if "?o2" in goal:
+        return "pick_two_obj_and_place"
+    if "inReceptacle" in goal:
+        return "pick_and_place_simple"
+    return "unknown"
+
+
+_GOAL_PREDICATES = (
+    ("isToggled", "look_at_obj_in_light"),
+    ("isClean", "pick_clean_then_place_in_recep"),
+    ("isHot", "pick_heat_then_place_in_recep"),
+    ("isCool", "pick_cool_then_place_in_recep"),
+)

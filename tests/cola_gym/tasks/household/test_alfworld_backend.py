@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cola_gym.tasks.household import admissible_commands, expert_plan, generate_game, intro, normalize_command, step
+from cola_gym.tasks.household import (
+    TASK_TYPES,
+    admissible_commands,
+    expert_plan,
+    generate_game,
+    intro,
+    normalize_command,
+    step,
+)
 from cola_gym.tasks.household.alfworld import AlfworldSession, load_game_file, tw_pddl_game
 
 pytest.importorskip("alfworld", reason="the ALFWorld extra is not installed")
@@ -120,3 +129,25 @@ def test_a_clear_error_without_the_extra(monkeypatch) -> None:
         make_backend("alfworld")
     with pytest.raises(ValueError, match="backend"):
         make_backend("unity")
+
+
+def test_a_game_files_task_type_comes_from_the_game_not_its_folder(tmp_path: Path) -> None:
+    from cola_gym.tasks.household.alfworld import find_game_files
+    from cola_gym.tasks.household.world import GameFile, task_type_of_goal
+
+    games = {t: next(g for i in range(60) if (g := generate_game("valid_seen", i)).goal.task_type == t)
+             for t in TASK_TYPES}  # fmt: skip
+    for number, (task_type, game) in enumerate(games.items()):  # misleading names: the PDDL goal decides
+        path = tmp_path / "flat" / f"pick_and_place_simple-{number}.tw-pddl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(tw_pddl_game(game)))
+        assert GameFile(str(path)).task_type == task_type
+    assert len(find_game_files(tmp_path / "flat")) == len(TASK_TYPES)  # any *.tw-pddl, not only game.tw-pddl
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "game.tw-pddl").write_text(json.dumps(tw_pddl_game(games["pick_and_place_simple"])))
+    (trial / "traj_data.json").write_text(json.dumps({"task_type": "pick_heat_then_place_in_recep"}))
+    assert GameFile(str(trial / "game.tw-pddl")).task_type == "pick_heat_then_place_in_recep"  # ALFRED's record
+    assert task_type_of_goal("(define (problem p) (:objects))") == "unknown"
+    (tmp_path / "broken.tw-pddl").write_text("not json")
+    assert GameFile(str(tmp_path / "broken.tw-pddl")).task_type == "unknown"
