@@ -35,6 +35,11 @@ from cola_gym.text.chat import TextCodec
 SPLIT_FEED_WASTE = 32
 """Padded token positions a one-call feed may waste before :meth:`EpisodeStepper.feed` splits it."""
 
+REPACK_PADDING = 0.25
+"""Share of the cache's columns that repacking would remove
+(:attr:`~cola_gym.model.decoding.DecodingState.repackable_share`) past which
+:meth:`EpisodeStepper.feed` repacks it."""
+
 ActionKind = Literal["latent", "token"]
 ObservationKind = Literal["hidden", "hidden+prior"]
 
@@ -187,16 +192,20 @@ class EpisodeStepper:
         task's message) and the rest one token, padding every row to the longest feed would
         cost more than it saves: past :data:`SPLIT_FEED_WASTE` padded tokens, the long feeds
         and the short ones go through the decoder in two calls and are stacked back in order.
+        Padding left in the middle of rows is removed once removing it would narrow the cache by
+        more than :data:`REPACK_PADDING`.
         """
         lengths = [len(f) for f in feeds]
         longest = max(lengths, default=0)
         long_rows = [row for row, n in enumerate(lengths) if n > 1]
         short_rows = [row for row, n in enumerate(lengths) if n <= 1]
         if not long_rows or not short_rows or len(short_rows) * (longest - 1) < SPLIT_FEED_WASTE:
-            return self._append(state, feeds)
-        parts = [self._append(state.select(rows), [feeds[row] for row in rows]) for rows in (short_rows, long_rows)]
-        position = {row: index for index, row in enumerate(short_rows + long_rows)}
-        return stack_states(parts).select([position[row] for row in range(len(feeds))]).compact()
+            fed = self._append(state, feeds)
+        else:
+            parts = [self._append(state.select(rows), [feeds[row] for row in rows]) for rows in (short_rows, long_rows)]
+            position = {row: index for index, row in enumerate(short_rows + long_rows)}
+            fed = stack_states(parts).select([position[row] for row in range(len(feeds))]).compact()
+        return fed.repack() if longest > 1 and fed.repackable_share > REPACK_PADDING else fed
 
     def _append(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
         """One decoder call for every row's feed (left-padded); rows with none keep their state."""

@@ -251,6 +251,41 @@ class DecodingState:
             arena_start=self.arena_start + start,
         )
 
+    @property
+    def repackable_share(self) -> float:
+        """Share of the cache's columns that :meth:`repack` would remove: ``1 - longest row / T``."""
+        if not self.attention_mask.numel():
+            return 0.0
+        return 1.0 - float(self.attention_mask.sum(dim=1).max()) / self.length
+
+    def repack(self) -> DecodingState:
+        """The same rows with every padding position removed from their middles: each row's
+        tokens move, in order, to the right end of a cache as wide as the longest row.
+
+        Exact: a key keeps the rotary position it was computed at (positions count tokens,
+        not columns), and attention does not depend on where in the cache a key sits.
+        """
+        real = self.attention_mask.bool()
+        lengths = real.sum(dim=1)
+        width = int(lengths.max()) if real.numel() else 0
+        if width == self.length:
+            return self
+        # for each row and new column, the old column it takes (padding: any column, masked)
+        order = torch.sort(real.long(), dim=1, stable=True).indices[:, self.length - width :]
+        mask = torch.arange(width, device=real.device)[None, :] >= (width - lengths)[:, None]
+
+        def gather(tensor: torch.Tensor) -> torch.Tensor:
+            index = order[:, None, :, None].expand(-1, tensor.shape[1], -1, tensor.shape[-1])
+            return tensor.gather(2, index.to(tensor.device))
+
+        return DecodingState(
+            decoder_kv=_map_pairs(self.decoder_kv, gather),
+            hidden=self.hidden,
+            attention_mask=mask.to(self.attention_mask.dtype),
+            head_kv={name: _map_pairs(pairs, gather) for name, pairs in self.head_kv.items()},
+            head_outputs=self.head_outputs,
+        )
+
     def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
         """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
         merged = stack_states([self, other])

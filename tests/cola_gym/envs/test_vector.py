@@ -185,6 +185,38 @@ def test_a_feed_split_by_length_equals_one_padded_call(tiny_cola_dir: Path, data
     torch.testing.assert_close(after_split.hidden, after_padded.hidden, atol=2e-4, rtol=0)
 
 
+def test_padding_left_by_many_feeds_is_repacked_and_decodes_the_same(
+    tiny_cola_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feeds too small to split (one row gets 10 tokens, two get 1: 18 padded positions), a
+    different row's turn ending each time, leave padding in the middle of every row: the cache
+    grows 10 columns a feed while each row grows 4 on average, until repacking narrows it."""
+    from cola_gym.envs import stepper as stepper_module
+
+    vector = _make_vec(3, model=str(tiny_cola_dir), data_dir=str(data_dir))
+    vector.reset(options=[{"task_index": i} for i in range(3)])
+    stepper, start = vector.stepper, vector.decoding_state
+
+    def play(state):
+        for turn in range(12):
+            feeds = [[7], [8], [9]]
+            feeds[turn % 3] = list(range(300, 310))
+            state = stepper.feed(state, feeds)
+        return state
+
+    packed = play(start)
+    monkeypatch.setattr(stepper_module, "REPACK_PADDING", 1.0)
+    kept = play(start)
+    assert kept.repackable_share > 0.25 >= packed.repackable_share and packed.length < kept.length
+    assert torch.equal(packed.attention_mask.sum(1), kept.attention_mask.sum(1))
+    actions = torch.arange(3)
+    for _ in range(3):
+        a, packed = stepper.model.step(packed, actions)
+        b, kept = stepper.model.step(kept, actions)
+        assert a.tolist() == b.tolist()
+        torch.testing.assert_close(packed.hidden, kept.hidden, atol=2e-4, rtol=0)
+
+
 def test_a_kept_prompt_does_not_keep_its_batch_alive(tiny_cola_dir: Path, data_dir: Path) -> None:
     vector = _make_vec(3, model=str(tiny_cola_dir), data_dir=str(data_dir))
     vector.reset(options=[{"task_index": i} for i in range(3)])

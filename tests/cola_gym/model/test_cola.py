@@ -209,6 +209,26 @@ def test_the_newest_state_grows_in_place_and_other_branches_copy(tiny_cola: CoLA
     texts_agree(late, [int(first_token), int(late_token)])
 
 
+def test_repacking_removes_padding_from_the_middle_of_rows_exactly(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    ids, mask = _texts(model)
+    feed = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 5], [7, 8, 9, 10, 11, 12, 13, 14]])  # row 0: 7 pads in its middle
+    padded = model.append(model.start(ids, mask, track_policy=True), feed, (feed != 0).long())
+    packed = padded.repack()
+    lengths = padded.attention_mask.sum(1)
+    assert packed.length == int(lengths.max()) < padded.length
+    assert packed.repackable_share == 0.0 < padded.repackable_share
+    assert torch.equal(packed.attention_mask.sum(1), lengths)
+    assert packed.repack() is packed  # nothing left to remove
+    actions = torch.tensor([[3, 9], [17, 17], [60, 1], [5, 44]])
+    for step_actions in actions:
+        a, padded = model.step(padded, step_actions)
+        b, packed = model.step(packed, step_actions)
+        assert torch.equal(a, b)
+        assert torch.allclose(padded.hidden, packed.hidden, atol=1e-5)
+        assert torch.allclose(padded.policy_logits, packed.policy_logits, atol=1e-4)
+
+
 def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
     model = tiny_cola
     base = model.tokenizer("The cat sat on the mat and then it slept.")["input_ids"]
