@@ -206,6 +206,7 @@ class GRPO(BaseAlgorithm):
         self.scale_advantages, self.max_grad_norm = scale_advantages, max_grad_norm
         self.merge_aliases = merge_aliases
         self.step_credit, self.step_gamma = float(step_credit), float(step_gamma)
+        self.turns_sharing_an_anchor = 0.0  # of the last rollout's turns, with step_credit
         self.task_indices = None if task_indices is None else [int(i) for i in task_indices]
         if _init_setup_model:
             self._setup_model()
@@ -326,6 +327,7 @@ class GRPO(BaseAlgorithm):
         if turns is not None:
             per_turn = turns.advantages(self.step_gamma, self.scale_advantages)
             step_advantages = step_advantages + np.float32(self.step_credit) * per_turn
+            self.turns_sharing_an_anchor = turns.shared_share
             self.logger.record("rollout/turns_sharing_an_anchor", turns.shared_share)
         return GroupRollout(np.stack(observations), np.asarray(actions_taken), np.asarray(log_probs, dtype=np.float32),
                             step_advantages, returns, successes, lengths)  # fmt: skip

@@ -323,7 +323,7 @@ def test_step_credit_learns_the_rewarded_second_turn(speller) -> None:
                  step_credit=1.0, seed=0)  # fmt: skip
     agent.learn(1500)
     assert agent.ep_success_buffer and np.mean(agent.ep_success_buffer) > 0.5, actions[-1]
-    assert agent.logger.name_to_value.get("rollout/turns_sharing_an_anchor", 1.0) > 0
+    assert agent.turns_sharing_an_anchor > 0.5  # both turns of every episode start from a shared state
 
 
 def test_step_credit_is_off_unless_asked_for_and_needs_anchors(speller, first_token_task) -> None:

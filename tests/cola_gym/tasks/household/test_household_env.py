@@ -332,3 +332,14 @@ def test_searching_demonstrations_and_dagger_rows(
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     source = TextSource(str(dagger), prompt_field="messages", response_field="response")
     assert len(load_examples([source], tokenizer, 1024)) == len(labelled)
+
+
+def test_grpo_step_credit_compares_household_turns_from_the_same_world(tiny_cola_dir: Path) -> None:
+    from cola_agents.algorithms import GRPO
+
+    env = make_sb3_env("CoLA-ALFWorld-Put-Train-v0", n_envs=4, seed=0, model=str(tiny_cola_dir),
+                       max_episode_steps=96, max_commands=4, invalid_command_penalty=0.1)  # fmt: skip
+    agent = GRPO("MlpPolicy", env, group_size=4, step_credit=1.0, seed=0)
+    agent.learn(96)
+    # the tiny model's commands are mostly invalid: its turns keep starting from the game's first world
+    assert agent.turns_sharing_an_anchor > 0.5
