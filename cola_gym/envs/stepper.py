@@ -35,6 +35,11 @@ from cola_gym.text.chat import TextCodec
 SPLIT_FEED_WASTE = 32
 """Padded token positions a one-call feed may waste before :meth:`EpisodeStepper.feed` splits it."""
 
+MIN_SHARED_PREFIX = 16
+"""Tokens every prompt of a task must share before :meth:`EpisodeStepper.prefill` keeps them
+prefilled once (the chat template and system prompt: 24 tokens for GSM8K, 28 for Countdown,
+whose instructions follow the problem) and prefills only the tails."""
+
 REPACK_PADDING = 0.25
 """Share of the cache's columns that repacking would remove
 (:attr:`~cola_gym.model.decoding.DecodingState.repackable_share`) past which
@@ -113,6 +118,9 @@ class EpisodeStepper:
         self.layout = ObservationLayout(hidden=model.hidden_size, prior=prior)
         self.prompt_cache = prompt_cache
         self._prefilled: OrderedDict[tuple[int, ...], DecodingState] = OrderedDict()
+        self._shared: tuple[int, ...] | None = None  # what every prompt seen so far starts with
+        self._prompts_seen = 0
+        self._prefix: tuple[tuple[int, ...], DecodingState] | None = None  # its prefilled state
 
     # ------------------------------------------------------------ episodes
     def begin(self, options: Mapping[str, Any], rng: np.random.Generator, number: int) -> Episode:
@@ -126,24 +134,49 @@ class EpisodeStepper:
         of one problem) share one decoder pass, and the states of the last
         :attr:`prompt_cache` prompts are kept, so a prompt seen again (the next episode of a
         group, a re-evaluated problem) costs a copy instead of a prefill. The prompts not kept
-        run through the decoder in one batched call. Every row's state is the one an unshared
-        prefill gives (padding columns aside, which the attention mask hides).
+        run through the decoder in one batched call. What every prompt of the task starts with
+        (at least :data:`MIN_SHARED_PREFIX` tokens: the chat template, the system prompt) is
+        prefilled once and kept too, so a new prompt costs only its own tail. Every row's state
+        is the one an unshared prefill gives (padding columns aside, which the attention mask
+        hides).
         """
         distinct: dict[tuple[int, ...], int] = {}
         rows = [distinct.setdefault(tuple(prompt), len(distinct)) for prompt in prompts]
         missing = [prompt for prompt in distinct if prompt not in self._prefilled]
         fresh: dict[tuple[int, ...], DecodingState] = {}
         if missing:
-            ids, mask = left_pad(missing)
-            state = self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
-            if len(missing) == len(distinct) and not self.prompt_cache:
+            if not self.prompt_cache:
+                ids, mask = left_pad(missing)
+                state = self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
                 return state if len(distinct) == len(rows) else state.select(rows)
+            state = self._prefill_missing(missing)
             # copies: a kept prompt must not keep the whole batch it was prefilled in alive
-            fresh = {prompt: state.select([row]).compact().copy() for row, prompt in enumerate(missing)}
+            fresh = {prompt: state.select([row]).repack().compact().copy() for row, prompt in enumerate(missing)}
         states = [fresh[prompt] if prompt in fresh else self._prefilled[prompt] for prompt in distinct]
         for prompt, state in zip(distinct, states, strict=True):
             self._remember(prompt, state)
         return stack_states(states).select(rows)
+
+    def _prefill_missing(self, missing: Sequence[tuple[int, ...]]) -> DecodingState:
+        """One decoder pass for ``missing`` prompts: their tails after the task's shared prefix
+        (prefilled once), or the whole prompts while no long enough prefix is known."""
+        for prompt in missing:
+            shared = self._shared if self._shared is not None else prompt
+            common = 0
+            limit = min(len(shared), len(prompt) - 1)  # a tail keeps at least one token
+            while common < limit and shared[common] == prompt[common]:
+                common += 1
+            self._shared = shared[:common] if self._shared is not None else prompt[:-1]
+            self._prompts_seen += 1
+        shared = self._shared or ()
+        if len(shared) < MIN_SHARED_PREFIX or self._prompts_seen < 2:  # one prompt says nothing of the task
+            ids, mask = left_pad(missing)
+            return self.model.start(ids, mask, track_policy=self.track_policy, track_q=self.track_q)
+        if self._prefix is None or self._prefix[0] != shared:
+            prefix = self.model.start(torch.tensor([shared]), track_policy=self.track_policy, track_q=self.track_q)
+            self._prefix = (shared, prefix.copy())
+        tails, mask = left_pad([prompt[len(shared) :] for prompt in missing])
+        return self.model.append(self._prefix[1].select([0] * len(missing)), tails, mask)
 
     def _remember(self, prompt: tuple[int, ...], state: DecodingState) -> None:
         if not self.prompt_cache:
@@ -156,6 +189,8 @@ class EpisodeStepper:
     def clear_prompt_cache(self) -> None:
         """Forgets the prefilled prompts (call it after changing the model's weights in place)."""
         self._prefilled.clear()
+        self._shared = self._prefix = None
+        self._prompts_seen = 0
 
     # ------------------------------------------------------------ the step
     def decide(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> TokenBooking:

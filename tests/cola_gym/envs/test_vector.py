@@ -114,15 +114,23 @@ def test_rows_with_the_same_prompt_share_one_prefill(
     problems = [3, 3, 8, 3, 8]  # two groups of one problem each, as GRPO resets them
     vector = _make_vec(len(problems), env_id, **kwargs)
     prefilled: list[int] = []
-    start = vector.stepper.model.start
+    model = vector.stepper.model
+    start, append = model.start, model.append
 
     def counting_start(ids: torch.Tensor, *args, **kw):
         prefilled.append(ids.shape[0])
         return start(ids, *args, **kw)
 
-    monkeypatch.setattr(vector.stepper.model, "start", counting_start)
+    def counting_append(state, ids: torch.Tensor, *args, **kw):
+        prefilled.append(ids.shape[0])
+        return append(state, ids, *args, **kw)
+
+    monkeypatch.setattr(model, "start", counting_start)
+    monkeypatch.setattr(model, "append", counting_append)
     obs, _ = vector.reset(options=[{"task_index": p} for p in problems])
-    assert prefilled == [2]  # one decoder row per distinct prompt
+    monkeypatch.setattr(model, "append", append)
+    # one decoder row per distinct prompt (after, where the task's prompts share a prefix, one row for it)
+    assert prefilled in ([2], [1, 2])
     singles = [gym.make(env_id, **kwargs) for _ in problems]
     ref_obs = np.stack([env.reset(options={"task_index": p})[0] for env, p in zip(singles, problems, strict=True)])
     np.testing.assert_allclose(obs, ref_obs, atol=2e-4)
@@ -138,19 +146,22 @@ def test_rows_with_the_same_prompt_share_one_prefill(
 def test_a_prompt_seen_again_is_not_prefilled_again(tiny_cola_dir: Path, data_dir: Path) -> None:
     kwargs = {"model": str(tiny_cola_dir), "data_dir": str(data_dir), "max_episode_steps": 3}
     vector = _make_vec(2, **kwargs)
-    prefilled: list[int] = []
-    start = vector.stepper.model.start
-    vector.stepper.model.start = lambda ids, *a, **kw: prefilled.append(ids.shape[0]) or start(ids, *a, **kw)
+    prefilled: list[int] = []  # rows of each decoder pass of the resets
+    model = vector.stepper.model
+    start, append = model.start, model.append
+    model.start = lambda ids, *a, **kw: prefilled.append(ids.shape[0]) or start(ids, *a, **kw)
+    model.append = lambda state, ids, *a, **kw: prefilled.append(ids.shape[0]) or append(state, ids, *a, **kw)
     try:
         first, _ = vector.reset(options=[{"task_index": 4}, {"task_index": 5}])
+        assert prefilled == [1, 2]  # the prompts' shared prefix once, then their two tails
         again, _ = vector.reset(options=[{"task_index": 5}, {"task_index": 6}])
-        assert prefilled == [2, 1]  # problem 5 came from the cache
+        assert prefilled == [1, 2, 1]  # problem 5 came from the cache, problem 6 is a tail after the prefix
         np.testing.assert_allclose(again[0], first[1], atol=1e-6)
         vector.stepper.clear_prompt_cache()
         vector.reset(options={"task_index": 5})
-        assert prefilled == [2, 1, 1]
+        assert prefilled == [1, 2, 1, 1]  # forgotten: prefilled whole (one prompt says nothing of a prefix)
     finally:
-        vector.stepper.model.start = start
+        model.start, model.append = start, append
 
 
 def test_autoreset_options_choose_what_a_row_plays_next(tiny_cola_dir: Path, data_dir: Path) -> None:
@@ -227,3 +238,27 @@ def test_a_kept_prompt_does_not_keep_its_batch_alive(tiny_cola_dir: Path, data_d
         keys = state.decoder_kv[0][0]
         assert keys.shape[0] == 1 and keys.untyped_storage().data_ptr() != batch_keys.untyped_storage().data_ptr()
         assert keys.untyped_storage().nbytes() == keys.numel() * keys.element_size()  # its own row only
+
+
+def test_prompts_sharing_the_tasks_prefix_prefill_only_their_tails(tiny_cola_dir: Path, data_dir: Path) -> None:
+    from cola_gym.envs.stepper import MIN_SHARED_PREFIX
+
+    shared = _make_vec(4, model=str(tiny_cola_dir), data_dir=str(data_dir), track_policy=True)
+    plain = _make_vec(4, model=str(tiny_cola_dir), data_dir=str(data_dir), track_policy=True)
+    plain.stepper.prompt_cache = 0  # every prompt prefilled whole
+    for first in (0, 4, 8):  # later resets meet a known prefix
+        options = [{"task_index": first + i} for i in range(4)]
+        shared.reset(options=options)
+        plain.reset(options=options)
+        a, b = shared.decoding_state, plain.decoding_state
+        torch.testing.assert_close(a.hidden, b.hidden, atol=2e-4, rtol=0)
+        torch.testing.assert_close(a.policy_logits, b.policy_logits, atol=2e-4, rtol=0)
+        assert torch.equal(a.attention_mask.sum(1), b.attention_mask.sum(1))
+        for _ in range(3):
+            actions = np.arange(4)
+            shared.step(actions)
+            plain.step(actions)
+            assert [e.turn_ids for e in shared.episodes] == [e.turn_ids for e in plain.episodes]
+    prefix = shared.stepper._prefix
+    assert prefix is not None and len(prefix[0]) >= MIN_SHARED_PREFIX  # the chat template and instruction
+    assert all(e.prompt_ids[: len(prefix[0])] == prefix[0] for e in shared.episodes)
