@@ -18,6 +18,13 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: str | Path) -> None:
+    """Lays out ``fig``, writes it to ``path`` (PNG, 120 dpi) and frees it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
 def write_report(report: dict[str, Any], out: str | Path, plot: Callable[[dict[str, Any], Path], None]) -> Path:
     """Prints ``report``, writes it to ``out`` (JSON) and its plot to ``out`` with a ``.png`` suffix."""
     path = Path(out)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 from cola_gym.model import shared_model
 from cola_gym.model.generation import cut_at_stop, rollout, sample_decoder, uniform_sampler
@@ -119,8 +119,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("1 / mean pairwise cosine")
     ax.set_title("semantic diversity of continuations (higher = more diverse)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_gym.model import decoding, shared_model
@@ -143,8 +143,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("ms per token (batch 1)")
     ax.margins(y=0.15)
     ax.set_title(f"{report['model'].split(' ')[0]}: env step vs cached decoder step", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 from cola_gym.envs import LatentActionVectorEnv, Task, TaskStart, TurnOutcome
 from cola_gym.envs.episode import start_episode
@@ -627,8 +627,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         bottom.legend(fontsize=7)
     fig.suptitle(f"{report['device']}: {report['prompt_tokens']}-token prompts, {report['new_tokens']} new tokens",
                  fontsize=9)  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

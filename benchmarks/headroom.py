@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 from tqdm import tqdm
 
 import cola_gym
@@ -158,9 +158,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.set_title(report["env"].removeprefix("CoLA-"))
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_gym.envs.episode import consume_token, start_episode
@@ -54,9 +54,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("turn length (tokens)")
     ax.set_ylabel("host ms per row per step")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_gym.tasks.household import TASK_TYPES, admissible_commands, expert_plan, generate_game, step
@@ -243,9 +243,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         axes[1].set_ylabel("success (%)")
         axes[1].set_title("Default household model's prior (expert: 100 %)")
         axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

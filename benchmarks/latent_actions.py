@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 from cola_gym.model import CoLAModel, shared_model
 from cola_gym.model.generation import (
@@ -167,8 +167,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     )
     right.set_title("perplexity of generated text under the decoder", fontsize=9)
     right.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 from quantization import decode_tokens_per_s
 
 from cola_gym.model import shared_model
@@ -62,9 +62,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("batch")
     ax.set_ylabel("tokens/s")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents import PriorAgent
@@ -190,8 +190,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{report['accuracy']['env']}: {len(report['accuracy']['problems'])} problems, "
                          f"{report['accuracy']['token_budget']} tokens each", fontsize=9)  # fmt: skip
             ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 from torch import nn
 from transformers import LogitsProcessorList
 
@@ -110,9 +110,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     quality.set_ylim(0, 1)
     for axis in (speed, quality):
         axis.tick_params(axis="x", labelsize=8, rotation=15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

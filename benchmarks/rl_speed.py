@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents.algorithms import GRPO
@@ -82,9 +82,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.scatter([x] * len(values), values, color="black", s=10, zorder=3)
     ax.set_ylabel("env tokens/s")
     ax.set_title(f"{report['env']}, N = {report['n_envs']}, G = {report['group_size']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

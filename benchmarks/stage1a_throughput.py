@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 from cola_gym.model import CoLAModel
 from cola_gym.training import TextSource, TrainConfig, load_examples
@@ -105,8 +105,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("stage 1a tokens / s")
     ax.set_title(f"stage 1a: {report['speedup']:.2f}x with the hidden-state cache", fontsize=9)
     ax.margins(y=0.15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

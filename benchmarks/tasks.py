@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 
 import cola_gym
 from cola_gym.registration import registry, task_for
@@ -129,9 +129,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.set_title(f"Base success of {report['model']} per task level")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from _report import pyplot, write_report
+from _report import pyplot, save_figure, write_report
 from transformers import LogitsProcessorList
 
 import cola_gym  # noqa: F401 - registers the ids
@@ -169,8 +169,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xticks(batches)
     ax.set_title("decoding throughput, default model on this machine", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

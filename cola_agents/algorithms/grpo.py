@@ -311,10 +311,9 @@ class GRPO(BaseAlgorithm):
                         successes[g, member] = bool(infos[row].get("is_success", False))
                         slot_of_row[row] = None
                         finished.append(infos[row])
-                started = {row: slot for row, slot in dealt.items()}
+                if turns is not None:  # rows whose autoreset started a new episode in this step
+                    turns.restart([dealt.get(row) for row in range(n_envs)])
                 slot_of_row = [dealt.pop(row, slot) for row, slot in enumerate(slot_of_row)]
-                if turns is not None:
-                    turns.restart([started.get(row) for row in range(n_envs)])
                 self._update_info_buffer(finished, np.ones(len(finished), dtype=bool))
                 obs = np.asarray(new_obs)
         finally:

@@ -160,13 +160,8 @@ class EpisodeStepper:
     def _prefill_missing(self, missing: Sequence[tuple[int, ...]]) -> DecodingState:
         """One decoder pass for ``missing`` prompts: their tails after the task's shared prefix
         (prefilled once), or the whole prompts while no long enough prefix is known."""
-        for prompt in missing:
-            shared = self._shared if self._shared is not None else prompt
-            common = 0
-            limit = min(len(shared), len(prompt) - 1)  # a tail keeps at least one token
-            while common < limit and shared[common] == prompt[common]:
-                common += 1
-            self._shared = shared[:common] if self._shared is not None else prompt[:-1]
+        for prompt in missing:  # a tail keeps at least one token
+            self._shared = _common_prefix(prompt[:-1] if self._shared is None else self._shared, prompt[:-1])
             self._prompts_seen += 1
         shared = self._shared or ()
         if len(shared) < MIN_SHARED_PREFIX or self._prompts_seen < 2:  # one prompt says nothing of the task
@@ -320,3 +315,11 @@ class EpisodeStepper:
             return None
         log_probs = torch.log_softmax(state.policy_logits.float(), -1)
         return log_probs[torch.arange(len(actions)), torch.tensor(list(actions))].tolist()
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The longest sequence both ``a`` and ``b`` start with."""
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return a[:index]
+    return a[: min(len(a), len(b))]

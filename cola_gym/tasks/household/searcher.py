@@ -87,8 +87,9 @@ def searching_command(game: Game, state: WorldState, seen: frozenset[str]) -> st
     here = state.location
     if here is not None and is_openable(here) and here not in state.opened:
         return f"open {here}"
-    for receptacle in _unseen(game, state, seen):
-        return f"go to {receptacle}"
+    unseen = _unseen(game, state, seen)
+    if unseen:
+        return f"go to {unseen[0]}"
     raise ValueError(f"game {game.name or game.goal.sentence!r} cannot be won: every receptacle has been seen")
 
 
