@@ -81,7 +81,8 @@ def accuracy(model: CoLAModel, examples: list[tuple[list[int], int]]) -> tuple[d
     weight = 0
     argmaxes = []
     for first in range(0, len(examples), 8):
-        batch = collate([(ids, None, start) for ids, start in examples[first : first + 8]], only_responses=True)
+        rows = [(ids, None, ((start, len(ids)),)) for ids, start in examples[first : first + 8]]
+        batch = collate(rows, only_responses=True)
         metrics, _ = evaluation_metrics(model, batch)
         count = batch.num_targets
         for key in ("acc/world_model_idm_actions", "acc/decoder", "loss/decoder_ce"):

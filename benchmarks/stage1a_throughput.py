@@ -68,8 +68,8 @@ def main() -> None:
         optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=1e-4)
         order = [i % len(examples) for i in range(args.steps * args.batch_size)]
         batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
-        cached_rows = [[cache.example(i) for i in batch] for batch in batches]
-        plain_rows = [[(examples[i].ids, None, examples[i].response_start) for i in batch] for batch in batches]
+        cached_rows = [[(*cache.example(i)[:2], examples[i].response_spans) for i in batch] for batch in batches]
+        plain_rows = [[(examples[i].ids, None, examples[i].response_spans) for i in batch] for batch in batches]
         speeds: dict[str, list[float]] = {"cached": [], "recompute": []}
         for round_index in range(args.rounds + 1):  # round 0 warms up
             for name, rows in (("cached", cached_rows), ("recompute", plain_rows)):

@@ -50,9 +50,11 @@ class EvaluationResult:
         return float(np.mean(self.successes)) if self.successes else 0.0
 
     def summary(self) -> dict[str, float]:
-        """Success rate (also as ``accuracy``), mean return, mean tokens and tokens per second."""
+        """Success rate (also as ``accuracy``), mean return, mean tokens and tokens per second;
+        for games of commands (household), also ``commands_per_game`` and
+        ``invalid_command_rate`` (commands the room answered ``Nothing happens.``)."""
         total_tokens = int(np.sum(self.tokens))
-        return {
+        summary = {
             "success_rate": self.success_rate,
             "accuracy": self.success_rate,
             "mean_return": float(np.mean(self.rewards)) if self.rewards else 0.0,
@@ -60,6 +62,11 @@ class EvaluationResult:
             "tokens_per_s": total_tokens / self.seconds if self.seconds else 0.0,
             "episodes": float(len(self.task_indices)),
         }
+        if self.infos and all("turns" in i and "invalid_commands" in i for i in self.infos):
+            commands = sum(int(i["turns"]) for i in self.infos)
+            summary["commands_per_game"] = commands / len(self.infos)
+            summary["invalid_command_rate"] = sum(int(i["invalid_commands"]) for i in self.infos) / max(commands, 1)
+        return summary
 
 
 def evaluate(

@@ -88,11 +88,46 @@ class Transitions:
 @dataclass(frozen=True)
 class TokenizedExample:
     """Token ids ``[T]``, the position where the response (stage 2's target) starts, and,
-    for logged episodes (Q-learning), their transitions."""
+    for logged episodes (Q-learning), their transitions.
+
+    A whole multi-turn chat (:func:`merge_chat_turns`) also has ``earlier_responses``: the
+    ``(start, end)`` spans of its earlier assistant turns, which count as responses too.
+    """
 
     ids: np.ndarray
     response_start: int
     transitions: Transitions | None = None
+    earlier_responses: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def response_spans(self) -> tuple[tuple[int, int], ...]:
+        """Every response's ``(start, end)`` positions in ``ids``, the last one included."""
+        return (*self.earlier_responses, (self.response_start, len(self.ids)))
+
+
+def merge_chat_turns(examples: Sequence[TokenizedExample]) -> list[TokenizedExample]:
+    """Folds a multi-turn task's per-turn examples into one example per chat.
+
+    A task with turns (household games) gives one example per assistant turn, each the chat so
+    far plus that turn: a game of ``n`` turns costs ``n`` passes over a growing transcript.
+    Where an example's ids (response included) begin the next example's, the two become one
+    whose responses are both: the same targets, in one pass. Examples that do not chain stay
+    as they are.
+    """
+    merged: list[TokenizedExample] = []
+    for example in examples:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.transitions is None
+            and example.transitions is None
+            and len(last.ids) <= example.response_start
+            and np.array_equal(example.ids[: len(last.ids)], last.ids)
+        ):
+            merged[-1] = TokenizedExample(example.ids, example.response_start, None, last.response_spans)
+        else:
+            merged.append(example)
+    return merged
 
 
 def load_examples(
@@ -117,6 +152,8 @@ def examples_fingerprint(examples: Sequence[TokenizedExample]) -> str:
     digest = hashlib.sha256()
     for example in examples:
         digest.update(np.int64(example.response_start).tobytes())
+        if example.earlier_responses:
+            digest.update(np.asarray(example.earlier_responses, dtype=np.int64).tobytes())
         digest.update(example.ids.astype(np.int32).tobytes())
     return digest.hexdigest()[:16]
 

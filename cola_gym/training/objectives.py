@@ -144,7 +144,7 @@ def evaluate_examples(
     actions = []
     for first in range(0, len(examples), batch_size):
         chunk = examples[first : first + batch_size]
-        batch = collate([(e.ids, None, e.response_start) for e in chunk], only_responses).to(model.device)
+        batch = collate([(e.ids, None, e.response_spans) for e in chunk], only_responses).to(model.device)
         metrics, batch_actions = evaluation_metrics(model, batch)
         for key, value in metrics.items():
             if not key.startswith("codes/"):
@@ -161,9 +161,11 @@ def evaluate_examples(
 
 
 def collate(rows: Sequence[tuple[Any, ...]], only_responses: bool) -> Batch:
-    """Right-pads ``(ids, hidden or None, response_start[, transitions])`` rows into a :class:`Batch`.
+    """Right-pads ``(ids, hidden or None, response spans[, transitions])`` rows into a :class:`Batch`.
 
-    ``only_responses`` counts only targets inside the response (stage 2's prompt masking).
+    ``only_responses`` counts only targets inside the responses (stage 2's prompt masking);
+    a row's responses are ``(start, end)`` spans of its ids
+    (:attr:`~cola_gym.training.data.TokenizedExample.response_spans`).
     Rows with :class:`~cola_gym.training.data.Transitions` also fill the Q-learning fields.
     """
     width = max(len(row[0]) for row in rows)
@@ -173,14 +175,16 @@ def collate(rows: Sequence[tuple[Any, ...]], only_responses: bool) -> Batch:
     if rows[0][1] is not None:
         hidden = torch.zeros(len(rows), width, rows[0][1].shape[-1], dtype=torch.float32)
     loss_mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
-    for row, (tokens, states, start, *_) in enumerate(rows):
+    for row, (tokens, states, spans, *_) in enumerate(rows):
         length = len(tokens)
         ids[row, :length] = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
         attention[row, :length] = 1
         if hidden is not None and states is not None:
             hidden[row, :length] = torch.from_numpy(np.asarray(states, dtype=np.float32))
-        first_target = max(start - 1, 0) if only_responses else 0
-        loss_mask[row, first_target : length - 1] = True
+        if not only_responses:
+            loss_mask[row, : length - 1] = True
+        for start, end in spans:  # target t sits at position t - 1
+            loss_mask[row, max(start - 1, 0) : min(end, length) - 1] = True
     batch = Batch(ids=ids, attention_mask=attention, loss_mask=loss_mask, hidden=hidden)
     found = [row[3] for row in rows if len(row) > 3 and row[3] is not None]
     if len(found) == len(rows):

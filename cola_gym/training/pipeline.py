@@ -17,7 +17,7 @@ import torch
 from cola_gym.model import CoLAConfig, CoLAModel, DecoderSettings
 from cola_gym.model.checkpoint import CONFIG_FILE
 from cola_gym.training.config import TrainConfig
-from cola_gym.training.data import TextSource, load_examples
+from cola_gym.training.data import TextSource, load_examples, merge_chat_turns
 from cola_gym.training.q_records import load_episodes
 from cola_gym.training.stages import STAGE_OBJECTIVES
 from cola_gym.training.trainer import CoLATrainer
@@ -82,6 +82,8 @@ def train_stage(
     else:
         examples = load_examples(sources, cola.tokenizer, config.seq_len, data_dir)
         eval_examples = load_examples(eval_sources, cola.tokenizer, config.seq_len, data_dir) if eval_sources else []
+        if config.whole_chats:
+            examples, eval_examples = merge_chat_turns(examples), merge_chat_turns(eval_examples)
         data = [s.spec + (f" (first {s.max_examples})" if s.max_examples else "") for s in sources]
     description: dict[str, Any] = {
         "model": str(model) if model is not None else None,

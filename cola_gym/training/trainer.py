@@ -84,7 +84,7 @@ class CoLATrainer:
 
         if config.trains_decoder:
             # Stage 2 learns responses only: an example cut before its response teaches nothing.
-            kept = [e for e in examples if e.response_start < len(e.ids) - 1]
+            kept = [e for e in examples if e.response_spans[0][0] < len(e.ids) - 1]
             if len(kept) < len(examples):
                 logger.warning(
                     "%d of %d examples have no response within seq_len; skipped",
@@ -284,10 +284,10 @@ class CoLATrainer:
             index = int(self._permutation(epoch)[offset])
             example = self.examples[index]
             if self.cache is not None:
-                ids, hidden, start = self.cache.example(index)
+                ids, hidden, _ = self.cache.example(index)
             else:
-                ids, hidden, start = example.ids, None, example.response_start
-            rows.append((ids, hidden, start, example.transitions))
+                ids, hidden = example.ids, None
+            rows.append((ids, hidden, example.response_spans, example.transitions))
         return collate(rows, only_responses=config.counts_only_responses)
 
     def _heads_to(self, dtype: torch.dtype) -> None:

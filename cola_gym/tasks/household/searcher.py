@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from cola_gym.tasks.household.engine import is_won, step
+import numpy as np
+
+from cola_gym.tasks.household.engine import admissible_commands, is_won, step
 from cola_gym.tasks.household.planner import expert_plan
 from cola_gym.tasks.household.vocabulary import LAMP_STANDS, LAMPS, can_hold
 from cola_gym.tasks.household.world import Game, WorldState, class_of, is_openable
@@ -101,6 +103,27 @@ def searching_plan(game: Game, limit: int = 200) -> list[str]:
         if len(commands) >= limit:
             raise ValueError(f"the searching expert did not win {game.name!r} in {limit} commands")
         command = searching_command(game, state, seen)
+        commands.append(command)
+        state = step(game, state, command).state
+        seen = seen_after(game, state, seen)
+    return commands
+
+
+def slipping_plan(game: Game, rng: np.random.Generator, slip_rate: float = 0.25, limit: int = 50) -> list[str]:
+    """The searching expert's game with slips: before each command, with probability
+    ``slip_rate``, a random admissible command other than the expert's; the expert then
+    replans from wherever the slip took it (a recovering agent's game). Ends at the win or
+    after ``limit`` commands (a game lost to its slips)."""
+    if not 0 <= slip_rate < 1:
+        raise ValueError(f"slip_rate must be in [0, 1), got {slip_rate!r}")
+    state, seen = game.start, frozenset[str]()
+    commands: list[str] = []
+    while not is_won(game, state) and len(commands) < limit:
+        command = searching_command(game, state, seen)
+        if rng.random() < slip_rate:
+            others = [c for c in admissible_commands(game, state) if c != command]
+            if others:
+                command = others[int(rng.integers(len(others)))]
         commands.append(command)
         state = step(game, state, command).state
         seen = seen_after(game, state, seen)

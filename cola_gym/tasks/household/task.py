@@ -16,7 +16,7 @@ real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.tasks.household.alf
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -27,7 +27,7 @@ from cola_gym.tasks.household import SPLIT_SIZES, SPLITS, Game, expert_plan, gen
 from cola_gym.tasks.household.alfworld import find_game_files
 from cola_gym.tasks.household.backends import Backend, make_backend
 from cola_gym.tasks.household.engine import NOTHING_HAPPENS, intro, normalize_command, step
-from cola_gym.tasks.household.searcher import searching_plan
+from cola_gym.tasks.household.searcher import searching_plan, slipping_plan
 from cola_gym.tasks.household.vocabulary import resolve_task_type
 from cola_gym.tasks.household.world import GameFile
 
@@ -36,8 +36,17 @@ _GOAL = re.compile(r"Your task is to: (.*?)\.?\s*$")
 MAX_COMMAND_CHARS = 120
 """A turn with no line break by this length ends anyway (a command is at most ~60 characters)."""
 
-DEMO_EXPERTS: Mapping[str, Callable[[Game], list[str]]] = {"oracle": expert_plan, "searching": searching_plan}
-"""Whose games the demonstrations are."""
+DEMO_EXPERTS = ("oracle", "searching", "mixed")
+"""Whose games the demonstrations are (:meth:`HouseholdTask.demo_commands`)."""
+
+MIXED_SEED = 20_260_605
+"""Seeds the mixed demonstrations' draws (with the game's index): the same data every run."""
+
+MIXED_STYLES = ("oracle", "searching", "slipping")
+"""The styles of ``demo_expert="mixed"``, one drawn per game."""
+
+SLIP_RATE = 0.25
+"""How often the slipping style plays a random admissible command instead of the expert's."""
 
 INSTRUCTION = (
     "You are a household robot. Each turn, reply with one command, such as: go to X, open X, close X, "
@@ -86,8 +95,11 @@ class HouseholdTask(Task[HouseholdState]):
             command; ``True`` forgives case, spacing, a trailing period and the older
             ``put A in/on X`` form (:func:`~cola_gym.tasks.household.engine.normalize_command`).
         demo_expert: whose games :meth:`demonstrations` are: ``"oracle"`` (shortest plans from
-            full knowledge) or ``"searching"`` (an agent that explores for what it has not seen,
-            :mod:`~cola_gym.tasks.household.searcher`).
+            full knowledge), ``"searching"`` (an agent that explores for what it has not seen,
+            :mod:`~cola_gym.tasks.household.searcher`) or ``"mixed"`` (per game, one of the two
+            or the searching expert with slips: random admissible commands a quarter of the
+            time, then recovery, :func:`~cola_gym.tasks.household.searcher.slipping_plan`; the
+            micro tier's data, so that a cloned prior wins some games and leaves room).
 
     Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
 
@@ -124,7 +136,7 @@ class HouseholdTask(Task[HouseholdState]):
     ) -> None:
         self.lenient_commands = bool(lenient_commands)
         if demo_expert not in DEMO_EXPERTS:
-            raise ValueError(f"demo_expert must be one of {sorted(DEMO_EXPERTS)}, got {demo_expert!r}")
+            raise ValueError(f"demo_expert must be one of {list(DEMO_EXPERTS)}, got {demo_expert!r}")
         self.demo_expert = demo_expert
         if not invalid_command_penalty >= 0:
             raise ValueError(f"invalid_command_penalty must be >= 0, got {invalid_command_penalty!r}")
@@ -241,7 +253,19 @@ class HouseholdTask(Task[HouseholdState]):
             raise ValueError("the expert plays generated games only")
         for index in range(self.num_tasks):
             game = generate_game(self.split, index, self.task_type)
-            yield from labelled_chats(game, DEMO_EXPERTS[self.demo_expert](game))
+            yield from labelled_chats(game, self.demo_commands(game, index))
+
+    def demo_commands(self, game: Game, index: int) -> list[str]:
+        """The demonstration of game ``index``: its commands in the style of ``demo_expert``."""
+        style = self.demo_expert
+        rng = np.random.default_rng((MIXED_SEED, index))
+        if style == "mixed":
+            style = MIXED_STYLES[int(rng.integers(len(MIXED_STYLES)))]
+        if style == "oracle":
+            return expert_plan(game)
+        if style == "searching":
+            return searching_plan(game)
+        return slipping_plan(game, rng, SLIP_RATE, limit=self.max_commands)
 
 
 def command_of(turn_text: str, lenient: bool = False) -> str:

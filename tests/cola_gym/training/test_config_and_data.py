@@ -127,6 +127,37 @@ def test_training_data_comes_from_the_task(tiny_cola, data_dir: Path) -> None:
 def test_responses_only_masks_prompt_targets_in_stages_1a_and_1b() -> None:
     from cola_gym.training.objectives import collate
 
-    rows = [(np.arange(10), None, 6)]  # a 6-token prompt, a 4-token response
+    rows = [(np.arange(10), None, ((6, 10),))]  # a 6-token prompt, a 4-token response
     for config, targets in ((TrainConfig("1b"), 9), (TrainConfig("1b", responses_only=True), 4), (TrainConfig("2"), 4)):
         assert int(collate(rows, config.counts_only_responses).loss_mask.sum()) == targets
+
+
+def test_whole_chats_fold_a_games_turns_into_one_example_with_the_same_targets(tiny_cola, data_dir: Path) -> None:
+    from cola_gym.training.data import merge_chat_turns
+    from cola_gym.training.objectives import collate
+
+    turns = load_examples([TextSource("CoLA-ALFWorld-Train-v0", max_examples=40)], tiny_cola.tokenizer, 4096)
+    games = merge_chat_turns(turns)
+    assert 1 < len(games) < len(turns) / 3  # games of several commands each
+    assert sum(len(g.response_spans) for g in games) == len(turns)
+
+    def targets(examples):  # every counted (context, next token) pair
+        found = set()
+        for e in examples:
+            mask = collate([(e.ids, None, e.response_spans)], only_responses=True).loss_mask[0]
+            found |= {tuple(e.ids[: t + 2].tolist()) for t in np.flatnonzero(mask.numpy())}
+        return found
+
+    assert targets(games) == targets(turns)
+    assert sum(len(g.ids) for g in games) < sum(len(t.ids) for t in turns) / 3
+    single = load_examples([TextSource("gsm8k:test", max_examples=4)], tiny_cola.tokenizer, 256, data_dir)
+    assert all(a is b for a, b in zip(merge_chat_turns(single), single, strict=True))  # nothing chains
+
+
+def test_collate_counts_every_response_span() -> None:
+    from cola_gym.training.objectives import collate
+
+    rows = [(np.arange(12), None, ((3, 5), (9, 12)))]
+    mask = collate(rows, only_responses=True).loss_mask[0]
+    assert np.flatnonzero(mask.numpy()).tolist() == [2, 3, 8, 9, 10]
+    assert int(collate(rows, only_responses=False).loss_mask.sum()) == 11
