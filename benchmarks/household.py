@@ -38,7 +38,12 @@ from cola_gym.tasks.household.backends import NativeBackend
 from cola_gym.tasks.household.vocabulary import SHORT_NAMES
 
 MODES = {"greedy": True, "sampled": False}
-SPLIT_IDS = {"seen": "CoLA-ALFWorld-v0", "unseen": "CoLA-ALFWorld-Unseen-v0"}
+TIERS = {
+    "default": {"seen": "CoLA-ALFWorld-v0", "unseen": "CoLA-ALFWorld-Unseen-v0"},
+    "micro": {"seen": "CoLA-Micro-ALFWorld-v0", "unseen": "CoLA-Micro-ALFWorld-Unseen-v0"},
+}
+"""The ids each tier plays, by split: the default household model or the micro tier's."""
+SPLIT_IDS = TIERS["default"]
 
 
 def command_script(game: Any, extra: int, seed: int) -> list[str]:
@@ -105,12 +110,12 @@ def env_part(args: argparse.Namespace) -> dict[str, Any]:
     import gymnasium as gym
     from throughput import time_generate
 
-    env_id = SPLIT_IDS["seen"]
+    env_id = TIERS[args.tier]["seen"]
     kwargs: dict[str, Any] = {} if args.model is None else {"model": args.model}
     probe = gym.make(env_id, **kwargs)
     model = probe.unwrapped.model
     rows: dict[str, Any] = {}
-    for batch in (1, 8):
+    for batch in args.env_batches:
         prompts = []
         for index in range(batch):
             probe.reset(options={"task_index": index})
@@ -149,7 +154,7 @@ def success_run(split: str, mode: str, args: argparse.Namespace) -> dict[str, An
     kwargs: dict[str, Any] = {"track_policy": True, "max_episode_steps": args.max_tokens}
     if args.model:
         kwargs["model"] = args.model
-    run = evaluate(PriorAgent(seed=0), SPLIT_IDS[split], list(range(args.games)), n_envs=args.batch,
+    run = evaluate(PriorAgent(seed=0), TIERS[args.tier][split], list(range(args.games)), n_envs=args.batch,
                    deterministic=MODES[mode], show_progress=True, **kwargs)  # fmt: skip
     per_type: dict[str, list[bool]] = {}
     commands: dict[str, list[int]] = {}
@@ -241,7 +246,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         axes[1].set_xticks(x, [SHORT_NAMES[t] for t in TASK_TYPES])
         axes[1].set_ylim(0, 100)
         axes[1].set_ylabel("success (%)")
-        axes[1].set_title("Default household model's prior (expert: 100 %)")
+        axes[1].set_title(f"{report['model']}: the prior (expert: 100 %)")
         axes[1].legend(fontsize=8)
     save_figure(fig, path)
 
@@ -251,7 +256,10 @@ def main() -> None:
     parser.add_argument(
         "--parts", nargs="+", choices=("engine", "env", "success"), default=["engine", "env", "success"]
     )
-    parser.add_argument("--model", default=None, help="CoLA checkpoint (default: the household ids' default model)")
+    parser.add_argument("--tier", choices=tuple(TIERS), default="default",
+                        help="the household ids (and default model) to measure: full-size or micro")  # fmt: skip
+    parser.add_argument("--model", default=None, help="CoLA checkpoint (default: the tier's default model)")
+    parser.add_argument("--env-batches", type=int, nargs="+", default=[1, 8], help="env part: games stepped together")
     parser.add_argument("--engine-games", type=int, default=20)
     parser.add_argument("--native-repeats", type=int, default=50, help="our engine's repeats of each game's script")
     parser.add_argument("--tokens", type=int, default=48, help="env part: tokens per row and measurement")
@@ -269,7 +277,7 @@ def main() -> None:
     if args.table:
         print(markdown(report))
         return
-    report.setdefault("model", args.model or "default household model")
+    report.setdefault("model", args.model or f"{args.tier} household model")
     if "engine" in args.parts and "engine" not in report:
         report["engine"] = engine_part(args)
         write_report(report, out, plot)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
@@ -214,6 +215,8 @@ def test_reset_options(make_env) -> None:
 def test_ids_and_task_arguments() -> None:
     ids = [i for i in gym.registry if i.startswith("CoLA-ALFWorld") and "Token" not in i]
     assert len(ids) == 21
+    micro = sorted(i for i in gym.registry if i.startswith("CoLA-Micro-ALFWorld"))
+    assert micro == sorted(f"CoLA-Micro-ALFWorld{s}{t}-v0" for s in ("", "-Unseen", "-Train") for t in ("", "-Token"))
     assert HouseholdTask(task_type="heat").task_type == "pick_heat_then_place_in_recep"
     assert HouseholdTask(split="valid_unseen").num_tasks == 134
     for bad, message in [({"split": "test"}, "split"), ({"task_type": "slice"}, "task_type"),
@@ -343,3 +346,60 @@ def test_grpo_step_credit_compares_household_turns_from_the_same_world(tiny_cola
     agent.learn(96)
     # the tiny model's commands are mostly invalid: its turns keep starting from the game's first world
     assert agent.turns_sharing_an_anchor > 0.5
+
+
+def test_mixed_demonstrations_mix_experts_and_recoveries_and_win() -> None:
+    from cola_gym.tasks.household import is_won, step
+    from cola_gym.tasks.household.searcher import searching_plan, slipping_plan
+
+    task = HouseholdTask(split="train", demo_expert="mixed", max_commands=30)
+    styles = {"oracle": 0, "searching": 0, "other": 0}
+    for index in range(60):
+        game = task.game(index)
+        commands = task.demo_commands(game, index)
+        assert commands == task.demo_commands(game, index)  # the same data every run
+        state = game.start
+        for c in commands:
+            state = step(game, state, c).state
+        assert is_won(game, state) or len(commands) == 30
+        if commands == expert_plan(game):
+            styles["oracle"] += 1
+        elif commands == searching_plan(game):
+            styles["searching"] += 1
+        else:
+            styles["other"] += 1
+    assert all(count >= 8 for count in styles.values()), styles
+    game = task.game(0)
+    assert slipping_plan(game, np.random.default_rng(0), slip_rate=0.0) == searching_plan(game)
+    with pytest.raises(ValueError, match="slip_rate"):
+        slipping_plan(game, np.random.default_rng(0), slip_rate=1.0)
+
+
+def test_evaluation_reports_commands_per_game_and_invalid_rate(tiny_cola_dir: Path) -> None:
+    from cola_agents import RandomAgent
+    from cola_agents.evaluation import evaluate
+
+    result = evaluate(RandomAgent(seed=0), "CoLA-ALFWorld-Token-v0", [0, 1], n_envs=2, model=str(tiny_cola_dir),
+                      max_commands=2, max_episode_steps=400)  # fmt: skip
+    summary = result.summary()
+    turns = [i["turns"] for i in result.infos]
+    assert summary["commands_per_game"] == pytest.approx(np.mean(turns))
+    invalid = sum(i["invalid_commands"] for i in result.infos) / sum(turns)
+    assert summary["invalid_command_rate"] == pytest.approx(invalid) and invalid > 0  # random text is rarely a command
+
+
+def test_micro_household_ids_play_on_the_shipped_micro_model() -> None:
+    from cola_agents import PriorAgent
+    from cola_agents.evaluation import evaluate
+    from cola_gym.registration import entry
+
+    model = entry("CoLA-Micro-ALFWorld-v0").model
+    assert model is not None and Path(model).name == "micro-household"
+    model_dir = Path(model)
+    size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
+    assert size <= 15e6, size
+    env = gym.make("CoLA-Micro-ALFWorld-Unseen-v0")
+    assert env.unwrapped.model.name_or_path == str(model_dir) and env.unwrapped.task.max_commands == 30
+    result = evaluate(PriorAgent(), "CoLA-Micro-ALFWorld-v0", [0, 1], n_envs=2, track_policy=True, max_commands=2)
+    for info in result.infos:  # the prior writes the game's language: its first command is an admissible go to
+        assert info["commands"][0].startswith("go to ") and info["invalid_commands"] < 2, info["commands"]
