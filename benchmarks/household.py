@@ -38,12 +38,12 @@ from cola_gym.tasks.household.backends import NativeBackend
 from cola_gym.tasks.household.vocabulary import SHORT_NAMES
 
 MODES = {"greedy": True, "sampled": False}
+SPLITS = ("seen", "unseen")
 TIERS = {
     "default": {"seen": "CoLA-ALFWorld-v0", "unseen": "CoLA-ALFWorld-Unseen-v0"},
     "micro": {"seen": "CoLA-Micro-ALFWorld-v0", "unseen": "CoLA-Micro-ALFWorld-Unseen-v0"},
 }
 """The ids each tier plays, by split: the default household model or the micro tier's."""
-SPLIT_IDS = TIERS["default"]
 
 
 def command_script(game: Any, extra: int, seed: int) -> list[str]:
@@ -204,11 +204,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     success = report.get("success", {})
     if success:
-        header = "| task type | " + " | ".join(f"{s} {m}" for s in SPLIT_IDS for m in MODES) + " | expert |"
-        lines += [header, "| --- " * (2 + len(SPLIT_IDS) * len(MODES)) + "|"]
+        header = "| task type | " + " | ".join(f"{s} {m}" for s in SPLITS for m in MODES) + " | expert |"
+        lines += [header, "| --- " * (2 + len(SPLITS) * len(MODES)) + "|"]
         for task_type in [*TASK_TYPES, "all"]:
             cells = []
-            for split in SPLIT_IDS:
+            for split in SPLITS:
                 for mode in MODES:
                     run = success.get(f"{split}|{mode}")
                     if run is None:
@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=24, help="success part: games per split (all task types)")
     parser.add_argument("--batch", type=int, default=4, help="success part: games played together")
     parser.add_argument("--max-tokens", type=int, default=256, help="success part: token limit of an episode")
-    parser.add_argument("--splits", nargs="+", choices=tuple(SPLIT_IDS), default=list(SPLIT_IDS))
+    parser.add_argument("--splits", nargs="+", choices=tuple(SPLITS), default=list(SPLITS))
     parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
     parser.add_argument("--out", default="benchmarks/results/household.json")
     parser.add_argument("--table", action="store_true", help="print the Markdown tables of --out and exit")
