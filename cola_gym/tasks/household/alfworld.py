@@ -99,6 +99,7 @@ def pddl_problem(game: Game, goal_pddl: str) -> str:
                 ("heatable", properties.heatable),
                 ("coolable", properties.coolable),
                 ("cleanable", properties.cleanable),
+                ("sliceable", properties.sliceable),
             )
             if able
         ]
