@@ -4,8 +4,8 @@ Pure functions of a :class:`~cola_gym.tasks.household.world.Game` and a
 :class:`~cola_gym.tasks.household.world.WorldState`. The grammar is ALFWorld 0.4's (``go to X``,
 ``take A from X``, ``move A to X``, ``open X``, ``close X``, ``use X``, ``heat A with X``,
 ``cool A with X``, ``clean A with X``, ``slice A with K``, ``examine X``, ``inventory``, ``look``,
-``help``); the
-older ``put A in X`` / ``put A on X`` of ALFWorld 0.3 prompts is accepted as ``move A to X``.
+``help``); the older ``put A in X`` / ``put A on X`` of ALFWorld 0.3 prompts is accepted as
+``move A to X``.
 A command is matched after lower-casing and collapsing spaces (a trailing ``.`` is dropped);
 anything that is not admissible answers ``Nothing happens.`` and changes nothing, as in
 ALFWorld. The rules are ALFRED's PDDL domain: one object in hand; take from and put into a
@@ -95,8 +95,8 @@ def describe_receptacle(game: Game, state: WorldState, receptacle: str) -> str:
 
 
 def describe_object(state: WorldState, obj: str) -> str:
-    """What ``examine`` shows of an object: ALFWorld's first matching description (a sliced
-    object says "cool", an unsliced one "cold")."""
+    """What ``examine`` shows of an object: ALFWorld's first matching description (it says
+    "cold" only of an object that is cool and neither clean nor sliced, else "cool")."""
     if is_lamp(obj):
         return f"This {obj} is {'on' if obj in state.lit else 'off'}."
     hot, cool, clean, sliced = (obj in group for group in (state.hot, state.cool, state.clean, state.sliced))
