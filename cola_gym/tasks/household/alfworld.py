@@ -4,7 +4,8 @@ Needs ``pip install 'cola-gym[alfworld]'`` (ALFWorld 0.4.2 with TextWorld's PDDL
 :func:`tw_pddl_game` writes a :class:`~cola_gym.tasks.household.world.Game` as the JSON game ALFWorld
 reads (``game.tw-pddl``): ALFWorld's own domain (``alfred.pddl``) and grammar
 (``alfred.twl2``) from the installed package, a problem listing the room's receptacles (one
-location each), objects, their properties, every ``canContain`` pair, and ALFWorld's goal
+location each), objects, their properties (as ALFRED states them: heatable, coolable,
+cleanable, sliceable, toggleable), every ``canContain`` pair of ALFRED's table, and ALFWorld's goal
 for the task type. Object ids are chosen so that ALFWorld's name demangler gives our names
 (``apple 2``, ``sinkbasin 1``). :class:`AlfworldBackend` plays such games, or real ALFWorld
 game files (:func:`load_game_file`), through ALFWorld's wrappers.
@@ -21,10 +22,10 @@ from typing import Any
 
 from cola_gym.tasks.household.backends import Backend, Reply
 from cola_gym.tasks.household.vocabulary import (
-    HOLDS,
     LAMPS,
     OBJECT_CLASSES,
     OPENABLE,
+    RECEPTACLE_OBJECTS,
     alfred_id_prefix,
     alfred_name,
     can_hold,
@@ -67,7 +68,7 @@ def pddl_problem(game: Game, goal_pddl: str) -> str:
     """The game's ALFRED PDDL problem; ``goal_pddl`` is ALFWorld's goal for its task type."""
     house, start = game.house, game.start
     ids = entity_ids(game)
-    rtypes = sorted(alfred_name(c) + "Type" for c in HOLDS)
+    rtypes = sorted(alfred_name(c) + "Type" for c in RECEPTACLE_OBJECTS)
     otypes = sorted(alfred_name(c) + "Type" for c in (*OBJECT_CLASSES, *LAMPS))
     locations = {r: f"loc_bar_{i + 1}" for i, r in enumerate(house.receptacles)}
     facts = ["(atLocation agent1 loc_bar_0)"]
@@ -98,12 +99,13 @@ def pddl_problem(game: Game, goal_pddl: str) -> str:
                 ("heatable", properties.heatable),
                 ("coolable", properties.coolable),
                 ("cleanable", properties.cleanable),
+                ("sliceable", properties.sliceable),
             )
             if able
         ]
     facts += [
         f"(canContain {alfred_name(r)}Type {alfred_name(o)}Type)"
-        for r in sorted(HOLDS)
+        for r in sorted(RECEPTACLE_OBJECTS)
         for o in sorted(OBJECT_CLASSES)
         if can_hold(r, o)
     ]

@@ -3,13 +3,23 @@
 Pure functions of a :class:`~cola_gym.tasks.household.world.Game` and a
 :class:`~cola_gym.tasks.household.world.WorldState`. The grammar is ALFWorld 0.4's (``go to X``,
 ``take A from X``, ``move A to X``, ``open X``, ``close X``, ``use X``, ``heat A with X``,
-``cool A with X``, ``clean A with X``, ``examine X``, ``inventory``, ``look``, ``help``); the
-older ``put A in X`` / ``put A on X`` of ALFWorld 0.3 prompts is accepted as ``move A to X``.
+``cool A with X``, ``clean A with X``, ``slice A with K``, ``examine X``, ``inventory``, ``look``,
+``help``); the older ``put A in X`` / ``put A on X`` of ALFWorld 0.3 prompts is accepted as
+``move A to X``.
 A command is matched after lower-casing and collapsing spaces (a trailing ``.`` is dropped);
 anything that is not admissible answers ``Nothing happens.`` and changes nothing, as in
 ALFWorld. The rules are ALFRED's PDDL domain: one object in hand; take from and put into a
 receptacle only when it is open; heat at a microwave, cool at a fridge, clean at a sink
-basin, each while holding the object; a lamp is used where it stands; there is no losing.
+basin, each while holding the object; what goes into which receptacle is ALFRED's table
+(:func:`~cola_gym.tasks.household.vocabulary.can_hold`); a lamp is used where it stands; there
+is no losing.
+
+Slicing is ALFRED's ``SliceObject``: holding a knife or a butter knife at a receptacle, every
+sliceable object (apple, bread, egg, lettuce, potato, tomato) in it can be sliced, even in a
+closed one (the domain asks only that the object be at the agent's location), and again once
+sliced. ALFWorld lists these commands in any game whose room has a knife and something to
+slice, although none of its six task types needs them. A sliced object stays one object; only
+``examine`` shows it ("This is a sliced apple 1.").
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from cola_gym.tasks.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT, OBJECT_CLASSES, can_hold
+from cola_gym.tasks.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT, OBJECT_CLASSES, SLICERS, can_hold
 from cola_gym.tasks.household.world import Game, WorldState, class_of, is_lamp, is_openable, listing_order
 
 NOTHING_HAPPENS = "Nothing happens."
@@ -38,7 +48,7 @@ HELP_TEXT = (
     "  cool (object) with (receptacle):  cool an object using a receptacle\n"
     "  slice (object) with (object):     slice an object using a sharp object\n"
 )
-"""ALFWorld 0.4's ``help`` text (it lists ``slice``, which no ALFWorld task needs)."""
+"""ALFWorld 0.4's ``help`` text."""
 
 _PUT_ALIAS = re.compile(r"^put (?P<obj>.+?) (?:in|on|in/on|into|onto) (?P<recep>.+)$")
 _APPLIANCE = {"heat": HEAT_AT, "cool": COOL_AT, "clean": CLEAN_AT}
@@ -85,14 +95,22 @@ def describe_receptacle(game: Game, state: WorldState, receptacle: str) -> str:
 
 
 def describe_object(state: WorldState, obj: str) -> str:
+    """What ``examine`` shows of an object: ALFWorld's first matching description (it says
+    "cold" only of an object that is cool and neither clean nor sliced, else "cool")."""
     if is_lamp(obj):
         return f"This {obj} is {'on' if obj in state.lit else 'off'}."
-    states = [
-        word for word, group in (("hot", state.hot), ("cold", state.cool), ("clean", state.clean)) if obj in group
-    ]
-    if not states:
+    hot, cool, clean, sliced = (obj in group for group in (state.hot, state.cool, state.clean, state.sliced))
+    temperature = ""
+    if hot:
+        temperature = "hot"
+    elif cool:
+        temperature = "cool" if sliced or clean else "cold"
+    words = " and ".join(word for word in (temperature, "clean" if clean else "") if word)
+    if sliced:
+        return f"This is a {words} sliced {obj}." if words else f"This is a sliced {obj}."
+    if not words:
         return f"There's nothing special about {obj}."
-    return f"This is a {' and '.join(states)} {obj}."
+    return f"This is a {words} {obj}."
 
 
 Action = tuple[str, ...]
@@ -129,7 +147,16 @@ def actions(game: Game, state: WorldState) -> dict[str, Action]:
         for verb, appliance in _APPLIANCE.items():
             if able[verb] and class_of(here) == appliance:
                 found[f"{verb} {held} with {here}"] = (verb, held, here)
+        if class_of(held) in SLICERS:
+            for obj in state.contents(house, here):
+                if is_sliceable(obj):
+                    found[f"slice {obj} with {held}"] = ("slice", obj, held)
     return found
+
+
+def is_sliceable(obj: str) -> bool:
+    properties = OBJECT_CLASSES.get(class_of(obj))
+    return properties is not None and properties.sliceable
 
 
 def admissible_commands(game: Game, state: WorldState) -> list[str]:
@@ -179,6 +206,8 @@ def _apply(game: Game, state: WorldState, action: Action) -> tuple[WorldState, s
         return cooled, f"You cool the {action[1]} using the {action[2]}."
     if verb == "clean":
         return replace(state, clean=state.clean | {action[1]}), f"You clean the {action[1]} using the {action[2]}."
+    if verb == "slice":
+        return replace(state, sliced=state.sliced | {action[1]}), f"You sliced the {action[1]} with the {action[2]}."
     if verb == "use":
         return replace(state, lit=state.lit | {action[1]}), f"You turn on the {action[1]}."
     if verb == "examine":

@@ -23,6 +23,7 @@ from cola_gym.tasks.household.vocabulary import (
     GOAL_TEMPLATES,
     HEAT_AT,
     LAMP_STANDS,
+    LOOK_TARGETS,
     OBJECT_CLASSES,
     SCENE_TYPES,
     SCENES,
@@ -140,7 +141,7 @@ def _fits(task_type: str, cls: str, receptacles: Sequence[str]) -> bool:
     properties = OBJECT_CLASSES[cls]
     classes = {class_of(r) for r in receptacles}
     if task_type == "look_at_obj_in_light":
-        return bool(classes & set(LAMP_STANDS)) and properties.kind == "small"
+        return bool(classes & set(LAMP_STANDS)) and cls in LOOK_TARGETS and any(can_hold(c, cls) for c in classes)
     appliance = _APPLIANCE.get(task_type)
     if appliance is not None:
         able = {CLEAN_AT: properties.cleanable, HEAT_AT: properties.heatable, COOL_AT: properties.coolable}[appliance]

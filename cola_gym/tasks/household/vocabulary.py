@@ -2,9 +2,9 @@
 
 Class names are ALFRED's, written as ALFWorld writes them in text (lower case, no spaces:
 ``sinkbasin``, ``desklamp``, ``spraybottle``). Properties follow ALFRED's action lists:
-which objects can be heated, cooled, cleaned; which receptacles open. What a receptacle can
-hold is given per *kind* of object (food, dish, utensil, ...), a coarse version of ALFRED's
-receptacle-object table that keeps every placement plausible.
+which objects can be heated, cooled, cleaned, sliced; which receptacles open. What a
+receptacle can hold is ALFRED's receptacle-object table (:data:`RECEPTACLE_OBJECTS`), the
+``canContain`` facts of every ALFWorld game.
 """
 
 from __future__ import annotations
@@ -21,75 +21,118 @@ COOL_AT = "fridge"
 CLEAN_AT = "sinkbasin"
 LAMPS = frozenset({"desklamp"})
 """Toggleable objects (``use desklamp 1``); they stand on a receptacle and cannot be taken."""
+SLICERS = frozenset({"butterknife", "knife"})
+"""What slices (``slice apple 1 with knife 1``): ALFRED's domain accepts a knife or a butter knife."""
 
 
 @dataclass(frozen=True)
 class ObjectClass:
-    """A pickupable object class: its kind (what may hold it) and what can be done to it."""
+    """A pickupable object class and what can be done to it."""
 
     name: str
-    kind: str
     heatable: bool = False
     coolable: bool = False
     cleanable: bool = False
+    sliceable: bool = False
 
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-def _objects(kind: str, spec: str) -> dict[str, ObjectClass]:
-    """``"apple:hcw bread:hc"`` -> classes; h = heatable, c = coolable, w = cleanable (washable)."""
+def _objects(spec: str) -> dict[str, ObjectClass]:
+    """``"apple:hcws bread:hcs"`` -> classes; h = heatable, c = coolable, w = cleanable (washable),
+    s = sliceable."""
     classes = {}
     for item in spec.split():
         name, _, flags = item.partition(":")
-        classes[name] = ObjectClass(name, kind, "h" in flags, "c" in flags, "w" in flags)
+        classes[name] = ObjectClass(name, "h" in flags, "c" in flags, "w" in flags, "s" in flags)
     return classes
 
 
-OBJECT_CLASSES: dict[str, ObjectClass] = {
-    **_objects("food", "apple:hcw bread:hc egg:hcw potato:hcw tomato:hcw lettuce:cw"),
-    **_objects("dish", "mug:hcw cup:hcw plate:hcw bowl:cw pan:cw pot:cw kettle:w winebottle:c"),
-    **_objects("utensil", "knife:w butterknife:w fork:w spoon:w spatula:w ladle:w dishsponge:w"),
-    **_objects("condiment", "peppershaker saltshaker soapbottle"),
-    **_objects(
-        "small",
-        "creditcard keychain cellphone cd pen pencil watch remotecontrol alarmclock book laptop newspaper "
-        "statue vase candle",
-    ),
-    **_objects("soft", "pillow"),
-    **_objects("bath", "cloth:w soapbar:w handtowel towel plunger scrubbrush spraybottle toiletpaper"),
-}
+OBJECT_CLASSES: dict[str, ObjectClass] = _objects(
+    # food
+    "apple:hcws bread:hcs egg:hcws potato:hcws tomato:hcws lettuce:cws "
+    # dishes (ALFRED's movable receptacles: ALFWorld plays them as objects, never as receptacles)
+    "mug:hcw cup:hcw plate:hcw bowl:cw pan:cw pot:cw kettle:w winebottle:c "
+    # utensils
+    "knife:w butterknife:w fork:w spoon:w spatula:w ladle:w dishsponge:w "
+    # condiments
+    "peppershaker saltshaker soapbottle "
+    # small things
+    "creditcard keychain cellphone cd pen pencil watch remotecontrol alarmclock book laptop newspaper statue vase "
+    "candle pillow "
+    # bathroom things
+    "cloth:w soapbar:w handtowel towel plunger spraybottle toiletpaper"
+)
 
-HOLDS: dict[str, frozenset[str]] = {
-    cls: frozenset(kinds.split())
-    for cls, kinds in {
-        "countertop": "food dish utensil condiment small bath",
-        "diningtable": "food dish utensil condiment small",
-        "coffeetable": "dish small soft",
-        "sidetable": "dish small",
-        "desk": "dish small",
-        "dresser": "dish small bath",
-        "shelf": "dish condiment small bath",
-        "tvstand": "small",
-        "cabinet": "dish utensil condiment small bath",
-        "drawer": "utensil small bath",
-        "safe": "small",
-        "fridge": "food dish",
-        "microwave": "food dish",
-        "sinkbasin": "food dish utensil bath",
-        "stoveburner": "dish",
-        "garbagecan": "food condiment small bath",
-        "sofa": "small soft",
-        "armchair": "small soft",
-        "bed": "small soft",
-        "toilet": "bath condiment",
-        "bathtubbasin": "bath",
-        "towelholder": "bath",
-        "laundryhamper": "bath",
+LOOK_TARGETS = frozenset(
+    _names(
+        "alarmclock book candle cd cellphone creditcard keychain laptop newspaper pen pencil remotecontrol statue "
+        "vase watch"
+    )
+)
+"""Object classes a ``look_at_obj_in_light`` game asks to look at under a lamp (small things)."""
+
+_TABLE_TOP = (
+    "alarmclock apple book bowl bread butterknife candle cd cellphone cloth creditcard cup dishsponge egg fork "
+    "handtowel kettle keychain knife ladle laptop lettuce mug newspaper pan pen pencil peppershaker plate pot potato "
+    "remotecontrol saltshaker soapbar soapbottle spatula spoon spraybottle statue toiletpaper tomato vase watch "
+    "winebottle"
+)
+"""What ALFRED's table tops (counter tops, dining, coffee and side tables) hold: all our objects
+but pillows, plungers and towels."""
+
+RECEPTACLE_OBJECTS: dict[str, frozenset[str]] = {
+    cls: frozenset(objects.split())
+    for cls, objects in {
+        "armchair": "book cellphone cloth creditcard keychain laptop newspaper pillow remotecontrol",
+        "bathtubbasin": "cloth dishsponge handtowel soapbar",
+        "bed": "book cellphone laptop newspaper pillow",
+        "cabinet": "book bowl candle cd cloth cup dishsponge handtowel kettle ladle mug newspaper pan peppershaker "
+        "plate plunger pot saltshaker soapbar soapbottle spraybottle toiletpaper vase winebottle",
+        "cart": "candle cloth dishsponge handtowel mug plunger soapbar soapbottle spraybottle statue toiletpaper vase",
+        "coffeemachine": "mug",
+        "coffeetable": _TABLE_TOP,
+        "countertop": _TABLE_TOP,
+        "desk": "alarmclock book bowl candle cd cellphone cloth creditcard cup keychain laptop mug newspaper pen "
+        "pencil plate remotecontrol soapbottle spraybottle statue toiletpaper vase watch winebottle",
+        "diningtable": _TABLE_TOP,
+        "drawer": "book butterknife candle cd cellphone cloth creditcard dishsponge fork handtowel keychain knife "
+        "ladle newspaper pen pencil peppershaker remotecontrol saltshaker soapbar soapbottle spatula spoon "
+        "spraybottle toiletpaper watch",
+        "dresser": "alarmclock book bowl candle cd cellphone cloth creditcard cup keychain laptop mug newspaper pen "
+        "pencil plate remotecontrol spraybottle statue toiletpaper vase watch winebottle",
+        "fridge": "apple bowl bread cup egg lettuce mug pan plate pot potato tomato winebottle",
+        "garbagecan": "apple bread cd cloth dishsponge egg handtowel lettuce newspaper pen pencil potato soapbar "
+        "soapbottle spraybottle toiletpaper tomato winebottle",
+        "handtowelholder": "handtowel",
+        "laundryhamper": "cloth",
+        "microwave": "apple bowl bread cup egg mug plate potato tomato",
+        "ottoman": "book cellphone cloth creditcard keychain laptop newspaper pillow remotecontrol",
+        "safe": "cd cellphone creditcard keychain statue vase watch",
+        "shelf": "alarmclock book bowl candle cd cellphone cloth creditcard cup dishsponge handtowel kettle keychain "
+        "mug newspaper pen pencil peppershaker plate pot remotecontrol saltshaker soapbar soapbottle spraybottle "
+        "statue toiletpaper vase watch winebottle",
+        "sidetable": _TABLE_TOP,
+        "sinkbasin": "apple bowl butterknife cloth cup dishsponge egg fork handtowel kettle knife ladle lettuce mug "
+        "pan plate pot potato soapbar spatula spoon tomato",
+        "sofa": "book cellphone cloth creditcard keychain laptop newspaper pillow remotecontrol",
+        "stoveburner": "kettle pan pot",
+        "toaster": "",
+        "toilet": "candle cloth dishsponge handtowel newspaper soapbar soapbottle spraybottle toiletpaper",
+        "toiletpaperhanger": "toiletpaper",
+        "towelholder": "towel",
+        "tvstand": "",
     }.items()
 }
-"""Receptacle class -> the object kinds it can hold (ALFRED's ``canContain``, by kind)."""
+"""Receptacle class -> the object classes it can hold: ALFRED's receptacle-object constraints
+(``VAL_RECEPTACLE_OBJECTS`` in ALFRED's and ALFWorld's ``gen/constants.py``, which ALFWorld's
+games state as ``canContain`` facts), for ALFRED's 29 fixed receptacle classes and our
+object classes. ALFRED's movable receptacles (bowl, box, cup, mug, pan, plate, pot) are
+objects in ALFWorld: nothing is put into them. A toaster holds only sliced bread and a TV
+stand only tissue boxes, neither of which ALFWorld's games have as objects; ALFRED's scrub
+brushes stand on the floor, in no receptacle, so they are not among our objects."""
 
 TASK_TYPES = (
     "pick_and_place_simple",
@@ -170,7 +213,7 @@ SCENES: dict[str, SceneType] = {
     "bathroom": SceneType(
         "bathroom",
         _counts("toilet sinkbasin countertop cabinet:1-3 bathtubbasin:0-1 towelholder:0-1 drawer:0-1 garbagecan"),
-        _names("candle cloth soapbar soapbottle spraybottle toiletpaper handtowel towel plunger scrubbrush"),
+        _names("candle cloth soapbar soapbottle spraybottle toiletpaper handtowel towel plunger"),
     ),
 }
 """The four ALFRED room types; each household draws its receptacles and objects from one."""
@@ -180,17 +223,18 @@ LAMP_STANDS = ("desk", "sidetable", "dresser")
 
 
 def can_hold(receptacle_class: str, object_class: str) -> bool:
-    """Whether a receptacle of this class can hold an object of that class."""
-    return OBJECT_CLASSES[object_class].kind in HOLDS.get(receptacle_class, frozenset())
+    """Whether a receptacle of this class can hold an object of that class (ALFRED's table,
+    :data:`RECEPTACLE_OBJECTS`; ``False`` for lamps and for classes the table does not list)."""
+    return object_class in RECEPTACLE_OBJECTS.get(receptacle_class, frozenset())
 
 
 _CAMEL = {
     name.lower(): name
     for name in _names(
-        "AlarmClock ArmChair BathtubBasin ButterKnife CD CellPhone CoffeeTable CounterTop CreditCard "
-        "DeskLamp DiningTable DishSponge GarbageCan HandTowel KeyChain LaundryHamper PepperShaker "
-        "RemoteControl SaltShaker ScrubBrush SideTable SinkBasin SoapBar SoapBottle SprayBottle "
-        "StoveBurner TVStand ToiletPaper TowelHolder WineBottle"
+        "AlarmClock ArmChair BathtubBasin ButterKnife CD CellPhone CoffeeMachine CoffeeTable CounterTop CreditCard "
+        "DeskLamp DiningTable DishSponge GarbageCan HandTowel HandTowelHolder KeyChain LaundryHamper PepperShaker "
+        "RemoteControl SaltShaker SideTable SinkBasin SoapBar SoapBottle SprayBottle StoveBurner TVStand "
+        "ToiletPaper ToiletPaperHanger TowelHolder WineBottle"
     )
 }
 

@@ -68,6 +68,7 @@ class WorldState:
         opened: receptacles now open.
         hot, cool, clean: objects heated, cooled, cleaned (heating undoes cooling and back).
         lit: lamps turned on.
+        sliced: objects sliced (``slice apple 1 with knife 1``; the object stays one object).
     """
 
     location: str | None
@@ -78,6 +79,7 @@ class WorldState:
     cool: frozenset[str] = frozenset()
     clean: frozenset[str] = frozenset()
     lit: frozenset[str] = frozenset()
+    sliced: frozenset[str] = frozenset()
 
     def place_of(self, house: Household, obj: str) -> str | None:
         return self.places[house.object_index[obj]]

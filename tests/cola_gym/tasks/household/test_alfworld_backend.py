@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,10 @@ import pytest
 
 from cola_gym.tasks.household import (
     TASK_TYPES,
+    Game,
+    Goal,
+    Household,
+    WorldState,
     admissible_commands,
     expert_plan,
     generate_game,
@@ -19,6 +25,16 @@ from cola_gym.tasks.household import (
     step,
 )
 from cola_gym.tasks.household.alfworld import AlfworldSession, load_game_file, tw_pddl_game
+from cola_gym.tasks.household.vocabulary import (
+    LAMPS,
+    OBJECT_CLASSES,
+    OPENABLE,
+    RECEPTACLE_OBJECTS,
+    SCENES,
+    alfred_name,
+    can_hold,
+)
+from cola_gym.tasks.household.world import class_of
 
 pytest.importorskip("alfworld", reason="the ALFWorld extra is not installed")
 
@@ -151,3 +167,138 @@ def test_a_game_files_task_type_comes_from_the_game_not_its_folder(tmp_path: Pat
     assert task_type_of_goal("(define (problem p) (:objects))") == "unknown"
     (tmp_path / "broken.tw-pddl").write_text("not json")
     assert GameFile(str(tmp_path / "broken.tw-pddl")).task_type == "unknown"
+
+
+def test_what_fits_where_is_alfreds_receptacle_object_table() -> None:
+    """Every (receptacle class, object class) pair of our vocabulary against ALFWorld's own
+    ``VAL_RECEPTACLE_OBJECTS``; ALFRED's movable receptacles are objects, not receptacles."""
+    from alfworld.gen import constants
+
+    table = constants.VAL_RECEPTACLE_OBJECTS
+    fixed = {name for name in table if name not in constants.MOVABLE_RECEPTACLES}
+    assert {alfred_name(r) for r in RECEPTACLE_OBJECTS} == fixed
+    pairs = [(r, o) for r in RECEPTACLE_OBJECTS for o in sorted({*OBJECT_CLASSES, *LAMPS})]
+    assert len(pairs) == 29 * 48  # ALFRED's 29 fixed receptacle classes; our 47 object classes and the desk lamp
+    differing = [(r, o) for r, o in pairs if can_hold(r, o) != (alfred_name(o) in table[alfred_name(r)])]
+    assert differing == []
+    sliceable = {o for o, properties in OBJECT_CLASSES.items() if properties.sliceable}
+    assert {alfred_name(o) for o in sliceable} == constants.VAL_ACTION_OBJECTS["Sliceable"]
+
+
+def _full_room(scene: str) -> Game:
+    """One receptacle of each class of a scene type and one object of each class, each in the
+    first receptacle that holds it; the goal moves the first object that has two places."""
+    receptacles = tuple(f"{cls} 1" for cls, _, _ in SCENES[scene].receptacles)
+    objects = tuple(f"{cls} 1" for cls in SCENES[scene].objects)
+    holders = {o: [r for r in receptacles if can_hold(class_of(r), class_of(o))] for o in objects}
+    assert all(holders.values()), f"{scene}: objects that fit nowhere: {[o for o, h in holders.items() if not h]}"
+    obj = next(o for o in objects if len(holders[o]) > 1)
+    recep = class_of(holders[obj][1])
+    goal = Goal("pick_and_place_simple", class_of(obj), recep, None, f"put a {class_of(obj)} in {recep}")
+    start = WorldState(None, None, tuple(holders[o][0] for o in objects))
+    return Game(Household(scene, 0, receptacles, objects), goal, start, name=f"full {scene}")
+
+
+def _alfreds_own(data: dict) -> dict:
+    """ALFWorld's game with ALFWorld's own ``canContain`` and ``sliceable`` facts (from its
+    constants, not from our vocabulary), and every receptacle and the agent at one location:
+    there ALFWorld lists ``move`` (and ``slice``) for every receptacle at once."""
+    from alfworld.gen import constants
+
+    table, sliceable = constants.VAL_RECEPTACLE_OBJECTS, constants.VAL_ACTION_OBJECTS["Sliceable"]
+    problem = re.sub(r"\bloc_bar_[1-9]\d*\b", "loc_bar_1", data["pddl_problem"])
+    problem = problem.replace("(atLocation agent1 loc_bar_0)", "(atLocation agent1 loc_bar_1)")
+    rtypes = re.findall(r"(\w+)Type - rtype", problem)
+    otypes = re.findall(r"(\w+)Type - otype", problem)
+    facts = [f"  (canContain {r}Type {o}Type)" for r in rtypes for o in otypes if o in table.get(r, ())]
+    facts += [
+        f"  (sliceable {oid})" for oid, o in re.findall(r"\(objectType (\w+) (\w+)Type\)", problem) if o in sliceable
+    ]
+    lines, declared = [], set()
+    for line in problem.split("\n"):
+        if line.strip().startswith(("(canContain ", "(sliceable ")) or line in declared:
+            continue
+        if line.endswith(" - location"):
+            declared.add(line)
+        lines.append(line)
+        if line == "(:init":
+            lines += facts
+    return {**data, "pddl_problem": "\n".join(lines)}
+
+
+@pytest.mark.parametrize("scene", list(SCENES))
+def test_move_and_slice_admissibility_agree_for_every_object_at_every_receptacle(scene: str) -> None:
+    """Holding each object class of the scene type in turn, the receptacles ALFWorld lets it
+    move to (and what it lets a knife slice), by ALFWorld's own tables, are those our engine
+    admits at each receptacle."""
+    game = _full_room(scene)
+    house = game.house
+    session = AlfworldSession(_alfreds_own(tw_pddl_game(game)))
+    reply = session.reset()
+    for receptacle in house.receptacles:
+        if class_of(receptacle) in OPENABLE:
+            reply = session.play(f"open {receptacle}")
+    opened = frozenset(r for r in house.receptacles if class_of(r) in OPENABLE)
+    for obj, where in zip(house.objects, game.start.places, strict=True):
+        assert f"take {obj} from {where}" in reply.admissible, (scene, obj)
+        theirs = session.play(f"take {obj} from {where}").admissible
+        holding = replace(game.start.moved(house, obj, None), opened=opened)
+        ours = {
+            command
+            for receptacle in house.receptacles
+            for command in admissible_commands(game, replace(holding, location=receptacle))
+            if command.startswith(("move ", "slice "))
+        }
+        assert {c for c in theirs if c.startswith(("move ", "slice "))} == ours, (scene, obj)
+        assert f"move {obj} to {where}" in ours
+        reply = session.play(f"move {obj} to {where}")
+    session.close()
+
+
+def test_slicing_as_alfworld_slices() -> None:
+    """A knife or butter knife in hand slices what lies at the receptacle (closed or not, sliced
+    or not); a sliced object stays one object, and examining it says so (with "cool", where an
+    unsliced one is "cold")."""
+    house = Household(
+        "kitchen",
+        0,
+        ("countertop 1", "fridge 1", "microwave 1", "sinkbasin 1"),
+        ("apple 1", "bread 1", "butterknife 1", "knife 1", "tomato 1"),
+    )
+    start = WorldState(None, None, ("countertop 1", "fridge 1", "sinkbasin 1", "countertop 1", "sinkbasin 1"))
+    goal = Goal("pick_heat_then_place_in_recep", "apple", "countertop", None, "put a hot apple in countertop")
+    game = Game(house, goal, start, name="slicing")
+    commands = [
+        "go to countertop 1", "take knife 1 from countertop 1", "slice apple 1 with knife 1",
+        "slice apple 1 with knife 1", "go to fridge 1", "slice bread 1 with knife 1", "open fridge 1",
+        "go to sinkbasin 1", "slice tomato 1 with knife 1", "move knife 1 to sinkbasin 1",
+        "take butterknife 1 from sinkbasin 1", "go to countertop 1", "slice apple 1 with butterknife 1",
+        "move butterknife 1 to countertop 1", "take apple 1 from countertop 1", "examine apple 1",
+        "go to sinkbasin 1", "clean apple 1 with sinkbasin 1", "examine apple 1", "go to fridge 1",
+        "cool apple 1 with fridge 1", "examine apple 1", "go to microwave 1", "heat apple 1 with microwave 1",
+        "examine apple 1", "go to fridge 1", "move apple 1 to fridge 1", "go to sinkbasin 1",
+        "take tomato 1 from sinkbasin 1", "clean tomato 1 with sinkbasin 1", "go to fridge 1",
+        "cool tomato 1 with fridge 1", "examine tomato 1", "move tomato 1 to fridge 1", "take bread 1 from fridge 1",
+        "examine bread 1", "inventory",
+    ]  # fmt: skip
+    session = AlfworldSession(tw_pddl_game(game))
+    assert not _compare(game, session, commands)
+    session.close()
+    state = game.start
+    texts = {}
+    for command in commands:
+        result = step(game, state, command)
+        assert result.admissible, command
+        texts.setdefault(command, []).append(result.feedback)
+        state = result.state
+    assert texts["slice apple 1 with knife 1"] == ["You sliced the apple 1 with the knife 1."] * 2
+    assert texts["slice bread 1 with knife 1"] == ["You sliced the bread 1 with the knife 1."]  # in the closed fridge
+    assert texts["examine apple 1"] == [
+        "This is a sliced apple 1.",
+        "This is a clean sliced apple 1.",
+        "This is a cool and clean sliced apple 1.",
+        "This is a hot and clean sliced apple 1.",
+    ]
+    assert texts["examine tomato 1"] == ["This is a cool and clean sliced tomato 1."]
+    assert texts["examine bread 1"] == ["This is a sliced bread 1."]
+    assert state.sliced == {"apple 1", "bread 1", "tomato 1"}
