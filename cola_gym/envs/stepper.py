@@ -221,7 +221,9 @@ class EpisodeStepper:
         Usually one decoder call. When a few rows have a long feed (the end of a turn and the
         task's message) and the rest one token, padding every row to the longest feed would
         cost more than it saves: past :data:`SPLIT_FEED_WASTE` padded tokens, the long feeds
-        and the short ones go through the decoder in two calls and are stacked back in order.
+        go through the decoder on a copy of their rows, the short ones in place on the whole
+        batch (the long rows padded), and the long rows' new columns are grafted back
+        (:meth:`~cola_gym.model.decoding.DecodingState.graft`): no copy of the whole cache.
         Padding left in the middle of rows is removed once removing it would narrow the cache by
         more than :data:`REPACK_PADDING`.
         """
@@ -232,9 +234,9 @@ class EpisodeStepper:
         if not long_rows or not short_rows or len(short_rows) * (longest - 1) < SPLIT_FEED_WASTE:
             fed = self._append(state, feeds)
         else:
-            parts = [self._append(state.select(rows), [feeds[row] for row in rows]) for rows in (short_rows, long_rows)]
-            position = {row: index for index, row in enumerate(short_rows + long_rows)}
-            fed = stack_states(parts).select([position[row] for row in range(len(feeds))]).compact()
+            grown = self._append(state.select(long_rows), [feeds[row] for row in long_rows])
+            fed = self._append(state, [feed if len(feed) <= 1 else () for feed in feeds])
+            fed = fed.graft(long_rows, grown, since=state.length)
         return fed.repack() if longest > 1 and fed.repackable_share > REPACK_PADDING else fed
 
     def _append(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:

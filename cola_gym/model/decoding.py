@@ -294,6 +294,72 @@ class DecodingState:
             order[row] = self.batch_size + position
         return merged.select(order).compact()
 
+    @torch.inference_mode()
+    def graft(self, rows: Sequence[int], grown: DecodingState, since: int) -> DecodingState:
+        """This state with ``rows`` taken from ``grown``, another continuation of the same
+        ``since`` columns (``grown`` holds just those rows, in order).
+
+        Both continuations end up as wide as the wider one; the narrower rows get padding after
+        their last token (attention ignores it; :meth:`repack` removes it). When this state can
+        grow in place, the new columns are written into its arena: nothing before ``since`` is
+        copied, which makes a feed split into a long part and a short part cost what its new
+        tokens cost.
+        """
+        if not rows:
+            return self
+        width = max(self.length, grown.length)
+        extra = width - self.length
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.attention_mask.device)
+        mask = torch.cat([self.attention_mask, self.attention_mask.new_zeros(self.batch_size, extra)], dim=1)
+        mask[index, since:] = 0
+        mask[index, since : grown.length] = grown.attention_mask[:, since:].to(mask.dtype)
+        hidden = self.hidden.clone()
+        hidden[index] = grown.hidden
+        outputs = {}
+        for name, output in self.head_outputs.items():
+            outputs[name] = output.clone()
+            outputs[name][index] = grown.head_outputs[name]
+
+        def caches(state: DecodingState) -> dict[str, KVPairs]:
+            return {DECODER: state.decoder_kv, **state.head_kv}
+
+        arena = self.arena
+        if arena is not None and self.grows_in_place(extra):
+            first = self.arena_start
+            columns: dict[str, KVPairs] = {}
+            for name, pairs in arena.storage.items():
+                for storage, new in zip(
+                    (t for pair in pairs for t in pair), (t for pair in caches(grown)[name] for t in pair), strict=True
+                ):
+                    storage[..., first + self.length : first + width, :] = 0
+                    storage[index, :, first + since : first + width, :] = 0
+                    storage[index, :, first + since : first + grown.length, :] = new[..., since:, :]
+                columns[name] = _map_pairs(pairs, lambda t: t[..., first : first + width, :])
+            arena.frontier = first + width
+            decoder_kv = columns.pop(DECODER)
+            return DecodingState(decoder_kv, hidden, mask, columns, outputs, arena, first)
+
+        def widened(old: KVPairs, new: KVPairs) -> KVPairs:
+            result = []
+            for old_pair, new_pair in zip(old, new, strict=True):
+                pair = []
+                for tensor, rows_tensor in zip(old_pair, new_pair, strict=True):
+                    shape = (*tensor.shape[:-2], extra, tensor.shape[-1])
+                    tensor = torch.cat([tensor, tensor.new_zeros(shape)], dim=-2)
+                    tensor[index, :, since:, :] = 0
+                    tensor[index, :, since : grown.length, :] = rows_tensor[..., since:, :]
+                    pair.append(tensor)
+                result.append((pair[0], pair[1]))
+            return tuple(result)
+
+        return DecodingState(
+            decoder_kv=widened(self.decoder_kv, grown.decoder_kv),
+            hidden=hidden,
+            attention_mask=mask,
+            head_kv={name: widened(pairs, grown.head_kv[name]) for name, pairs in self.head_kv.items()},
+            head_outputs=outputs,
+        )
+
     def keep_rows_where(self, keep: torch.Tensor, previous: DecodingState) -> DecodingState:
         """``hidden`` and head outputs of ``previous`` for rows where ``keep`` is false ``[B]``.
 

@@ -179,21 +179,36 @@ def test_autoreset_options_choose_what_a_row_plays_next(tiny_cola_dir: Path, dat
         vector.step(np.zeros(2, dtype=np.int64))
 
 
-def test_a_feed_split_by_length_equals_one_padded_call(tiny_cola_dir: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize("in_place", [True, False], ids=["grafted-in-place", "grafted-by-copy"])
+@pytest.mark.parametrize("track_policy", [False, True], ids=["decoder", "decoder+policy"])
+def test_a_feed_split_by_length_equals_one_padded_call(
+    tiny_cola_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, in_place: bool, track_policy: bool
+) -> None:
+    """Two long feeds of different lengths, two short ones and an empty one: the split feed
+    (long rows on a copy, short rows in place, grafted back) decodes as one padded call does,
+    now and after more feeds; in place, it keeps writing into the batch's arena."""
     from cola_gym.envs.stepper import SPLIT_FEED_WASTE
+    from cola_gym.model import decoding
 
-    vector = _make_vec(4, model=str(tiny_cola_dir), data_dir=str(data_dir))
-    vector.reset(options=[{"task_index": i} for i in range(4)])
-    stepper, state = vector.stepper, vector.decoding_state
-    message = list(range(300, 300 + SPLIT_FEED_WASTE))  # one row's turn ends with a long message
-    feeds = [[17], message, [], [42]]
-    split, padded = stepper.feed(state, feeds), stepper._append(state, feeds)
-    torch.testing.assert_close(split.hidden, padded.hidden, atol=2e-4, rtol=0)
-    actions = torch.arange(4)
-    assert stepper.model.next_tokens(split, actions).tolist() == stepper.model.next_tokens(padded, actions).tolist()
-    after_split = stepper.feed(split, [[5]] * 4)
-    after_padded = stepper.feed(padded, [[5]] * 4)
-    torch.testing.assert_close(after_split.hidden, after_padded.hidden, atol=2e-4, rtol=0)
+    vector = _make_vec(5, model=str(tiny_cola_dir), data_dir=str(data_dir), track_policy=track_policy)
+    vector.reset(options=[{"task_index": i} for i in range(5)])
+    stepper = vector.stepper
+    state = stepper.feed(vector.decoding_state, [[3]] * 5)  # the batch's newest state, in an arena
+    if not in_place:
+        monkeypatch.setattr(decoding, "KV_IN_PLACE", False)
+    message = list(range(300, 300 + SPLIT_FEED_WASTE))  # turns end with long messages
+    feeds = [[17], message, [], message[:20], [42]]
+    arena = state.arena
+    split = stepper.feed(state, feeds)
+    assert (split.arena is arena) == in_place
+    padded = stepper._append(state, feeds)
+    assert split.length == padded.length and torch.equal(split.attention_mask.sum(1), padded.attention_mask.sum(1))
+    for a, b in [(split, padded), (stepper.feed(split, [[5]] * 5), stepper.feed(padded, [[5]] * 5))]:
+        torch.testing.assert_close(a.hidden, b.hidden, atol=2e-4, rtol=0)
+        if track_policy:
+            torch.testing.assert_close(a.policy_logits, b.policy_logits, atol=2e-4, rtol=0)
+        actions = torch.arange(5)
+        assert stepper.model.next_tokens(a, actions).tolist() == stepper.model.next_tokens(b, actions).tolist()
 
 
 def test_padding_left_by_many_feeds_is_repacked_and_decodes_the_same(
