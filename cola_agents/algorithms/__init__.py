@@ -7,6 +7,9 @@ Stable-Baselines3's ``policy_aliases`` and rl-zoo3's ``ALGOS``, adding an entry 
 for every reader to accept the name. Classes are imported when first asked for, so reading the
 table imports neither torch nor Stable-Baselines3.
 
+An algorithm outside the table joins by its ``"module:Class"`` path wherever a name is taken
+(suite files, ``cola-gym benchmark run --algo``): see :func:`user_algorithm`.
+
 GRPO over latent actions is written here (:class:`~cola_agents.algorithms.grpo.GRPO`, used like
 SB3's algorithms: ``learn``, ``save``, ``load``)::
 
@@ -86,15 +89,50 @@ def algorithm_names() -> tuple[str, ...]:
 
 
 def algorithm_entry(name: str) -> AlgorithmEntry:
-    """The entry of ``name``; ``ValueError`` naming the known ones when there is none."""
+    """The entry of ``name``: a name of :data:`ALGORITHMS`, or a user's own algorithm as
+    ``"module:Class"`` (see :func:`user_algorithm`); ``ValueError`` naming the known ones when
+    there is none."""
+    if ":" in name:
+        return user_algorithm(name)
     found = ALGORITHMS.get(name)
     if found is None:
-        raise ValueError(f"unknown algorithm {name!r}; choose from {algorithm_names()}")
+        raise ValueError(f"unknown algorithm {name!r}; choose from {algorithm_names()} or give 'module:Class'")
     return found
 
 
+def user_algorithm(class_path: str) -> AlgorithmEntry:
+    """The entry of an algorithm that is not in :data:`ALGORITHMS`: any Stable-Baselines3-style
+    class (``Class(policy, env, seed=..., tensorboard_log=..., **hyperparameters)`` with
+    ``learn``, ``predict``, ``save`` and ``load``) named by ``"module:Class"``.
+
+    Its policy: the class attribute ``prior_policy`` if it has one (a ``"module:Class"`` path
+    or an alias of its ``policy_aliases``); else, for an actor-critic algorithm (a subclass of
+    SB3's ``OnPolicyAlgorithm``, MaskablePPO's included), the policy that starts as the CoLA
+    prior; else its ``"MlpPolicy"``.
+    """
+    try:
+        cls = import_object(class_path)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"algorithm {class_path!r}: cannot import it ({err})") from err
+    if not isinstance(cls, type) or not all(callable(getattr(cls, m, None)) for m in ("learn", "predict", "load")):
+        raise ValueError(f"algorithm {class_path!r} is not an algorithm class (one with learn, predict and load)")
+    policy = getattr(cls, "prior_policy", None)
+    if not isinstance(policy, str):
+        from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+        policy = "MlpPolicy"
+        if issubclass(cls, OnPolicyAlgorithm):
+            from sb3_contrib import MaskablePPO
+
+            masked = issubclass(cls, MaskablePPO)
+            policy = f"cola_agents.policies:CoLA{'Maskable' if masked else ''}PriorPolicy"
+    summary = (cls.__doc__ or class_path).strip().splitlines()[0]
+    return AlgorithmEntry(class_path, class_path, policy, "", summary)
+
+
 def algorithm_class(name: str) -> Any:
-    """The class of algorithm ``name`` (its ``load`` restores a saved agent)."""
+    """The class of algorithm ``name`` (a name of :data:`ALGORITHMS` or ``"module:Class"``; its
+    ``load`` restores a saved agent)."""
     return algorithm_entry(name).algorithm_class()
 
 
@@ -102,7 +140,7 @@ def make_algorithm(name: str, env: Any, **kwargs: Any) -> Any:
     """A new agent of algorithm ``name`` on ``env`` that starts as the CoLA prior.
 
     Args:
-        name: a name of :data:`ALGORITHMS`.
+        name: a name of :data:`ALGORITHMS`, or ``"module:Class"`` (:func:`user_algorithm`).
         env: the env or vector env it trains on (made with ``observation="hidden+prior"``).
         **kwargs: the algorithm's keyword arguments (hyperparameters, ``seed``, ...).
     """
@@ -127,4 +165,5 @@ __all__ = [
     "algorithm_names",
     "import_object",
     "make_algorithm",
+    "user_algorithm",
 ]

@@ -5,7 +5,12 @@ mean over every (task, seed) run, with 95 % stratified bootstrap confidence inte
 start and at the end of the budget, and of the improvement (end minus start, per run); the
 probability that one algorithm's final score beats another's; learning curves (IQM with its
 CI band at every budget point). Written as ``report.json``, ``report.md`` and
-``learning_curves.png`` (and ``performance_profile.png``).
+``learning_curves.png`` (and ``performance_profile.png``). Runs that crashed are listed with
+their errors, never silently left out.
+
+The leaderboard (:func:`leaderboard_markdown`) ranks the algorithms by the IQM of their final
+scores over every (task, seed) run, with per-task IQMs, env tokens, training time and the
+commands that produced the runs.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from cola_agents.benchmark.runner import RunFileError, read_result
 
 
 def load_results(folder: str | os.PathLike[str], skip_bad: bool = False) -> list[dict[str, Any]]:
-    """Every run result under ``folder/runs`` that has at least one evaluation (finished or not).
+    """Every run result under ``folder/runs`` that has at least one evaluation (finished or
+    not) or that failed.
 
     Every file is checked (schema, ranges, and that its spec is the run it is named after);
     a bad file raises :class:`RunFileError` naming each bad file, or with ``skip_bad`` is
@@ -40,7 +46,7 @@ def load_results(folder: str | os.PathLike[str], skip_bad: bool = False) -> list
         except RunFileError as err:
             bad.append(str(err))
             continue
-        if result is not None and result["curve"]:
+        if result is not None and (result["curve"] or result.get("failed")):
             results.append(result)
     if bad and not skip_bad:
         raise RunFileError(f"{len(bad)} bad run file(s); fix or delete them, or report without them "
@@ -104,6 +110,8 @@ def build_report(results: Sequence[dict[str, Any]], reps: int = 2000, seed: int 
 
     if not results:
         raise ValueError("no run results to report (has any run reached its first evaluation?)")
+    failed = [{"name": r["name"], "error": r["failed"]["error"]} for r in results if r.get("failed")]
+    results = [r for r in results if r["curve"]]
     start, final = score_matrices(results, 0), score_matrices(results, -1)
     improvement = {a: final[a] - start[a] for a in final if a in start and start[a].shape == final[a].shape}
     report: dict[str, Any] = {
@@ -112,6 +120,7 @@ def build_report(results: Sequence[dict[str, Any]], reps: int = 2000, seed: int 
         "improvement": _interval_estimates(improvement, reps, seed),
         "probability_of_improvement": {},
         "curves": {},
+        "failed": failed,
     }
     for x, y in permutations(sorted(final), 2):
         if final[x].shape[1] == final[y].shape[1]:
@@ -123,7 +132,7 @@ def build_report(results: Sequence[dict[str, Any]], reps: int = 2000, seed: int 
                 "estimate": float(np.ravel(points[name])[0]),
                 "ci": [float(np.ravel(intervals[name])[0]), float(np.ravel(intervals[name])[1])],
             }
-    longest = max(len(r["curve"]) for r in results)
+    longest = max((len(r["curve"]) for r in results), default=0)
     for index in range(longest):
         scores = score_matrices(results, index)
         budgets = {r["run"]["algorithm"]["name"]: r["curve"][index]["budget"] for r in results
@@ -158,6 +167,62 @@ def markdown_table(report: dict[str, Any]) -> str:
         for name, entry in report["probability_of_improvement"].items():
             low, high = entry["ci"]
             lines.append(f"| {name} | {entry['estimate']:.2f} [{low:.2f}, {high:.2f}] |")
+    lines += _failed_lines(report)
+    return "\n".join(lines) + "\n"
+
+
+def _failed_lines(report: dict[str, Any]) -> list[str]:
+    failed = report.get("failed", [])
+    if not failed:
+        return []
+    lines = ["", f"**{len(failed)} run(s) failed** (their evaluations so far are kept; running the suite "
+             "again retries them):", ""]  # fmt: skip
+    lines += [f"- `{entry['name']}`: {entry['error'].splitlines()[0] if entry['error'] else '?'}" for entry in failed]
+    return lines
+
+
+def leaderboard_markdown(results: Sequence[dict[str, Any]], report: dict[str, Any], title: str = "") -> str:
+    """The leaderboard: one row per algorithm, best aggregate IQM of final held-out success first.
+
+    Columns: the IQM over every (task, seed) run with its 95 % CI, the IQM of each task, the
+    runs (tasks x seeds), env tokens and training time per run; below, the command lines that
+    produced the runs (recorded in each run's file).
+    """
+    from rliable import metrics
+
+    finished = [r for r in results if r.get("finished")]
+    tasks = sorted({r["run"]["task"]["eval"] for r in finished})
+    final = score_matrices(finished, -1)
+    commands: dict[str, list[str]] = {}
+    rows: list[str] = []
+    for name in sorted(final, key=lambda n: -report["final"][n]["iqm"]):
+        runs = [r for r in finished if r["run"]["algorithm"]["name"] == name]
+        entry, spec = report["final"][name], runs[0]["run"]["algorithm"]
+        per_task = []
+        for task in tasks:
+            scores = [r["curve"][-1]["success_rate"] for r in runs if r["run"]["task"]["eval"] == task]
+            per_task.append(f"{100 * metrics.aggregate_iqm(np.array(scores)):.1f}" if scores else "-")
+        for command in sorted({r.get("command", "") for r in runs}):
+            commands.setdefault(command, []).append(name)
+        tokens = np.mean([r["curve"][-1]["env_tokens"] for r in runs])
+        minutes = np.mean([r["train_seconds"] for r in runs]) / 60
+        low, high = entry["iqm_ci"]
+        rows.append(f"| {len(rows) + 1} | {name} | `{spec['algorithm']}` | {spec['actions']} | "
+                    f"**{100 * entry['iqm']:.1f}** [{100 * low:.1f}, {100 * high:.1f}] | " + " | ".join(per_task)
+                    + f" | {entry['tasks']} x {entry['seeds']} | {tokens:,.0f} | {minutes:.1f} min |")  # fmt: skip
+    short = [task.removeprefix("CoLA-").removesuffix("-v0") for task in tasks]
+    lines = [f"# {title or 'Leaderboard'}", "",
+             "Held-out success (%) at the end of the budget: the interquartile mean over every (task, seed) run "
+             "with its 95 % stratified bootstrap CI (rliable), then each task's IQM over seeds. Runs: tasks x seeds "
+             "with every task finished; env tokens and training time (evaluations excluded) are per run.", "",
+             "| rank | algorithm | class | actions | IQM [95 % CI] | " + " | ".join(short)
+             + " | runs | env tokens | train time |",
+             "| --- " * (8 + len(tasks)) + "|", *rows, ""]  # fmt: skip
+    if commands:
+        lines += ["Produced by:", ""]
+        for command, names in commands.items():
+            lines.append(f"- {', '.join(names)}: `{command}`" if command else f"- {', '.join(names)}: (not recorded)")
+    lines += _failed_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -218,11 +283,17 @@ def _finish(figure: Any, axes: Any, labels: tuple[str, str, str], path: str | os
 
 
 def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 reps: int = 2000, title: str = "", skip_bad: bool = False) -> dict[str, Path]:  # fmt: skip
+                 reps: int = 2000, title: str = "", skip_bad: bool = False,
+                 leaderboard: str | os.PathLike[str] | None = None) -> dict[str, Path]:  # fmt: skip
     """Writes ``report.json``, ``report.md``, ``learning_curves.png`` and ``performance_profile.png``
-    (``skip_bad``: leave out bad run files instead of refusing, see :func:`load_results`)."""
+    (``skip_bad``: leave out bad run files instead of refusing, see :func:`load_results`), and
+    the leaderboard to ``leaderboard`` when given (see :func:`leaderboard_markdown`)."""
     results = load_results(folder, skip_bad=skip_bad)
     report = build_report(results, reps=reps)
+    if leaderboard is not None:
+        board = Path(leaderboard)
+        board.parent.mkdir(parents=True, exist_ok=True)
+        board.write_text(leaderboard_markdown(results, report, title), encoding="utf-8")
     target = Path(out or folder)
     target.mkdir(parents=True, exist_ok=True)
     paths = {"json": target / "report.json", "markdown": target / "report.md"}
@@ -231,4 +302,6 @@ def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | N
     paths["curves"] = plot_curves(report, target / "learning_curves.png", title)
     if score_matrices(results, -1):
         paths["profile"] = plot_profile(results, target / "performance_profile.png")
+    if leaderboard is not None:
+        paths["leaderboard"] = Path(leaderboard)
     return paths

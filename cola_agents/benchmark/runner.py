@@ -4,7 +4,8 @@ Each run writes ``runs/<name>.json`` (its learning curve: held-out success and r
 budget point) and keeps its agent in ``checkpoints/<name>/`` after every evaluation, so a
 killed suite resumes where it stopped: finished runs are skipped, an unfinished run reloads
 its last checkpoint (policy and optimizer) and goes on from that budget point. TensorBoard
-logs go to ``tensorboard/<name>/``.
+logs go to ``tensorboard/<name>/``. A run that crashes does not stop the suite: its file records
+the error (``failed``), the report lists it, and the next run of the suite tries it again.
 
 Runs are independent: the local launcher runs them in ``workers`` processes (in this process
 when ``workers=1``; on a GPU machine each process takes the machine's GPUs in turn), the Ray
@@ -19,6 +20,7 @@ import logging
 import math
 import os
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,12 @@ def check_result(data: Any, path: Path, run: RunSpec | None = None) -> dict[str,
         raise bad(f"it was made by another suite (different {changed})")
     if not isinstance(data["finished"], bool) or not _number(data["train_seconds"], 0.0):
         raise bad("'finished' must be true or false and 'train_seconds' a number >= 0")
+    if "command" in data and not isinstance(data["command"], str):
+        raise bad("'command' must be a string")
+    failed = data.get("failed")
+    if failed is not None and (data["finished"] or not isinstance(failed, dict)
+                               or not isinstance(failed.get("error"), str)):  # fmt: skip
+        raise bad("'failed' must be an object with its 'error', on an unfinished run")
     curve = data["curve"]
     if not isinstance(curve, list):
         raise bad("'curve' must be a list")
@@ -202,12 +210,15 @@ def algorithm_class(run: RunSpec) -> Any:
     return algorithms.algorithm_class(run.algorithm.algorithm)
 
 
-def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = False) -> dict[str, Any]:
+def run_one(
+    run: RunSpec, out: str | os.PathLike[str], show_progress: bool = False, command: str | None = None
+) -> dict[str, Any]:
     """Trains and evaluates ``run`` (resuming it); returns its result (also in ``runs/<name>.json``).
 
     Each evaluation plays every held-out problem twice: sampling from the agent's policy (the
     policy RL optimises: ``success_rate``, ``mean_return``, ...) and greedily
-    (``greedy_success_rate``).
+    (``greedy_success_rate``). ``command``: the command line that runs the suite, kept in the
+    result (the leaderboard shows it).
     """
     import torch
 
@@ -236,6 +247,8 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
     seconds = float(result["train_seconds"]) if curve and result is not None else 0.0
     result = {"run": run.to_json(), "name": run.name, "train_id": train_id, "eval_id": eval_id,
               "curve": curve, "finished": False, "train_seconds": seconds}  # fmt: skip
+    if command is not None:
+        result["command"] = command
     eval_kwargs = {k: v for k, v in env_kwargs.items() if k != "prior_kl_coef"}
     done = {point["budget"] for point in curve}
     for budget in run.eval_budgets:
@@ -263,14 +276,34 @@ def run_one(run: RunSpec, out: str | os.PathLike[str], show_progress: bool = Fal
     return result
 
 
-def _run_in_worker(run: RunSpec, out: str, threads: int, device: str | None = None) -> dict[str, Any]:
+def record_failure(out: str | os.PathLike[str], run: RunSpec, error: BaseException) -> dict[str, Any]:
+    """Marks ``run`` failed with ``error`` in its file (its evaluations so far are kept) and
+    returns that result; the next run of the suite tries the run again."""
+    path = run_path(out, run)
+    try:
+        result = read_result(path, run)
+    except RunFileError:
+        result = None
+    if result is None:
+        result = {"run": run.to_json(), "name": run.name, "train_id": run.task.train, "eval_id": run.task.eval,
+                  "curve": [], "finished": False, "train_seconds": 0.0}  # fmt: skip
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    result.update(finished=False, failed={"error": f"{type(error).__name__}: {error}", "traceback": trace[-8000:]})
+    _write_json(path, result)
+    logger.error("run %s failed: %s: %s", run.name, type(error).__name__, error)
+    return result
+
+
+def _run_in_worker(
+    run: RunSpec, out: str, threads: int, device: str | None = None, command: str | None = None
+) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)  # runs side by side share the cores instead of fighting for them
     if device is not None:  # this worker's GPU: the models' "auto" device and SB3's "cuda"
         os.environ[DEVICE_VARIABLE] = device
         torch.cuda.set_device(device)
-    return run_one(run, out)
+    return run_one(run, out, command=command)
 
 
 def worker_devices(count: int) -> list[str | None]:
@@ -291,8 +324,10 @@ def run_suite(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     show_progress: bool = True,
     gpus_per_run: float | None = None,
+    command: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs every run of ``suite`` not finished yet under ``out``; returns all their results.
+    """Runs every run of ``suite`` not finished yet under ``out``; returns all their results
+    (a run that raised is recorded as failed, see :func:`record_failure`, and the others go on).
 
     Args:
         suite: the suite.
@@ -306,6 +341,7 @@ def run_suite(
         show_progress: a progress bar over the runs (and, in-process, over each run's steps).
         gpus_per_run: ray: GPUs a run asks for (a fraction shares a GPU between runs; ``None``:
             1 when the cluster has GPUs, else 0: a run without a GPU share sees no GPU).
+        command: the command line that runs the suite, kept in every result.
     """
     from tqdm import tqdm
 
@@ -335,18 +371,22 @@ def run_suite(
             on_result(result)
 
     if launcher == "ray":
-        _run_on_ray(pending, str(out), ray_address, arrived, gpus_per_run)
+        _run_on_ray(pending, str(out), ray_address, arrived, gpus_per_run, command)
     elif workers == 1:
         for run in pending:
-            arrived(run_one(run, out, show_progress=show_progress))
+            try:
+                result = run_one(run, out, show_progress=show_progress, command=command)
+            except Exception as err:  # noqa: BLE001 - any crash of a run is recorded, the suite goes on
+                result = record_failure(out, run, err)
+            arrived(result)
     else:
-        _run_in_processes(pending, str(out), workers, arrived)
+        _run_in_processes(pending, str(out), workers, arrived, command)
     bar.close()
     return [results[run.name] for run in runs]
 
 
 def _run_in_processes(
-    runs: Sequence[RunSpec], out: str, workers: int, arrived: Callable[[dict[str, Any]], None]
+    runs: Sequence[RunSpec], out: str, workers: int, arrived: Callable[[dict[str, Any]], None], command: str | None
 ) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -355,11 +395,16 @@ def _run_in_processes(
     devices = worker_devices(len(runs))
     context = multiprocessing.get_context("spawn")  # no forked torch threads or model copies
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [
-            pool.submit(_run_in_worker, run, out, threads, device) for run, device in zip(runs, devices, strict=True)
-        ]
+        futures = {
+            pool.submit(_run_in_worker, run, out, threads, device, command): run
+            for run, device in zip(runs, devices, strict=True)
+        }
         for future in as_completed(futures):
-            arrived(future.result())
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 - the run raised (or its process died)
+                result = record_failure(out, futures[future], err)
+            arrived(result)
 
 
 def _run_on_ray(
@@ -368,6 +413,7 @@ def _run_on_ray(
     address: str | None,
     arrived: Callable[[dict[str, Any]], None],
     gpus_per_run: float | None = None,
+    command: str | None = None,
 ) -> None:
     try:
         import ray
@@ -378,7 +424,12 @@ def _run_on_ray(
     if gpus_per_run is None:
         gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_in_worker)
-    pending = [remote.remote(run, out, 1) for run in runs]
+    tasks = {remote.remote(run, out, 1, None, command): run for run in runs}
+    pending = list(tasks)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
-        arrived(ray.get(ready[0]))
+        try:
+            result = ray.get(ready[0])
+        except Exception as err:  # noqa: BLE001 - the run raised (Ray wraps its error)
+            result = record_failure(out, tasks[ready[0]], err)
+        arrived(result)

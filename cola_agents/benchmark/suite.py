@@ -20,8 +20,10 @@ A suite is a TOML file (or the same fields in Python)::
     algorithm = "grpo"
     actions = "token"
 
-Algorithm names are those of :data:`cola_agents.algorithms.ALGORITHMS`. Every (algorithm,
-task, seed) is one :class:`RunSpec`; the runner trains and evaluates each.
+Algorithm names are those of :data:`cola_agents.algorithms.ALGORITHMS`; an algorithm of your
+own joins by its class path (``algorithm = "my_package.algos:MyAlgo"``, importable where the
+suite runs). Every (algorithm, task, seed) is one :class:`RunSpec`; the runner trains and
+evaluates each.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cola_agents.algorithms import ALGORITHMS, algorithm_class, algorithm_names
+from cola_agents.algorithms import algorithm_class, algorithm_entry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,7 +89,8 @@ class AlgorithmSpec:
 
     Attributes:
         name: the suite's label (``grpo``, ``grpo-token``, ``ppo-no-kl``, ...).
-        algorithm: a name of :data:`cola_agents.algorithms.ALGORITHMS`.
+        algorithm: a name of :data:`cola_agents.algorithms.ALGORITHMS`, or a user's own
+            algorithm class as ``"module:Class"``.
         actions: ``"latent"`` (the ids) or ``"token"`` (their token twins).
         hyperparameters: keyword arguments of the algorithm class.
         prior_kl_coef: the env's KL-to-prior reward term (latent PPO/A2C; GRPO has ``kl_coef``).
@@ -105,10 +108,10 @@ class AlgorithmSpec:
                 f"algorithm name {self.name!r} must be a plain name (letters, digits, '_' and '-', at most 64): "
                 "it names the run's files"
             )
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(
-                f"algorithm {self.name!r}: unknown algorithm {self.algorithm!r}; choose from {algorithm_names()}"
-            )
+        try:
+            algorithm_entry(self.algorithm)
+        except ValueError as err:
+            raise ValueError(f"algorithm {self.name!r}: {err}") from None
         if self.actions not in ACTIONS:
             raise ValueError(f"algorithm {self.name!r}: actions must be one of {ACTIONS}, got {self.actions!r}")
         kl = self.prior_kl_coef
@@ -328,9 +331,11 @@ def training_id(eval_id: str) -> str:
 
 
 def parse_algorithms(names: Sequence[str]) -> tuple[AlgorithmSpec, ...]:
-    """``["grpo", "ppo-token"]`` -> default-configured algorithms (``-token``: on the token twins)."""
+    """``["grpo", "ppo-token", "my_algos:Reinforce"]`` -> default-configured algorithms (``-token``:
+    on the token twins). A ``module:Class`` algorithm is labelled by its class name."""
     specs = []
     for name in names:
         algorithm, token = (name[: -len("-token")], True) if name.endswith("-token") else (name, False)
-        specs.append(AlgorithmSpec(name, algorithm, "token" if token else "latent"))
+        label = algorithm.rpartition(":")[2] + ("-token" if token else "") if ":" in algorithm else name
+        specs.append(AlgorithmSpec(label, algorithm, "token" if token else "latent"))
     return tuple(specs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,10 @@ def _add_run(commands: Any) -> None:
     bench_run.add_argument("--env", action="append", default=[],
                            help="evaluation id, repeatable (trains on its training id when it has one)")  # fmt: skip
     bench_run.add_argument("--algo", action="append", default=[],
-                           help=f"algorithm, repeatable: {', '.join(algorithm_names())}; "
-                           "a -token suffix runs it on the token twins")  # fmt: skip
+                           help=f"algorithm, repeatable: {', '.join(algorithm_names())}, or your own class as "
+                           "module:Class; a -token suffix runs it on the token twins. With --suite: these "
+                           "algorithms on the suite's tasks, budget and seeds (to add them to its results)",
+                           )  # fmt: skip
     bench_run.add_argument("--model", help="model for every env (default: each id's own)")
     bench_run.add_argument("--max-steps", type=int, help="token limit of every episode (default: each id's)")
     bench_run.add_argument("--data-dir", help="folder with the math data sets (default: $COLA_DATA_DIR)")
@@ -53,6 +57,7 @@ def _add_run(commands: Any) -> None:
     add_decoder_options(bench_run)
     bench_run.add_argument("--out", required=True, help="output folder (runs/, checkpoints/, tensorboard/, report)")
     bench_run.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the report")
+    bench_run.add_argument("--leaderboard", help="also write the leaderboard of every run in --out to this file")
     suite = bench_run.add_argument_group("the suite (Suite; with --suite, these replace the file's)")
     add_config_arguments(suite, Suite, fields=_SUITE_FIELDS)
     bench_run.set_defaults(run=run)
@@ -67,6 +72,7 @@ def _add_report(commands: Any) -> None:
     bench_report.add_argument(
         "--skip-bad", action="store_true", help="leave out bad run files (with a warning) instead of refusing"
     )
+    bench_report.add_argument("--leaderboard", help="also write the leaderboard (Markdown) to this file")
     bench_report.set_defaults(run=report)
 
 
@@ -83,9 +89,14 @@ def run(args: argparse.Namespace) -> int:
     device = getattr(args, "device", "auto")
     if device != "auto":  # where the runs decode: not part of what a run is
         os.environ[DEVICE_VARIABLE] = device
-    run_suite(suite, args.out, launcher=args.launcher, workers=args.workers, ray_address=args.ray_address,
-              gpus_per_run=args.gpus_per_run)  # fmt: skip
-    _print_report(write_report(args.out, reps=args.reps))
+    command = shlex.join(["cola-gym", *sys.argv[1:]])
+    results = run_suite(suite, args.out, launcher=args.launcher, workers=args.workers, ray_address=args.ray_address,
+                        gpus_per_run=args.gpus_per_run, command=command)  # fmt: skip
+    _print_report(write_report(args.out, reps=args.reps, leaderboard=args.leaderboard))
+    failed = [result["name"] for result in results if result.get("failed")]
+    if failed:
+        print(f"{len(failed)} run(s) failed ({', '.join(failed)}): see above; running the command again retries them")
+        return 1
     return 0
 
 
@@ -93,12 +104,15 @@ def report(args: argparse.Namespace) -> int:
     """Writes and prints the report of a suite's runs."""
     from cola_agents.benchmark import write_report
 
-    _print_report(write_report(args.runs, args.out, reps=args.reps, title=args.title, skip_bad=args.skip_bad))
+    paths = write_report(args.runs, args.out, reps=args.reps, title=args.title, skip_bad=args.skip_bad,
+                         leaderboard=args.leaderboard)  # fmt: skip
+    _print_report(paths)
     return 0
 
 
 def _suite(args: argparse.Namespace) -> Any:
-    """The suite of ``--suite`` (its fields replaced by the options given), or of ``--env`` and ``--algo``."""
+    """The suite of ``--suite`` (its fields replaced by the options given; its algorithms by
+    ``--algo`` when given), or of ``--env`` and ``--algo``."""
     from cola_agents.benchmark import load_suite
     from cola_agents.benchmark.suite import Suite, TaskSpec, parse_algorithms, training_id
     from cola_gym.model import DecoderSettings
@@ -110,9 +124,11 @@ def _suite(args: argparse.Namespace) -> Any:
              ("quantization", quantization), ("dtype", decoder.get("dtype")))  # fmt: skip
     env_kwargs = {key: value for key, value in given if value is not None}
     if args.suite:
-        if args.env or args.algo:
-            raise ValueError("give either --suite or --env/--algo, not both")
+        if args.env:
+            raise ValueError("give either --suite or --env, not both (the suite names its tasks)")
         suite = load_suite(args.suite, **overrides)
+        if args.algo:
+            suite = dataclasses.replace(suite, algorithms=parse_algorithms(args.algo))
         return dataclasses.replace(suite, env_kwargs={**suite.env_kwargs, **env_kwargs}) if env_kwargs else suite
     if not args.env or not args.algo:
         raise ValueError("give --suite FILE, or at least one --env and one --algo")
