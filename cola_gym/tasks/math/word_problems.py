@@ -71,7 +71,8 @@ class WordProblemLevel:
         unknown = set(spec) - set(known)
         if unknown:
             raise ValueError(f"unknown word-problem level keys {sorted(unknown)}; accepted: {known}")
-        return cls(**{k: tuple(v) if k == "operators" else v for k, v in spec.items()})
+        fields: dict[str, Any] = {k: tuple(v) if k == "operators" else v for k, v in spec.items()}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
