@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ from cola_gym.text.jsonl import MalformedLine, jsonl_lines
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "COLA_DATA_DIR"
+DIFFICULTY_SOURCES = ("", "level", "solution_steps")
+"""How a data set states a problem's difficulty (see :class:`MathDataset`)."""
+_LEVEL = re.compile(r"Level (\d+)")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class MathDataset:
             answer is read from it (last ``\\boxed{}``, or the ``#### n`` line of GSM8K).
         instruction: appended to the problem in the prompt.
         splits: ``(split name, source)`` pairs.
+        difficulty: how a row's difficulty is read (the math ladder's levels): ``"level"``
+            (MATH's ``level`` field, ``"Level 3"`` -> 3), ``"solution_steps"`` (the non-empty
+            lines of the reference solution before its ``#### n`` line: GSM8K's steps), or
+            ``""`` (none).
     """
 
     name: str
@@ -65,8 +73,11 @@ class MathDataset:
     answer_is: Literal["answer", "solution"]
     instruction: str
     splits: tuple[tuple[str, SplitSource], ...]
+    difficulty: str = ""
 
     def __post_init__(self) -> None:
+        if self.difficulty not in DIFFICULTY_SOURCES:
+            raise ValueError(f"{self.name}: difficulty must be one of {DIFFICULTY_SOURCES}, got {self.difficulty!r}")
         if self.answer_format not in ANSWER_FORMATS:
             raise ValueError(f"{self.name}: answer_format must be one of {ANSWER_FORMATS}, got {self.answer_format!r}")
         if self.answer_is not in ("answer", "solution"):
@@ -89,6 +100,7 @@ class MathDataset:
                 answer_is=spec["answer_is"],
                 instruction=spec.get("instruction", ""),
                 splits=splits,
+                difficulty=spec.get("difficulty", ""),
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"invalid math data set spec {dict(spec)!r}: {err}") from err
@@ -109,6 +121,7 @@ class MathProblem:
     problem: str
     answer: str
     solution: str | None = None
+    difficulty: int | None = None
 
 
 def load_math_problems(
@@ -164,12 +177,23 @@ def _parse_row(dataset: MathDataset, row: Any) -> MathProblem | str:
         return f"field {dataset.problem_field!r} is missing or not a non-empty string"
     if not isinstance(answer_text, str) or not answer_text.strip():
         return f"field {dataset.answer_field!r} is missing or not a non-empty string"
+    difficulty = _difficulty(dataset, row, answer_text)
     if dataset.answer_is == "answer":
-        return MathProblem(index=-1, problem=problem, answer=answer_text.strip())
+        return MathProblem(index=-1, problem=problem, answer=answer_text.strip(), difficulty=difficulty)
     answer = gold_answer(answer_text, dataset.answer_format)
     if not answer:
         return f"no reference answer can be read from field {dataset.answer_field!r}"
-    return MathProblem(index=-1, problem=problem, answer=answer, solution=answer_text)
+    return MathProblem(index=-1, problem=problem, answer=answer, solution=answer_text, difficulty=difficulty)
+
+
+def _difficulty(dataset: MathDataset, row: Mapping[str, Any], solution: str) -> int | None:
+    """The row's difficulty as its data set reads it (``None``: not stated)."""
+    if dataset.difficulty == "level":
+        found = _LEVEL.fullmatch(str(row.get("level", "")).strip())
+        return int(found.group(1)) if found else None
+    if dataset.difficulty == "solution_steps":
+        return sum(1 for line in solution.split("####")[0].splitlines() if line.strip())
+    return None
 
 
 def _parse_rows(dataset: MathDataset, rows: Iterable[Any], origin: str) -> tuple[MathProblem, ...]:

@@ -53,6 +53,9 @@ class MathTask(Task[MathState]):
         prompt_style: ``"default"`` (the data set's instruction: a boxed answer) or
             ``"think"`` (``<think>`` then ``<answer>`` tags).
         format_reward: with ``"think"``, the reward of a gradable tagged answer that is wrong.
+        difficulty: only the problems of this difficulty (an int, or ``[low, high]``
+            inclusive), as the data set reads it (MATH's level 1-5, GSM8K's solution steps);
+            they are renumbered ``0..n-1`` in their order in the split.
 
     Reset options: ``task_index`` (alias ``problem_index``) picks a problem;
     ``{"problem": text, "answer": reference}`` poses your own (index -1); otherwise the
@@ -73,6 +76,7 @@ class MathTask(Task[MathState]):
         data_dir: str | os.PathLike[str] | None = None,
         prompt_style: str = "default",
         format_reward: float = 0.1,
+        difficulty: int | Sequence[int] | None = None,
     ) -> None:
         if prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
@@ -84,14 +88,25 @@ class MathTask(Task[MathState]):
         self.dataset = MathDataset.from_spec(dataset)
         self.split = split
         self.data_dir = data_dir
-        self.problems: tuple[MathProblem, ...] = load_math_problems(self.dataset, split, data_dir)
+        self.difficulty = _difficulty_range(difficulty, self.dataset)
+        self.problems: tuple[MathProblem, ...] = self._load()
+
+    def _load(self) -> tuple[MathProblem, ...]:
+        problems = load_math_problems(self.dataset, self.split, self.data_dir)
+        if self.difficulty is None:
+            return problems
+        low, high = self.difficulty
+        kept = [p for p in problems if p.difficulty is not None and low <= p.difficulty <= high]
+        if not kept:
+            raise ValueError(f"{self.dataset.name}/{self.split} has no problem of difficulty {low}-{high}")
+        return tuple(replace(problem, index=index) for index, problem in enumerate(kept))
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "problems"}  # reloaded from the process cache
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.problems = load_math_problems(self.dataset, self.split, self.data_dir)
+        self.problems = self._load()
 
     @property
     def num_tasks(self) -> int:
@@ -156,6 +171,21 @@ class MathTask(Task[MathState]):
             if self.prompt_style == "think":
                 solution = f"<think>{solution}</think>\n<answer>{problem.answer}</answer>"
             yield self.prompt(problem.problem), solution
+
+
+def _difficulty_range(difficulty: int | Sequence[int] | None, dataset: MathDataset) -> tuple[int, int] | None:
+    if difficulty is None:
+        return None
+    if not dataset.difficulty:
+        raise ValueError(f"{dataset.name} states no difficulty: it cannot be sliced by difficulty")
+    bounds = [difficulty, difficulty] if isinstance(difficulty, int) else list(difficulty)
+    if (
+        len(bounds) != 2
+        or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        or bounds[0] > bounds[1]
+    ):
+        raise ValueError(f"difficulty must be an int or [low, high] with low <= high, got {difficulty!r}")
+    return bounds[0], bounds[1]
 
 
 def grade_tagged(text: str, gold: str) -> MathGrade:
