@@ -206,10 +206,40 @@ class DecodingState:
             head_outputs={name: rows(output) for name, output in self.head_outputs.items()},
         )
 
+    def _into_new_arena(
+        self,
+        batch: int,
+        width: int,
+        fill: Callable[[torch.Tensor, torch.Tensor], object],
+        rows: Callable[[torch.Tensor], torch.Tensor],
+        mask: torch.Tensor,
+    ) -> DecodingState:
+        """A state of ``batch`` rows and ``width`` columns whose caches ``fill(source, out)``
+        writes straight into a new arena with headroom, so its next append writes in place
+        (no second copy); ``rows`` maps the per-row outputs."""
+        capacity = width + (max(width, MIN_HEADROOM) if KV_IN_PLACE else 0)
+        storage: dict[str, KVPairs] = {}
+        views: dict[str, KVPairs] = {}
+        for name, pairs in {DECODER: self.decoder_kv, **self.head_kv}.items():
+            stored, viewed = [], []
+            for pair in pairs:
+                columns = []
+                for tensor in pair:
+                    store = tensor.new_empty((batch, *tensor.shape[1:-2], capacity, tensor.shape[-1]))
+                    fill(tensor, store[..., :width, :])
+                    columns.append(store)
+                stored.append((columns[0], columns[1]))
+                viewed.append((columns[0][..., :width, :], columns[1][..., :width, :]))
+            storage[name], views[name] = tuple(stored), tuple(viewed)
+        decoder_kv = views.pop(DECODER)
+        outputs = {name: rows(output) for name, output in self.head_outputs.items()}
+        return DecodingState(decoder_kv, rows(self.hidden), mask, views, outputs, KVArena(storage, width), 0)
+
     def select(self, rows: torch.Tensor | Sequence[int]) -> DecodingState:
         """The sub-batch (or repeated rows) ``rows``: ``[B', ...]`` of this state.
 
-        A run of consecutive rows (all of them, say) is a view, not a copy.
+        A run of consecutive rows (all of them, say) is a view, not a copy; other rows are
+        copied into an arena of their own that the next append grows in place.
         """
         index = torch.as_tensor(rows, dtype=torch.long, device=self.attention_mask.device)
         if len(index) and bool((index.diff() == 1).all()):
@@ -217,7 +247,11 @@ class DecodingState:
             if first == 0 and stop == self.batch_size:
                 return self
             return self._map(lambda t: t[first:stop], lambda t: t[first:stop], lambda t: t[first:stop])
-        return self._map(lambda t: t[index], lambda t: t[index], lambda t: t[index])
+
+        def fill(tensor: torch.Tensor, out: torch.Tensor) -> None:
+            torch.index_select(tensor, 0, index.to(tensor.device), out=out)
+
+        return self._into_new_arena(len(index), self.length, fill, lambda t: t[index], self.attention_mask[index])
 
     def copy(self) -> DecodingState:
         """The same state in storage of its own (a :meth:`select` of a few rows is a view that
@@ -260,7 +294,8 @@ class DecodingState:
 
     def repack(self) -> DecodingState:
         """The same rows with every padding position removed from their middles: each row's
-        tokens move, in order, to the right end of a cache as wide as the longest row.
+        tokens move, in order, to the right end of a cache as wide as the longest row (in a
+        new arena with headroom: the next append writes in place).
 
         Exact: a key keeps the rotary position it was computed at (positions count tokens,
         not columns), and attention does not depend on where in the cache a key sits.
@@ -274,17 +309,11 @@ class DecodingState:
         order = torch.sort(real.long(), dim=1, stable=True).indices[:, self.length - width :]
         mask = torch.arange(width, device=real.device)[None, :] >= (width - lengths)[:, None]
 
-        def gather(tensor: torch.Tensor) -> torch.Tensor:
+        def gather(tensor: torch.Tensor, out: torch.Tensor) -> None:
             index = order[:, None, :, None].expand(-1, tensor.shape[1], -1, tensor.shape[-1])
-            return tensor.gather(2, index.to(tensor.device))
+            torch.gather(tensor, 2, index.to(tensor.device), out=out)
 
-        return DecodingState(
-            decoder_kv=_map_pairs(self.decoder_kv, gather),
-            hidden=self.hidden,
-            attention_mask=mask.to(self.attention_mask.dtype),
-            head_kv={name: _map_pairs(pairs, gather) for name, pairs in self.head_kv.items()},
-            head_outputs=self.head_outputs,
-        )
+        return self._into_new_arena(self.batch_size, width, gather, lambda t: t, mask.to(self.attention_mask.dtype))
 
     def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
         """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
