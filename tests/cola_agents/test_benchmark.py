@@ -226,3 +226,12 @@ def test_benchmark_run_takes_the_decoder_placement(monkeypatch: pytest.MonkeyPat
     assert suite.env_kwargs == {"quantization": "8bit", "dtype": "bfloat16"}  # the device is not part of a run
     plain = _suite(build_parser().parse_args(argv[:8]))
     assert plain.env_kwargs == {}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "benchmarks" / "suites").glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_shipped_suite_loads_and_names_registered_ids(path: Path) -> None:
+    suite = load_suite(path)
+    suite.check_ids()  # ids registered, eval_problems within each evaluation id's problems
+    assert suite.runs() and len({run.name for run in suite.runs()}) == len(suite.runs())
