@@ -22,7 +22,7 @@ from cola_gym.registration import load_task_specs, registry
 from cola_gym.tasks.reasoning.task import ReasoningGymTask
 from cola_gym.text.answers import THINK_INSTRUCTION
 
-REASONING_IDS = [i for i in registry().ladder if i.startswith("CoLA-") and "Countdown" not in i]
+REASONING_IDS = [i for i in registry().ladder if registry()[i].family == "reasoning"]
 
 
 @pytest.fixture
