@@ -9,11 +9,26 @@ sizes and generate instance ``index`` of ``(seed, size)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from cola_gym.envs.task import Task
 
 TaskState = TypeVar("TaskState")
+Level = TypeVar("Level")
+
+
+def level_from_spec(cls: type[Level], spec: Mapping[str, Any] | Level, what: str) -> Level:
+    """A level dataclass from its TOML table (``operators`` as a tuple; unknown keys are an
+    error naming the accepted ones), or ``spec`` itself when it already is one."""
+    if isinstance(spec, cls):
+        return spec
+    assert isinstance(spec, Mapping)
+    known = sorted(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    unknown = set(spec) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {what} level keys {sorted(unknown)}; accepted: {known}")
+    fields: dict[str, Any] = {k: tuple(v) if k == "operators" else v for k, v in spec.items()}
+    return cls(**fields)
 
 
 class ProceduralTask(Task[TaskState]):

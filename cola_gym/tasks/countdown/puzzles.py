@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from cola_gym.tasks.procedural import level_from_spec
+
 OPERATORS = ("+", "-", "*", "/")
 
 _ATTEMPTS = 1_000
@@ -59,14 +61,7 @@ class CountdownLevel:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | CountdownLevel) -> CountdownLevel:
         """A level from a TOML table (unknown keys are an error)."""
-        if isinstance(spec, CountdownLevel):
-            return spec
-        known = sorted(cls.__dataclass_fields__)
-        unknown = set(spec) - set(known)
-        if unknown:
-            raise ValueError(f"unknown Countdown level keys {sorted(unknown)}; accepted: {known}")
-        fields: dict[str, Any] = {k: tuple(v) if k == "operators" else v for k, v in spec.items()}
-        return cls(**fields)
+        return level_from_spec(cls, spec, "Countdown")
 
 
 @dataclass(frozen=True)

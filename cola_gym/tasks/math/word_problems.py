@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from cola_gym.tasks.procedural import level_from_spec
+
 OPERATORS = ("+", "-", "*", "/")
 ANSWER_STYLES = ("steps", "direct", "gsm8k")
 """How a worked solution is written: ``steps`` (one line of arithmetic per operation, then
@@ -65,14 +67,7 @@ class WordProblemLevel:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | WordProblemLevel) -> WordProblemLevel:
         """A level from a TOML table (unknown keys are an error)."""
-        if isinstance(spec, WordProblemLevel):
-            return spec
-        known = sorted(cls.__dataclass_fields__)
-        unknown = set(spec) - set(known)
-        if unknown:
-            raise ValueError(f"unknown word-problem level keys {sorted(unknown)}; accepted: {known}")
-        fields: dict[str, Any] = {k: tuple(v) if k == "operators" else v for k, v in spec.items()}
-        return cls(**fields)
+        return level_from_spec(cls, spec, "word-problem")
 
 
 @dataclass(frozen=True)
