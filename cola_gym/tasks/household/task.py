@@ -27,7 +27,7 @@ from cola_gym.tasks.household import SPLIT_SIZES, SPLITS, Game, expert_plan, gen
 from cola_gym.tasks.household.alfworld import find_game_files
 from cola_gym.tasks.household.backends import Backend, make_backend
 from cola_gym.tasks.household.engine import NOTHING_HAPPENS, intro, normalize_command, step
-from cola_gym.tasks.household.searcher import searching_plan, slipping_plan
+from cola_gym.tasks.household.searcher import expert_labels, searching_plan, slipping_plan
 from cola_gym.tasks.household.vocabulary import resolve_task_type
 from cola_gym.tasks.household.world import GameFile
 
@@ -99,7 +99,8 @@ class HouseholdTask(Task[HouseholdState]):
             :mod:`~cola_gym.tasks.household.searcher`) or ``"mixed"`` (per game, one of the two
             or the searching expert with slips: random admissible commands a quarter of the
             time, then recovery, :func:`~cola_gym.tasks.household.searcher.slipping_plan`; the
-            micro tier's data, so that a cloned prior wins some games and leaves room).
+            slips stay in the transcript but are never targets); the micro tier's data, so that
+            a cloned prior wins some games and leaves room.
 
     Reset options: ``task_index``; ``{"game": Game}`` plays a game of your own.
 
@@ -253,19 +254,29 @@ class HouseholdTask(Task[HouseholdState]):
             raise ValueError("the expert plays generated games only")
         for index in range(self.num_tasks):
             game = generate_game(self.split, index, self.task_type)
-            yield from labelled_chats(game, self.demo_commands(game, index))
+            yield from labelled_chats(game, *self.demo_game(game, index))
 
     def demo_commands(self, game: Game, index: int) -> list[str]:
         """The demonstration of game ``index``: its commands in the style of ``demo_expert``."""
+        return self.demo_game(game, index)[0]
+
+    def demo_game(self, game: Game, index: int) -> tuple[list[str], list[str | None]]:
+        """The demonstration of game ``index`` (its commands in the style of ``demo_expert``)
+        and what a cloned policy learns from it: the same commands, except a slip's (``None``),
+        which stays in the transcript the recovery is learned from but is never a target."""
         style = self.demo_expert
         rng = np.random.default_rng((MIXED_SEED, index))
         if style == "mixed":
             style = MIXED_STYLES[int(rng.integers(len(MIXED_STYLES)))]
         if style == "oracle":
-            return expert_plan(game)
-        if style == "searching":
-            return searching_plan(game)
-        return slipping_plan(game, rng, SLIP_RATE, limit=self.max_commands)
+            commands = expert_plan(game)
+        elif style == "searching":
+            commands = searching_plan(game)
+        else:
+            commands = slipping_plan(game, rng, SLIP_RATE, limit=self.max_commands)
+            expert = expert_labels(game, commands)[:-1]
+            return commands, [c if c == e else None for c, e in zip(commands, expert, strict=True)]
+        return commands, list(commands)
 
 
 def command_of(turn_text: str, lenient: bool = False) -> str:

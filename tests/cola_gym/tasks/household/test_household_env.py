@@ -17,7 +17,14 @@ import cola_gym  # noqa: F401 - registers the ids
 from cola_agents.cli import main
 from cola_agents.sb3 import make_sb3_env
 from cola_gym.tasks.household import expert_plan, generate_game
-from cola_gym.tasks.household.task import MAX_COMMAND_CHARS, HouseholdTask, command_of, expert_chats, expert_transcript
+from cola_gym.tasks.household.task import (
+    MAX_COMMAND_CHARS,
+    HouseholdTask,
+    command_of,
+    expert_chats,
+    expert_transcript,
+    labelled_chats,
+)
 from cola_gym.training.data import _chat_example
 
 
@@ -373,6 +380,30 @@ def test_mixed_demonstrations_mix_experts_and_recoveries_and_win() -> None:
     assert slipping_plan(game, np.random.default_rng(0), slip_rate=0.0) == searching_plan(game)
     with pytest.raises(ValueError, match="slip_rate"):
         slipping_plan(game, np.random.default_rng(0), slip_rate=1.0)
+
+
+def test_mixed_demonstrations_never_teach_a_slip() -> None:
+    from cola_gym.tasks.household.searcher import expert_labels
+
+    task = HouseholdTask(split="train", demo_expert="mixed", max_commands=30)
+    slips = 0
+    for index in range(40):
+        game = task.game(index)
+        commands, targets = task.demo_game(game, index)
+        expert = expert_labels(game, commands)
+        for turn, (command, target) in enumerate(zip(commands, targets, strict=True)):
+            if target is None:  # a slip: not the searching expert's command in that state
+                slips += 1
+                assert command != expert[turn]
+            else:
+                assert target == command
+        examples = list(labelled_chats(game, commands, targets))
+        assert [target for _, target in examples] == [t for t in targets if t is not None]
+        # every example's chat holds the game so far, slips included
+        for chat, _ in examples:
+            turn = (len(chat) - 2) // 2
+            assert [m["content"] for m in chat[2::2]] == commands[:turn]
+    assert slips >= 10
 
 
 def test_evaluation_reports_commands_per_game_and_invalid_rate(tiny_cola_dir: Path) -> None:
