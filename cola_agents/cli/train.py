@@ -40,6 +40,11 @@ def add_parser(commands: Any) -> None:
         help="training source, repeatable: an env id or its short name (math:train, gsm8k:train), file.jsonl, file.txt",
     )
     train.add_argument("--episodes", help="stage q: logged episodes (cola-gym collect-episodes)")
+    train.add_argument(
+        "--eval-episodes",
+        help="stage q: held-out logged episodes; reports how well Q ranks them "
+        "by their reward (AUC at the first, middle and last step)",
+    )
     train.add_argument("--q-layers", type=int, default=2, help="stage q: blocks of a new Q-network")
     train.add_argument("--eval-data", action="append", default=[], help="held-out source, repeatable (e.g. math:test)")
     train.add_argument("--max-examples", type=int, help="use the first N examples of each training source")
@@ -68,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     on_episodes = STAGE_OBJECTIVES[config.stage].data == "episodes"
     if on_episodes != (args.episodes is not None) or (not on_episodes and not args.data):
         raise ValueError("stage q needs --episodes (and no --data); the other stages need --data")
+    if args.eval_episodes is not None and not on_episodes:
+        raise ValueError("--eval-episodes is for stage q; the other stages take --eval-data")
     placement = DecoderSettings(**config_values(args, DecoderSettings))
     metrics = train_stage(
         config,
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         cache_root=args.cache_dir,
         command="cola-gym " + shlex.join(args.argv),
         episodes=args.episodes,
+        eval_episodes=args.eval_episodes,
         q_network_num_layers=args.q_layers,
     )
     if metrics:

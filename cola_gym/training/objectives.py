@@ -160,6 +160,56 @@ def evaluate_examples(
     return result
 
 
+def ranking_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
+    """The probability that a random positive scores above a random negative (ties count
+    half): the area under the ROC curve. ``nan`` when either class is empty."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    ranks = rankdata(scores)  # average ranks: a tie between classes counts half
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+@torch.no_grad()
+def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], batch_size: int = 8) -> dict[str, float]:
+    """How well the Q-network ranks held-out logged episodes by their final reward.
+
+    For each episode, Q of the action it took at its first step, at its middle step and at its
+    last step, against whether it was rewarded (reward > 0.5): ``q/auc_first_step``,
+    ``q/auc_mid_episode``, ``q/auc_last_step`` (:func:`ranking_auc`; 0.5 ranks nothing, 1 ranks
+    every right episode above every wrong one; ``nan`` if all episodes share an outcome),
+    ``q/episodes`` and ``q/success_rate``. Tree search reads Q before an answer is finished, so
+    the first two are what matter; the last is a sanity check.
+    """
+    if model.q_network is None:
+        raise ValueError("the model has no Q-network to rank episodes with (cola-gym train --stage q)")
+    where = {"first_step": [], "mid_episode": [], "last_step": []}
+    rewards: list[float] = []
+    for first in range(0, len(episodes), batch_size):
+        chunk = episodes[first : first + batch_size]
+        batch = collate([(e.ids, None, e.response_spans, e.transitions) for e in chunk], False).to(model.device)
+        assert batch.actions is not None and batch.action_positions is not None and batch.rewards is not None
+        hidden = model.hidden_states(batch.ids, batch.attention_mask)
+        positions = model.mask_and_positions(hidden, batch.attention_mask)[1]
+        q_all = model.q_network(hidden.to(model.head_dtype), batch.attention_mask, positions)  # [B, T, K]
+        rows = torch.arange(len(chunk), device=q_all.device)
+        for row, example in enumerate(chunk):
+            assert example.transitions is not None
+            count = len(example.transitions.actions)
+            for name, step in (("first_step", 0), ("mid_episode", count // 2), ("last_step", count - 1)):
+                position, action = batch.action_positions[row, step], batch.actions[row, step]
+                where[name].append(float(q_all[rows[row], position, action]))
+        rewards += [float(r) for r in batch.rewards]
+    right = np.asarray(rewards) > 0.5
+    metrics = {f"q/auc_{name}": ranking_auc(values, right) for name, values in where.items()}
+    metrics["q/episodes"] = float(len(rewards))
+    metrics["q/success_rate"] = float(right.mean()) if len(right) else math.nan
+    return metrics
+
+
 def collate(rows: Sequence[tuple[Any, ...]], only_responses: bool) -> Batch:
     """Right-pads ``(ids, hidden or None, response spans[, transitions])`` rows into a :class:`Batch`.
 

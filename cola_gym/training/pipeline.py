@@ -37,6 +37,7 @@ def train_stage(
     command: str | None = None,
     show_progress: bool = True,
     episodes: str | os.PathLike[str] | None = None,
+    eval_episodes: str | os.PathLike[str] | None = None,
     q_network_num_layers: int = 2,
 ) -> dict[str, float]:
     """Trains one stage into ``out`` (resuming if ``out`` holds the same run).
@@ -55,6 +56,9 @@ def train_stage(
         command: the command line, for the model card.
         show_progress: progress bars on the main process.
         episodes: stage q: the logged episodes (``cola-gym collect-episodes``) to learn from.
+        eval_episodes: stage q: held-out logged episodes; the Q-network's ranking of them by
+            their reward is measured during and after training
+            (:func:`~cola_gym.training.objectives.q_ranking_metrics`).
         q_network_num_layers: stage q: blocks of a new Q-network (when the model has none).
 
     Returns:
@@ -78,7 +82,7 @@ def train_stage(
         if cola.q_network is None:
             cola.add_q_network(q_network_num_layers, seed=config.seed)
         data = [f"episodes {episodes}"]
-        eval_examples = []
+        eval_examples = load_episodes(eval_episodes) if eval_episodes is not None else []
     else:
         examples = load_examples(sources, cola.tokenizer, config.seq_len, data_dir)
         eval_examples = load_examples(eval_sources, cola.tokenizer, config.seq_len, data_dir) if eval_sources else []
@@ -88,7 +92,7 @@ def train_stage(
     description: dict[str, Any] = {
         "model": str(model) if model is not None else None,
         "data": data,
-        "eval_data": [s.spec for s in eval_sources],
+        "eval_data": [s.spec for s in eval_sources] + ([f"episodes {eval_episodes}"] if eval_episodes else []),
         "command": command,
         "previous": _previous_stages(model),
     }

@@ -36,7 +36,7 @@ from cola_gym.training.config import TrainConfig
 from cola_gym.training.data import TokenizedExample, examples_fingerprint
 from cola_gym.training.hidden_cache import HiddenStateCache
 from cola_gym.training.model_card import write_model_card
-from cola_gym.training.objectives import Batch, collate, evaluate_examples, evaluation_metrics
+from cola_gym.training.objectives import Batch, collate, evaluate_examples, evaluation_metrics, q_ranking_metrics
 from cola_gym.training.stages import STAGE_OBJECTIVES, StageObjective, stage_objective
 from cola_gym.training.state import (
     STATE_FILE,
@@ -60,7 +60,8 @@ class CoLATrainer:
         config: the stage configuration.
         examples: tokenized training examples.
         run_dir: where checkpoints, logs and the final model go.
-        eval_examples: held-out examples evaluated every ``config.eval_every`` steps and at the end.
+        eval_examples: held-out examples evaluated every ``config.eval_every`` steps and at the end
+            (stage q: held-out logged episodes, ranked by the Q-network, :func:`q_ranking_metrics`).
         cache_root: where hidden-state caches live (default ``run_dir/../hidden-cache``).
         accelerator: an ``accelerate.Accelerator`` (one is made if ``None``).
         description: extra facts for the model card (data sources, command line).
@@ -334,9 +335,12 @@ class CoLATrainer:
         if not self.eval_examples or not self.accelerator.is_main_process:
             return {}
         with self._evaluating():
-            metrics = evaluate_examples(
-                self.model, self.eval_examples, self.config.batch_size, self.config.counts_only_responses
-            )
+            if STAGE_OBJECTIVES[self.config.stage].data == "episodes":
+                metrics = q_ranking_metrics(self.model, self.eval_examples, self.config.batch_size)
+            else:
+                metrics = evaluate_examples(
+                    self.model, self.eval_examples, self.config.batch_size, self.config.counts_only_responses
+                )
         if writer is not None:
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, step)

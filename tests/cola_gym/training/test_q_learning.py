@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from cola_gym.errors import DataFormatError
 from cola_gym.model import CoLAModel
 from cola_gym.registration import ENV_ENTRY_POINT, VECTOR_ENTRY_POINT
 from cola_gym.training import CoLATrainer, TrainConfig
+from cola_gym.training.objectives import q_ranking_metrics, ranking_auc
 from cola_gym.training.q_records import load_episodes
 
 
@@ -75,7 +77,17 @@ def test_double_dqn_learns_which_action_pays(magic, tmp_path: Path) -> None:
     learner.add_q_network(1)
     config = TrainConfig(stage="q", steps=120, batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=5,
                          checkpoint_every=60, target_sync_every=20, log_every=20)  # fmt: skip
-    CoLATrainer(learner, config, load_episodes(path), tmp_path / "q", show_progress=False).train()
+    held_out = tmp_path / "held-out.jsonl"
+    collect_episodes("Test-MagicWord-v0", [0], held_out, samples=48, show_progress=False,
+                     config=MCTSConfig(leaf_value="oracle", rollout_top_k=64, seed=2), model=model)  # fmt: skip
+    before = q_ranking_metrics(learner, load_episodes(held_out))
+    metrics = CoLATrainer(learner, config, load_episodes(path), tmp_path / "q", eval_examples=load_episodes(held_out),
+                          show_progress=False).train()  # fmt: skip
+    # one-step episodes: the first, middle and last step are the same action
+    assert metrics["q/auc_first_step"] == metrics["q/auc_mid_episode"] == metrics["q/auc_last_step"]
+    assert metrics["q/auc_first_step"] > 0.95 > before["q/auc_first_step"], (before, metrics)
+    assert metrics["q/episodes"] == 48 and 0 < metrics["q/success_rate"] < 1
+    assert "q/auc_first_step" in (tmp_path / "q" / "final" / "README.md").read_text()
     env = gym.make("Test-MagicWord-v0", model=learner, track_policy=True, track_q=True)
     env.reset()
     q_values = env.unwrapped.decoding_state.q_values[0]
@@ -118,3 +130,27 @@ def test_bad_episode_files(tmp_path: Path) -> None:
         load_episodes(bad)
     with pytest.raises(ValueError, match="target_sync_every >= 1"):
         TrainConfig(stage="q", target_sync_every=0)
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "auc"),
+    [
+        ([0.9, 0.8, 0.2, 0.1], [True, True, False, False], 1.0),  # every right one above every wrong one
+        ([0.1, 0.2, 0.8, 0.9], [True, True, False, False], 0.0),
+        ([0.5, 0.5, 0.5, 0.5], [True, False, True, False], 0.5),  # ties count half
+        ([0.9, 0.3, 0.5, 0.1], [True, True, False, False], 0.75),  # 3 of 4 pairs in order
+        ([0.7, 0.7, 0.2], [True, False, False], 0.75),  # one tie, one win
+    ],
+)
+def test_ranking_auc_is_the_share_of_pairs_in_order(scores: list[float], labels: list[bool], auc: float) -> None:
+    assert ranking_auc(scores, labels) == pytest.approx(auc)
+
+
+def test_ranking_auc_of_one_class_is_undefined() -> None:
+    assert math.isnan(ranking_auc([0.1, 0.9], [True, True]))
+    assert math.isnan(ranking_auc([], []))
+
+
+def test_ranking_needs_a_q_network(tiny_cola: CoLAModel, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no Q-network"):
+        q_ranking_metrics(tiny_cola, [])
