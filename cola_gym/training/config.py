@@ -67,6 +67,10 @@ class TrainConfig:
             over the transcript instead of one per turn (household games: ~9x fewer tokens).
         discount: gamma of the Q-learning targets (stage q).
         target_sync_every: steps between target-network syncs (stage q).
+        q_targets: what stage q regresses Q(s_t, a_t) on: ``"double_dqn"`` (bootstrapped from the
+            target network's value of the next step) or ``"monte_carlo"`` (the episode's own
+            discounted reward, ``discount ** (steps left) * reward``: no bootstrap, so no
+            overestimation of actions the logged policy seldom took).
         seed: seed of data order, Gumbel noise and head initialisation.
         log_every: steps between logged (and printed) metrics.
         eval_every: steps between held-out evaluations (0: only at the end).
@@ -96,6 +100,7 @@ class TrainConfig:
     whole_chats: bool = False
     discount: float = 0.99
     target_sync_every: int = 50
+    q_targets: Literal["double_dqn", "monte_carlo"] = "double_dqn"
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0
@@ -123,6 +128,8 @@ class TrainConfig:
             raise ValueError(f"fta_actions must be 'idm' (FTA-I) or 'policy' (FTA-P), got {self.fta_actions!r}")
         if self.lora_rank and self.stage != "2":
             raise ValueError("lora_rank applies to stage 2 only (stages 1a/1b train the heads, not the decoder)")
+        if self.q_targets not in ("double_dqn", "monte_carlo"):
+            raise ValueError(f"q_targets must be 'double_dqn' or 'monte_carlo', got {self.q_targets!r}")
         if not 0.0 <= self.discount <= 1.0 or self.target_sync_every < 1:
             raise ValueError("discount must be in [0, 1] and target_sync_every >= 1")
         if self.peak_learning_rate <= 0 or self.final_learning_rate < 0:

@@ -186,7 +186,7 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
     """
     if model.q_network is None:
         raise ValueError("the model has no Q-network to rank episodes with (cola-gym train --stage q)")
-    where = {"first_step": [], "mid_episode": [], "last_step": []}
+    where: dict[str, list[float]] = {"first_step": [], "mid_episode": [], "last_step": []}
     rewards: list[float] = []
     for first in range(0, len(episodes), batch_size):
         chunk = episodes[first : first + batch_size]

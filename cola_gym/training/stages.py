@@ -327,7 +327,8 @@ class LanguageModelStage(StageObjective):
 class QLearningStage(StageObjective):
     """Stage q: the Q-network tree search uses, by Double DQN on logged episodes.
 
-    y = r + gamma * (1 - done) * Q_target(s', argmax_a Q(s', a)); terminal 1/0 rewards.
+    y = r + gamma * (1 - done) * Q_target(s', argmax_a Q(s', a)); terminal 1/0 rewards. With
+    ``q_targets="monte_carlo"``: y = gamma ** (steps left) * R, the episode's own outcome.
     """
 
     name = "q"
@@ -372,11 +373,15 @@ class QLearningStage(StageObjective):
         done = steps == counts - 1
         next_where = torch.cat([where[:, 1:], where[:, -1:]], dim=1)  # unused where done
         with torch.no_grad():
-            best_next = q_all.detach()[rows, next_where].argmax(-1, keepdim=True)
-            q_target_all = self.target_network(states, batch.attention_mask, positions)
-            target_next = q_target_all[rows, next_where].gather(-1, best_next).squeeze(-1)
-            rewards = torch.where(done, batch.rewards[:, None], torch.zeros_like(target_next))
-            targets = rewards + self.config.discount * (~done).float() * target_next
+            if self.config.q_targets == "monte_carlo":
+                steps_left = (counts - 1 - steps).clamp(min=0).float()
+                targets = batch.rewards[:, None] * self.config.discount**steps_left
+            else:
+                best_next = q_all.detach()[rows, next_where].argmax(-1, keepdim=True)
+                q_target_all = self.target_network(states, batch.attention_mask, positions)
+                target_next = q_target_all[rows, next_where].gather(-1, best_next).squeeze(-1)
+                rewards = torch.where(done, batch.rewards[:, None], torch.zeros_like(target_next))
+                targets = rewards + self.config.discount * (~done).float() * target_next
         valid = batch.action_mask
         loss = F.smooth_l1_loss(q_taken[valid].float(), targets[valid].float())
         final = q_taken[done & valid].detach()

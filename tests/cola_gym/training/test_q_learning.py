@@ -66,7 +66,8 @@ def test_collected_episodes_log_actions_and_rewards(magic, tmp_path: Path) -> No
     assert 0 < summary["success_rate"] < 1
 
 
-def test_double_dqn_learns_which_action_pays(magic, tmp_path: Path) -> None:
+@pytest.mark.parametrize("q_targets", ["double_dqn", "monte_carlo"])
+def test_q_learning_learns_which_action_pays(magic, tmp_path: Path, q_targets: str) -> None:
     model, magic_action = magic
     path = tmp_path / "episodes.jsonl"
     collect_episodes("Test-MagicWord-v0", [0], path, samples=96, show_progress=False,
@@ -76,7 +77,7 @@ def test_double_dqn_learns_which_action_pays(magic, tmp_path: Path) -> None:
         getattr(learner, name).load_state_dict(part.state_dict())
     learner.add_q_network(1)
     config = TrainConfig(stage="q", steps=120, batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=5,
-                         checkpoint_every=60, target_sync_every=20, log_every=20)  # fmt: skip
+                         checkpoint_every=60, target_sync_every=20, log_every=20, q_targets=q_targets)  # fmt: skip
     held_out = tmp_path / "held-out.jsonl"
     collect_episodes("Test-MagicWord-v0", [0], held_out, samples=48, show_progress=False,
                      config=MCTSConfig(leaf_value="oracle", rollout_top_k=64, seed=2), model=model)  # fmt: skip

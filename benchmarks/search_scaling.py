@@ -1,0 +1,231 @@
+"""Test-time search against sampling at equal decoder tokens: accuracy from 1x to 64x a greedy answer.
+
+On one task's held-out problems, with seeds, every method gets the same budget of decoder
+tokens per problem, counted in units of the greedy answer's mean length (1x, 2x, ... 64x):
+
+- ``greedy``: the CoLA policy prior, argmax (1x);
+- ``best_of_n_q``: policy samples (top-k 40, T = 1) drawn until the budget is spent, the one
+  whose last step the Q-network values most is the answer;
+- ``majority_vote``: the same samples, the most frequent final answer (text with spaces
+  removed; ties go to the answer sampled first);
+- ``best_of_n_oracle``: the same samples, right if any is right (pass@N: an upper bound);
+- ``mcts_q``: MCTS-Q with Q-network leaf values under the budget (``--mcts-budgets``);
+- ``mcts_oracle``: MCTS with the env's reward as leaf value (an upper bound).
+
+The three sampling methods are read off one pool of ``max(budgets) x`` samples per problem
+(the first samples that fit each budget), so they differ only in how they choose. Each MCTS
+point is its own search. Tree statistics (nodes, answers from a finished node vs a rollout,
+tokens spent) are kept for every search.
+
+    python benchmarks/search_scaling.py --model runs/q/final --env CoLA-Micro-Countdown-Medium-v0
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from _report import pyplot, save_figure, write_report
+from tqdm import tqdm
+
+import cola_gym  # noqa: F401 - registers the ids
+from cola_agents import PriorAgent
+from cola_agents.evaluation import evaluate
+from cola_agents.mcts import CoLASearchModel, MCTSAgent, MCTSConfig
+from cola_agents.mcts.config import LeafValue
+from cola_gym.envs.vector import LatentActionVectorEnv
+from cola_gym.model import shared_model
+
+SAMPLING = ("best_of_n_q", "majority_vote", "best_of_n_oracle")
+
+
+def sample_pool(args: argparse.Namespace, seed: int, count: int, config: MCTSConfig) -> list[list[dict[str, Any]]]:
+    """``count`` policy samples per problem: tokens, reward, Q score and final answer of each."""
+    model = shared_model(args.model)
+    generator = torch.Generator().manual_seed(seed)
+    pool: list[list[dict[str, Any]]] = []
+    problems = list(range(args.problems))
+    bar = tqdm(total=len(problems) * count, desc=f"sampling (seed {seed})", unit="sample")
+    for first in range(0, len(problems), args.n_envs):
+        chunk = problems[first : first + args.n_envs]
+        vector = gym.make_vec(args.env, num_envs=len(chunk), vectorization_mode="vector_entry_point",
+                              model=args.model, track_policy=True, track_q=True).unwrapped  # fmt: skip
+        assert isinstance(vector, LatentActionVectorEnv)
+        vector.reset(options=[{"task_index": index} for index in chunk])
+        state = vector.decoding_state
+        assert state is not None
+        search_model = CoLASearchModel.for_env(vector)
+        roots = [search_model.root(episode, state.select([row]))[0] for row, episode in enumerate(vector.episodes)]
+        samples: list[list[dict[str, Any]]] = [[] for _ in chunk]
+        for _ in range(count):
+            for row, rollout in enumerate(search_model.rollout(roots, config, generator)):
+                text = model.tokenizer.decode(rollout.tokens, skip_special_tokens=True)
+                samples[row].append({"tokens": len(rollout.actions), "reward": float(rollout.reward),
+                                     "q": float(rollout.score), "answer": "".join(text.split())})  # fmt: skip
+            bar.update(len(chunk))
+        pool += samples
+        vector.close()
+    bar.close()
+    return pool
+
+
+def choose(samples: list[dict[str, Any]], budget: float) -> dict[str, Any]:
+    """The sampling methods' verdicts with the first samples whose tokens fit ``budget`` (at least one)."""
+    taken: list[dict[str, Any]] = []
+    spent = 0
+    for sample in samples:
+        if taken and spent + sample["tokens"] > budget:
+            break
+        taken.append(sample)
+        spent += sample["tokens"]
+    votes = Counter(s["answer"] for s in taken)
+    top = max(votes.values())
+    winner = next(s for s in taken if votes[s["answer"]] == top)
+    return {
+        "samples": len(taken),
+        "tokens": spent,
+        "best_of_n_q": max(taken, key=lambda s: s["q"])["reward"],
+        "majority_vote": winner["reward"],
+        "best_of_n_oracle": max(s["reward"] for s in taken),
+    }
+
+
+def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: LeafValue) -> dict[str, Any]:
+    """MCTS with ``budget`` decoder tokens per problem: accuracy, tokens spent and tree statistics."""
+    model = shared_model(args.model)
+    config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
+                        macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
+                        stop_on_finished_answer=args.stop_on_finished_answer,
+                        parallel_expansions=args.parallel_expansions, seed=seed)  # fmt: skip
+    agent = MCTSAgent(model, config)
+    started = time.perf_counter()
+    result = evaluate(agent, args.env, range(args.problems), n_envs=args.n_envs, model=args.model,
+                      max_episode_steps=args.max_tokens)  # fmt: skip
+    seconds = time.perf_counter() - started
+    searches = agent.stats.results
+    return {
+        "successes": [bool(s) for s in result.successes],
+        "accuracy": result.success_rate,
+        "tokens_per_problem": agent.stats.tokens / max(agent.stats.searches, 1),
+        "nodes_per_search": statistics.mean(r.simulations for r in searches) if searches else 0.0,
+        "from_finished_node": statistics.mean(r.from_finished_node for r in searches) if searches else 0.0,
+        "nodes_per_s": sum(r.simulations for r in searches) / seconds,
+        "tokens_per_s": agent.stats.tokens / seconds,
+        "seconds": seconds,
+    }
+
+
+def bootstrap_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[float]:
+    """95 % percentile bootstrap CI of the mean of ``values`` (problems x seeds, resampled together)."""
+    rng = np.random.default_rng(seed)
+    flat = values.reshape(-1)
+    means = rng.choice(flat, size=(reps, flat.size), replace=True).mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="CoLA checkpoint with a Q-network (cola-gym train --stage q)")
+    parser.add_argument("--env", default="CoLA-Micro-Countdown-Medium-v0", help="held-out id")
+    parser.add_argument("--problems", type=int, default=128)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64],
+                        help="token budgets in units of the greedy answer's mean length")  # fmt: skip
+    parser.add_argument("--mcts-budgets", type=int, nargs="*", default=[1, 2, 4, 8, 16],
+                        help="the budgets MCTS is run at (each is a search per problem)")  # fmt: skip
+    parser.add_argument("--simulations", type=int, default=4096, help="MCTS node cap (the token budget binds first)")
+    parser.add_argument("--parallel-expansions", type=int, default=4)
+    parser.add_argument("--stop-on-finished-answer", action=argparse.BooleanOptionalAction, default=False,
+                        help="end a search at its first finished answer (else it spends its budget)")  # fmt: skip
+    parser.add_argument("--max-tokens", type=int, default=64, help="token limit of an answer")
+    parser.add_argument("--n-envs", type=int, default=32, help="problems decoded together")
+    parser.add_argument("--out", default="benchmarks/results/search-scaling.json")
+    args = parser.parse_args()
+    if shared_model(args.model).q_network is None:
+        parser.error(f"{args.model} has no Q-network: train one with cola-gym train --stage q")
+
+    sampling = MCTSConfig(leaf_value="q_network", rollout_max_tokens=args.max_tokens)
+    per_seed: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        greedy = evaluate(PriorAgent(seed=seed), args.env, range(args.problems), n_envs=args.n_envs,
+                          deterministic=True, model=args.model, max_episode_steps=args.max_tokens)  # fmt: skip
+        unit = float(greedy.summary()["mean_tokens"])
+        pool = sample_pool(args, seed, max(args.budgets), replace(sampling, seed=seed))
+        row: dict[str, Any] = {"seed": seed, "greedy_tokens": unit,
+                               "greedy": [bool(s) for s in greedy.successes], "budgets": {}}  # fmt: skip
+        for budget in args.budgets:
+            verdicts = [choose(samples, budget * unit) for samples in pool]
+            point: dict[str, Any] = {
+                "tokens_per_problem": statistics.mean(v["tokens"] for v in verdicts),
+                "samples_per_problem": statistics.mean(v["samples"] for v in verdicts),
+                **{method: [v[method] > 0.5 for v in verdicts] for method in SAMPLING},
+            }
+            leaf_values: tuple[tuple[LeafValue, str], ...] = (("q_network", "mcts_q"), ("oracle", "mcts_oracle"))
+            for leaf_value, name in leaf_values:
+                if budget in args.mcts_budgets:
+                    point[name] = mcts_point(args, seed, max(1, round(budget * unit)), leaf_value)
+                    print(f"seed {seed} {budget}x {name}: {point[name]['accuracy']:.3f}", flush=True)
+            row["budgets"][str(budget)] = point
+            print(f"seed {seed} {budget}x: " + ", ".join(f"{m} {np.mean(point[m]):.3f}" for m in SAMPLING), flush=True)
+        per_seed.append(row)
+    write_report({"env": args.env, "model": args.model, "problems": args.problems, "seeds": args.seeds,
+                  "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+                  "summary": summarize(per_seed, args.budgets), "runs": per_seed}, args.out, _plot)  # fmt: skip
+
+
+def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Per method, per budget: accuracy over problems x seeds with its 95 % bootstrap CI, and tokens."""
+    summary: dict[str, list[dict[str, Any]]] = {}
+    greedy = np.array([run["greedy"] for run in per_seed], dtype=float)
+    unit = statistics.mean(run["greedy_tokens"] for run in per_seed)
+    summary["greedy"] = [{"budget": 1, "tokens": unit, "accuracy": float(greedy.mean()), "ci": bootstrap_ci(greedy)}]
+    for budget in budgets:
+        points = [run["budgets"][str(budget)] for run in per_seed]
+        for method in SAMPLING:
+            scores = np.array([p[method] for p in points], dtype=float)
+            tokens = statistics.mean(p["tokens_per_problem"] for p in points)
+            summary.setdefault(method, []).append({"budget": budget, "accuracy": float(scores.mean()),
+                                                   "ci": bootstrap_ci(scores), "tokens": tokens})  # fmt: skip
+        for method in ("mcts_q", "mcts_oracle"):
+            if all(method in p for p in points):
+                scores = np.array([p[method]["successes"] for p in points], dtype=float)
+                summary.setdefault(method, []).append({
+                    "budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores),
+                    "tokens": statistics.mean(p[method]["tokens_per_problem"] for p in points),
+                    "from_finished_node": statistics.mean(p[method]["from_finished_node"] for p in points),
+                    "nodes_per_search": statistics.mean(p[method]["nodes_per_search"] for p in points),
+                    "nodes_per_s": statistics.mean(p[method]["nodes_per_s"] for p in points),
+                })  # fmt: skip
+    return summary
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = {"greedy": "k*", "best_of_n_q": "o-", "majority_vote": "s-", "best_of_n_oracle": "o:",
+              "mcts_q": "D-", "mcts_oracle": "D:"}  # fmt: skip
+    for method, points in report["summary"].items():
+        tokens = [p["tokens"] for p in points]
+        accuracy = [100 * p["accuracy"] for p in points]
+        low = [100 * (p["accuracy"] - p["ci"][0]) for p in points]
+        high = [100 * (p["ci"][1] - p["accuracy"]) for p in points]
+        ax.errorbar(tokens, accuracy, yerr=[low, high], fmt=styles.get(method, "o-"), capsize=2, label=method,
+                    markersize=5 if method != "greedy" else 10)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("decoder tokens per problem (log scale)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(f"{report['env']}: {report['problems']} problems x {len(report['seeds'])} seeds, 95 % CIs", fontsize=9)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
