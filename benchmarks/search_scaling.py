@@ -5,10 +5,14 @@ tokens per problem, counted in units of the greedy answer's mean length (1x, 2x,
 
 - ``greedy``: the CoLA policy prior, argmax (1x);
 - ``best_of_n_q``: policy samples (top-k 40, T = 1) drawn until the budget is spent, the one
-  whose last step the Q-network values most is the answer;
+  whose last step the Q-network values most is the answer (how well Q ranks a problem's own
+  answers is reported as ``q_auc_within_problem``);
 - ``majority_vote``: the same samples, the most frequent final answer (text with spaces
   removed; ties go to the answer sampled first);
 - ``best_of_n_oracle``: the same samples, right if any is right (pass@N: an upper bound);
+- ``greedy_then_best_of_n_q``: the greedy answer first, then samples while the budget lasts,
+  the one the Q-network values most is the answer (the prior's argmax is the best single
+  candidate; samples only replace it when Q prefers them);
 - ``mcts_q``: MCTS-Q with Q-network leaf values under the budget (``--mcts-budgets``);
 - ``mcts_oracle``: MCTS with the env's reward as leaf value (an upper bound).
 
@@ -23,6 +27,7 @@ tokens spent) are kept for every search.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections import Counter
@@ -43,12 +48,14 @@ from cola_agents.mcts import CoLASearchModel, MCTSAgent, MCTSConfig
 from cola_agents.mcts.config import LeafValue
 from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.model import shared_model
+from cola_gym.training.objectives import ranking_auc
 
-SAMPLING = ("best_of_n_q", "majority_vote", "best_of_n_oracle")
+SAMPLING = ("best_of_n_q", "majority_vote", "best_of_n_oracle", "greedy_then_best_of_n_q")
 
 
 def sample_pool(args: argparse.Namespace, seed: int, count: int, config: MCTSConfig) -> list[list[dict[str, Any]]]:
-    """``count`` policy samples per problem: tokens, reward, Q score and final answer of each."""
+    """Per problem, the greedy answer then ``count`` policy samples: tokens, reward, Q score and
+    final answer of each."""
     model = shared_model(args.model)
     generator = torch.Generator().manual_seed(seed)
     pool: list[list[dict[str, Any]]] = []
@@ -65,37 +72,54 @@ def sample_pool(args: argparse.Namespace, seed: int, count: int, config: MCTSCon
         search_model = CoLASearchModel.for_env(vector)
         roots = [search_model.root(episode, state.select([row]))[0] for row, episode in enumerate(vector.episodes)]
         samples: list[list[dict[str, Any]]] = [[] for _ in chunk]
-        for _ in range(count):
-            for row, rollout in enumerate(search_model.rollout(roots, config, generator)):
+        for draw in range(count + 1):
+            policy = replace(config, rollout_policy="greedy" if draw == 0 else "sample")
+            for row, rollout in enumerate(search_model.rollout(roots, policy, generator)):
                 text = model.tokenizer.decode(rollout.tokens, skip_special_tokens=True)
                 samples[row].append({"tokens": len(rollout.actions), "reward": float(rollout.reward),
                                      "q": float(rollout.score), "answer": "".join(text.split())})  # fmt: skip
-            bar.update(len(chunk))
+            bar.update(len(chunk) if draw else 0)
         pool += samples
         vector.close()
     bar.close()
     return pool
 
 
-def choose(samples: list[dict[str, Any]], budget: float) -> dict[str, Any]:
-    """The sampling methods' verdicts with the first samples whose tokens fit ``budget`` (at least one)."""
+def first_that_fit(candidates: list[dict[str, Any]], budget: float) -> tuple[list[dict[str, Any]], int]:
+    """The first ``candidates`` whose tokens fit ``budget`` (at least one), and their tokens."""
     taken: list[dict[str, Any]] = []
     spent = 0
-    for sample in samples:
-        if taken and spent + sample["tokens"] > budget:
+    for candidate in candidates:
+        if taken and spent + candidate["tokens"] > budget:
             break
-        taken.append(sample)
-        spent += sample["tokens"]
+        taken.append(candidate)
+        spent += candidate["tokens"]
+    return taken, spent
+
+
+def choose(pool: list[dict[str, Any]], budget: float) -> dict[str, Any]:
+    """The sampling methods' verdicts on one problem's pool (greedy answer first, then samples)."""
+    taken, spent = first_that_fit(pool[1:], budget)
     votes = Counter(s["answer"] for s in taken)
     top = max(votes.values())
     winner = next(s for s in taken if votes[s["answer"]] == top)
+    with_greedy, _ = first_that_fit(pool, budget)
     return {
         "samples": len(taken),
         "tokens": spent,
         "best_of_n_q": max(taken, key=lambda s: s["q"])["reward"],
         "majority_vote": winner["reward"],
         "best_of_n_oracle": max(s["reward"] for s in taken),
+        "greedy_then_best_of_n_q": max(with_greedy, key=lambda s: s["q"])["reward"],
     }
+
+
+def within_problem_auc(pool: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """How well Q ranks one problem's own samples (what best-of-N needs): the mean over problems
+    with right and wrong samples of the AUC of Q against the reward, and how many such problems."""
+    aucs = [ranking_auc([s["q"] for s in samples], [s["reward"] > 0.5 for s in samples]) for samples in pool]
+    mixed = [auc for auc in aucs if not math.isnan(auc)]
+    return {"mean": statistics.mean(mixed) if mixed else math.nan, "problems": len(mixed)}
 
 
 def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: LeafValue) -> dict[str, Any]:
@@ -159,8 +183,8 @@ def main() -> None:
                           deterministic=True, model=args.model, max_episode_steps=args.max_tokens)  # fmt: skip
         unit = float(greedy.summary()["mean_tokens"])
         pool = sample_pool(args, seed, max(args.budgets), replace(sampling, seed=seed))
-        row: dict[str, Any] = {"seed": seed, "greedy_tokens": unit,
-                               "greedy": [bool(s) for s in greedy.successes], "budgets": {}}  # fmt: skip
+        row: dict[str, Any] = {"seed": seed, "greedy_tokens": unit, "greedy": [bool(s) for s in greedy.successes],
+                               "q_auc_within_problem": within_problem_auc(pool), "budgets": {}}  # fmt: skip
         for budget in args.budgets:
             verdicts = [choose(samples, budget * unit) for samples in pool]
             point: dict[str, Any] = {
@@ -186,7 +210,9 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
     summary: dict[str, list[dict[str, Any]]] = {}
     greedy = np.array([run["greedy"] for run in per_seed], dtype=float)
     unit = statistics.mean(run["greedy_tokens"] for run in per_seed)
-    summary["greedy"] = [{"budget": 1, "tokens": unit, "accuracy": float(greedy.mean()), "ci": bootstrap_ci(greedy)}]
+    within = statistics.mean(r["q_auc_within_problem"]["mean"] for r in per_seed)
+    summary["greedy"] = [{"budget": 1, "tokens": unit, "accuracy": float(greedy.mean()), "ci": bootstrap_ci(greedy),
+                          "q_auc_within_problem": within}]  # fmt: skip
     for budget in budgets:
         points = [run["budgets"][str(budget)] for run in per_seed]
         for method in SAMPLING:
@@ -211,7 +237,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"greedy": "k*", "best_of_n_q": "o-", "majority_vote": "s-", "best_of_n_oracle": "o:",
-              "mcts_q": "D-", "mcts_oracle": "D:"}  # fmt: skip
+              "greedy_then_best_of_n_q": "^-", "mcts_q": "D-", "mcts_oracle": "D:"}  # fmt: skip
     for method, points in report["summary"].items():
         tokens = [p["tokens"] for p in points]
         accuracy = [100 * p["accuracy"] for p in points]
