@@ -173,6 +173,8 @@ def parse_specs(specs: Mapping[str, Mapping[str, Any]]) -> Registry:
                 if dataset not in datasets:
                     raise ValueError(f"{family}: env {env_id} names unknown dataset {dataset!r}")
                 kwargs["dataset"] = {"name": dataset, **datasets[dataset]}
+            if "level" in raw and "level_label" in raw:
+                raise ValueError(f"{family}: env {env_id} gives both level and level_label")
             if levels and "level" in raw:
                 if raw["level"] not in levels:
                     raise ValueError(f"{family}: env {env_id} names unknown level {raw['level']!r}")
@@ -184,7 +186,7 @@ def parse_specs(specs: Mapping[str, Mapping[str, Any]]) -> Registry:
                 task=task,
                 task_kwargs=kwargs,
                 max_episode_steps=raw.get("max_episode_steps"),
-                level=raw.get("level"),
+                level=raw.get("level", raw.get("level_label")),
                 data_name=raw.get("data_name"),
                 train_id=raw.get("train_id"),
                 is_train=env_id in trained,

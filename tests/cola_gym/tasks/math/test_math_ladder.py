@@ -48,3 +48,22 @@ def test_bad_difficulties_are_clear(data_dir: Path) -> None:
     with pytest.raises(ValueError, match="no problem of difficulty 9-9"):
         task_for("CoLA-MATH-v0", data_dir=str(data_dir), difficulty=9)
     assert task_for("CoLA-GSM8K-v0", data_dir=str(data_dir), difficulty=[2, 3]).num_tasks == 326 + 371
+
+
+def test_the_math_levels_are_labelled_rungs_of_the_ladder() -> None:
+    from cola_gym.registration import parse_specs, registry
+
+    ladder = registry().ladder
+    assert [ladder[f"CoLA-MATH-Level{n}-v0"] for n in range(1, 6)] == [f"level{n}" for n in range(1, 6)]
+    assert [ladder[f"CoLA-GSM8K-Steps{n}-v0"] for n in range(2, 6)] == [f"steps{n}" for n in range(2, 6)]
+    assert "CoLA-MATH-Level1-Train-v0" not in ladder and "CoLA-MATH-Level1-Token-v0" not in ladder
+    # a procedural level still has to be in the [levels] table; a label only names a rung
+    spec = {"task": "m:C", "levels": {"easy": {"max_value": 10}}, "env": [{"id": "X-v0", "level": "eazy"}]}
+    with pytest.raises(ValueError, match="unknown level 'eazy'"):
+        parse_specs({"t": spec})
+    spec["env"] = [{"id": "X-v0", "level": "easy", "level_label": "one"}]
+    with pytest.raises(ValueError, match="both level and level_label"):
+        parse_specs({"t": spec})
+    spec["env"] = [{"id": "X-v0", "level_label": "one"}]
+    entry = parse_specs({"t": spec})["X-v0"]
+    assert entry.level == "one" and "level" not in entry.task_kwargs
