@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from _report import pyplot, save_figure, write_report
 
 import cola_gym  # noqa: F401 - registers the ids
@@ -122,7 +123,8 @@ def env_part(args: argparse.Namespace) -> dict[str, Any]:
             prompts.append(model.tokenizer(probe.unwrapped.prompt_text, add_special_tokens=False)["input_ids"])
         generate = statistics.median(time_generate(model, prompts, args.tokens) for _ in range(args.rounds))
         vector = gym.make_vec(env_id, num_envs=batch, vectorization_mode="vector_entry_point",
-                              max_episode_steps=args.tokens + 1, **kwargs)  # fmt: skip
+                              max_episode_steps=args.tokens + 1, track_policy=args.env_actions == "prior",
+                              **kwargs)  # fmt: skip
         stepper, fed = vector.unwrapped.stepper, [0]
         feed = stepper.feed
 
@@ -136,15 +138,19 @@ def env_part(args: argparse.Namespace) -> dict[str, Any]:
             vector.reset(options=[{"task_index": i} for i in range(batch)])
             rng = np.random.default_rng(round_number)
             actions = rng.integers(0, vector.single_action_space.n, size=(args.tokens, batch))
+            generator = torch.Generator().manual_seed(round_number)
             started = time.perf_counter()
             for step_actions in actions:
+                if args.env_actions == "prior":  # what an RL policy starting from the prior plays
+                    logits = vector.unwrapped.decoding_state.policy_logits.float()
+                    step_actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0].numpy()
                 vector.step(step_actions)
             speeds.append(batch * args.tokens / (time.perf_counter() - started))
         env_speed = statistics.median(speeds)
         rows[str(batch)] = {"generate_tokens_per_s": generate, "env_tokens_per_s": env_speed,
                             "env/generate": env_speed / generate,
                             "decoder_tokens_per_env_token": fed[0] / (args.rounds * batch * args.tokens)}  # fmt: skip
-    return {"tokens": args.tokens, "rounds": args.rounds, "batches": rows}
+    return {"tokens": args.tokens, "rounds": args.rounds, "actions": args.env_actions, "batches": rows}
 
 
 def success_run(split: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -264,6 +270,9 @@ def main() -> None:
     parser.add_argument("--native-repeats", type=int, default=50, help="our engine's repeats of each game's script")
     parser.add_argument("--tokens", type=int, default=48, help="env part: tokens per row and measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--env-actions", choices=["random", "prior"], default="random",
+                        help="env part: uniformly random latent actions (every few tokens end a command), "
+                        "or actions sampled from the policy prior (commands as the model writes them)")  # fmt: skip
     parser.add_argument("--games", type=int, default=24, help="success part: games per split (all task types)")
     parser.add_argument("--batch", type=int, default=4, help="success part: games played together")
     parser.add_argument("--max-tokens", type=int, default=256, help="success part: token limit of an episode")

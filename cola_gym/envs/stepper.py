@@ -29,7 +29,7 @@ from cola_gym.envs.observation import ObservationLayout
 from cola_gym.envs.task import TASK_INDEX, Task
 from cola_gym.model import CoLAModel, DecodingState
 from cola_gym.model.decoding import stack_states
-from cola_gym.model.generation import left_pad
+from cola_gym.model.generation import left_pad, right_pad
 from cola_gym.text.chat import TextCodec
 
 SPLIT_FEED_WASTE = 32
@@ -39,11 +39,6 @@ MIN_SHARED_PREFIX = 16
 """Tokens every prompt of a task must share before :meth:`EpisodeStepper.prefill` keeps them
 prefilled once (the chat template and system prompt: 24 tokens for GSM8K, 28 for Countdown,
 whose instructions follow the problem) and prefills only the tails."""
-
-REPACK_PADDING = 0.25
-"""Share of the cache's columns that repacking would remove
-(:attr:`~cola_gym.model.decoding.DecodingState.repackable_share`) past which
-:meth:`EpisodeStepper.feed` repacks it."""
 
 ActionKind = Literal["latent", "token"]
 ObservationKind = Literal["hidden", "hidden+prior"]
@@ -155,7 +150,7 @@ class EpisodeStepper:
         states = [fresh[prompt] if prompt in fresh else self._prefilled[prompt] for prompt in distinct]
         for prompt, state in zip(distinct, states, strict=True):
             self._remember(prompt, state)
-        return stack_states(states).select(rows)
+        return stack_states(states, pad="right").select(rows)
 
     def _prefill_missing(self, missing: Sequence[tuple[int, ...]]) -> DecodingState:
         """One decoder pass for ``missing`` prompts: their tails after the task's shared prefix
@@ -216,37 +211,32 @@ class EpisodeStepper:
         return TokenBooking(list(tokens), new_episodes, outcomes)
 
     def feed(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
-        """Appends each row's tokens; rows with none keep their state.
+        """Appends each row's tokens at the row's own end; rows with none keep their state.
 
-        Usually one decoder call. When a few rows have a long feed (the end of a turn and the
-        task's message) and the rest one token, padding every row to the longest feed would
-        cost more than it saves: past :data:`SPLIT_FEED_WASTE` padded tokens, the long feeds
-        go through the decoder on a copy of their rows, the short ones in place on the whole
-        batch (the long rows padded), and the long rows' new columns are grafted back
-        (:meth:`~cola_gym.model.decoding.DecodingState.graft`): no copy of the whole cache.
-        Padding left in the middle of rows is removed once removing it would narrow the cache by
-        more than :data:`REPACK_PADDING`.
+        The cache is ragged (:meth:`~cola_gym.model.CoLAModel.append_ragged`): a row fed a
+        turn's answer does not widen the other rows with padding, so the cache stays as wide as
+        its longest row. Usually one decoder call. When a few rows have a long feed (the end of
+        a turn and the task's message) and the rest one token, running every row to the longest
+        feed would compute padding: past :data:`SPLIT_FEED_WASTE` padded positions, the short
+        feeds go in one call on the whole batch and the long ones in a second on their rows only.
         """
         lengths = [len(f) for f in feeds]
         longest = max(lengths, default=0)
         long_rows = [row for row, n in enumerate(lengths) if n > 1]
         short_rows = [row for row, n in enumerate(lengths) if n <= 1]
         if not long_rows or not short_rows or len(short_rows) * (longest - 1) < SPLIT_FEED_WASTE:
-            fed = self._append(state, feeds)
-        else:
-            grown = self._append(state.select(long_rows), [feeds[row] for row in long_rows])
-            fed = self._append(state, [feed if len(feed) <= 1 else () for feed in feeds])
-            fed = fed.graft(long_rows, grown, since=state.length)
-        return fed.repack() if longest > 1 and fed.repackable_share > REPACK_PADDING else fed
+            return self._append(state, feeds)
+        fed = self._append(state, [feed if len(feed) <= 1 else () for feed in feeds])
+        return self._append(fed, [feeds[row] for row in long_rows], rows=long_rows)
 
-    def _append(self, state: DecodingState, feeds: Sequence[Sequence[int]]) -> DecodingState:
-        """One decoder call for every row's feed (left-padded); rows with none keep their state."""
-        has_tokens = torch.tensor([len(f) > 0 for f in feeds])
-        if not has_tokens.any():
+    def _append(
+        self, state: DecodingState, feeds: Sequence[Sequence[int]], rows: Sequence[int] | None = None
+    ) -> DecodingState:
+        """One decoder call for the feeds of ``rows`` (default: all), each at its row's end."""
+        if not any(feeds):
             return state
-        ids, mask = left_pad(feeds)
-        appended = self.model.append(state, ids, mask)
-        return appended if has_tokens.all() else appended.keep_rows_where(has_tokens, state)
+        ids, lengths = right_pad(feeds)
+        return self.model.append_ragged(state, ids, lengths, rows)
 
     def step(self, episodes: Sequence[Episode], state: DecodingState, actions: Sequence[int]) -> BatchStep:
         """:meth:`decide` then :meth:`feed` for every row.
@@ -259,7 +249,7 @@ class EpisodeStepper:
         booking = self.consume(episodes, tokens, self._log_priors(state, actions))
         feeds = [o.feed for o in booking.outcomes]
         if all(len(feed) == 1 and feed[0] == token for feed, token in zip(feeds, tokens, strict=True)):
-            return BatchStep(booking, self.model.append(state, produced[:, None]))
+            return BatchStep(booking, self.model.append_ragged(state, produced[:, None]))
         return BatchStep(booking, self.feed(state, feeds))
 
     def reward(self, episode: Episode, outcome: TokenOutcome) -> float:

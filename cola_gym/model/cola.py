@@ -39,6 +39,7 @@ from cola_gym.model.decoding import (
     KVPairs,
     arena_cache,
     cache_contents,
+    ragged_cache,
 )
 from cola_gym.model.heads import (
     ActionCodebook,
@@ -301,6 +302,112 @@ class CoLAModel(nn.Module):
         return self._advance(state, list(state.head_kv), input_ids, attention_mask)
 
     @torch.inference_mode()
+    def append_ragged(
+        self,
+        state: DecodingState,
+        input_ids: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        rows: torch.Tensor | Sequence[int] | None = None,
+    ) -> DecodingState:
+        """Feeds row ``r`` its first ``lengths[r]`` tokens of ``input_ids [R, n]`` at its own end.
+
+        Unlike :meth:`append`, rows fed fewer tokens (or none) get no padding: each row's
+        tokens go to the columns right after its last token, so the cache stays as wide as its
+        longest row. ``rows`` (default: all) are the rows of ``state`` the ``R`` feeds are for;
+        the others keep their state. Rows fed nothing keep their ``hidden`` and head outputs.
+        Exact: every row's state is the one :meth:`append` of its tokens alone gives.
+        """
+        input_ids = input_ids.to(self.device)
+        fed, new_positions = input_ids.shape
+        device = state.attention_mask.device
+        steps = torch.arange(new_positions, device=device)
+        counts = torch.full((fed,), new_positions, device=device) if lengths is None else lengths.to(device)
+        index = None if rows is None else torch.as_tensor(rows, dtype=torch.long, device=device)
+        ends = state.ends if index is None else state.ends[index]
+        if not new_positions or not int(counts.max()):
+            return state
+        width = max(state.length, int((ends + counts).max()))
+        state = state.with_room(int(ends.max()) + new_positions)  # padding is written past a row's end
+        arena = state.arena
+        assert arena is not None
+        start = state.arena_start
+
+        real = steps[None, :] < counts[:, None]
+        columns = ends[:, None] + steps[None, :]
+        mask = state.attention_mask
+        if width > state.length:
+            mask = torch.cat([mask, mask.new_zeros(state.batch_size, width - state.length)], dim=1)
+        else:
+            mask = mask.clone()
+        all_rows = torch.arange(state.batch_size, device=device) if index is None else index
+        fed_rows = all_rows[:, None].expand(fed, new_positions)
+        mask[fed_rows[real], columns[real]] = 1
+        fed_mask = mask if index is None else mask[index]
+        positions = state.attention_mask.sum(dim=1)[all_rows][:, None] + steps[None, :]
+        keys = torch.arange(width, device=device)
+        allowed = fed_mask.bool()[:, None, :] & (keys[None, None, :] <= columns[:, :, None])
+        # a padding query sees one column (any finite one): its output is never read
+        allowed |= ~real[:, :, None] & (keys[None, None, :] == columns.clamp(max=width - 1)[:, :, None])
+        allowed = allowed[:, None]
+
+        def attention(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+            implementation = str(getattr(module.config, "_attn_implementation", None) or "eager")
+            if implementation == "sdpa":
+                return allowed
+            if implementation == "eager":
+                return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
+                    ~allowed, torch.finfo(dtype).min
+                )
+            raise NotImplementedError(f"ragged appends need sdpa or eager attention, not {implementation!r}")
+
+        def cache(name: str) -> DynamicCache:
+            return ragged_cache(arena.storage[name], index, start + columns, real, start, width)
+
+        base, dtype = self.decoder_base, self.lm_head.weight.dtype
+        hidden = base(
+            input_ids=input_ids,
+            attention_mask=attention(base, dtype),
+            position_ids=positions,
+            past_key_values=cache(DECODER),
+            use_cache=True,
+        ).last_hidden_state
+        has_tokens = counts > 0
+        last = (counts - 1).clamp(min=0)
+        picked = torch.arange(fed, device=device)
+
+        def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+            new = torch.where(has_tokens[:, None], new[picked, last].to(old.dtype), old[all_rows])
+            if index is None:
+                return new
+            out = old.clone()
+            out[index] = new
+            return out
+
+        outputs = {}
+        for name in state.head_kv:
+            head = self._tracked_head(name)
+            logits = head(
+                hidden.to(self.head_dtype), attention(head.trunk.blocks, self.head_dtype), positions, cache(name)
+            )
+            outputs[name] = merged(state.head_outputs[name], logits)
+
+        def views(name: str) -> KVPairs:
+            return tuple(
+                (k[..., start : start + width, :], v[..., start : start + width, :]) for k, v in arena.storage[name]
+            )
+
+        return DecodingState(
+            decoder_kv=views(DECODER),
+            hidden=merged(state.hidden, hidden),
+            attention_mask=mask,
+            head_kv={name: views(name) for name in state.head_kv},
+            head_outputs=outputs,
+            arena=arena,
+            arena_start=start,
+            arena_version=arena.written(start + width),
+        )
+
+    @torch.inference_mode()
     def next_token_logits(self, state: DecodingState, actions: torch.Tensor) -> torch.Tensor:
         """World-model logits ``[B, V]`` of the next token under actions ``[B]``."""
         return self.world_model_logits(state.hidden, self.codebook(actions.to(self.device)))
@@ -385,8 +492,6 @@ class CoLAModel(nn.Module):
         end = start + mask.shape[1]
         if arena is None:
             arena = KVArena(storage, frontier=end)
-        else:
-            arena.frontier = end
         return DecodingState(
             decoder_kv=views.pop(DECODER),
             hidden=hidden[:, -1],
@@ -395,4 +500,5 @@ class CoLAModel(nn.Module):
             head_outputs=outputs,
             arena=arena,
             arena_start=start,
+            arena_version=arena.written(end),
         )

@@ -1,14 +1,18 @@
 """Immutable decoding state: KV caches of the decoder and the tracked heads, and the last ``h``.
 
-A :class:`DecodingState` holds views of its key/value tensors that nothing ever writes to
-again, which makes a state its own snapshot: restoring it costs nothing, and any number of
+A :class:`DecodingState` holds views of its key/value tensors whose unmasked positions nothing
+ever writes to again, which makes a state its own snapshot: restoring it costs nothing, and any number of
 branches (tree search) can grow from one state.
 
 The views live in a :class:`KVArena`, storage with room to grow: appending to the newest
 state of a lineage writes the new positions in place (no per-step concatenation of the
-whole cache, as Hugging Face's dynamic cache does). Only the first branch grown from a
-state can write past it; any other branch finds the arena's frontier moved on and copies
-its state into an arena of its own (copy-on-branch).
+whole cache, as Hugging Face's dynamic cache does). Only the state made by the arena's last
+write can write again: any other branch grown from an older state copies its state into an
+arena of its own (copy-on-branch).
+
+Rows need not end at the same column: a *ragged* append (:func:`ragged_cache`) writes each row's
+new tokens at that row's own end, so a row that is fed a long message does not widen every other
+row with padding. Attention and rotary positions read the mask, never a column's place.
 
 Besides the decoder, a state can *track* heads that read ``h`` with their own KV cache
 (the CoLA policy, the Q-network): their outputs at the last position are kept up to date.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Literal, cast
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -47,11 +51,20 @@ class KVArena:
     Attributes:
         storage: per cache (``"decoder"`` and the tracked heads' names), per layer
             ``(keys, values)``, each ``[B, num_kv_heads, capacity, head_dim]``.
-        frontier: storage columns written so far; a state that ends there may write beyond it.
+        frontier: storage columns written so far.
+        version: bumped by every write; only the state made by the last write (whose
+            ``arena_version`` equals it) may write again.
     """
 
     storage: dict[str, KVPairs]
     frontier: int
+    version: int = 0
+
+    def written(self, frontier: int) -> int:
+        """Records a write up to column ``frontier``; returns the new version."""
+        self.frontier = frontier
+        self.version += 1
+        return self.version
 
     @property
     def capacity(self) -> int:
@@ -89,7 +102,7 @@ class _ArenaLayer(DynamicLayer):
             needed = past_length + self.new_positions
             headroom = max(needed, MIN_HEADROOM) if KV_IN_PLACE else 0
             shape = (*key_states.shape[:-2], needed + headroom, key_states.shape[-1])
-            self.storage = (key_states.new_empty(shape), value_states.new_empty(shape))
+            self.storage = (key_states.new_zeros(shape), value_states.new_zeros(shape))
             self.start = 0
             if self.past is not None:
                 for column, tensor in zip(self.storage, self.past, strict=True):
@@ -124,6 +137,54 @@ def arena_cache(
     return cache
 
 
+class _RaggedLayer(DynamicLayer):
+    """A cache layer that writes row ``r``'s new position ``j`` at storage column ``columns[r, j]``.
+
+    ``rows`` (``None``: all) are the storage rows the batch fed to the decoder stands for; the
+    keys it attends to are storage columns ``[start, start + width)`` of those rows (a view when
+    they are all rows). Padding positions (``real`` false) are written as zeros.
+    """
+
+    def __init__(
+        self,
+        storage: KVPair,
+        rows: torch.Tensor | None,
+        columns: torch.Tensor,
+        real: torch.Tensor,
+        start: int,
+        width: int,
+    ) -> None:
+        super().__init__()
+        self.storage, self.rows, self.columns, self.start, self.width = storage, rows, columns, start, width
+        self.real = real[:, None, :, None]
+        self.lazy_initialization(*storage)
+        self.keys, self.values = (tensor[..., start : start + width, :] for tensor in storage)
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, _, new_positions, _ = key_states.shape
+        rows = torch.arange(batch, device=key_states.device) if self.rows is None else self.rows
+        row_index = rows[:, None].expand(batch, new_positions)
+        for store, states in zip(self.storage, (key_states, value_states), strict=True):
+            store[row_index, :, self.columns] = torch.where(self.real, states, 0).transpose(1, 2)
+        keys, values = (tensor[..., self.start : self.start + self.width, :] for tensor in self.storage)
+        if self.rows is not None:
+            keys, values = keys.index_select(0, self.rows), values.index_select(0, self.rows)
+        return keys, values
+
+
+def ragged_cache(
+    storage: KVPairs, rows: torch.Tensor | None, columns: torch.Tensor, real: torch.Tensor, start: int, width: int
+) -> DynamicCache:
+    """A cache over storage columns ``[start, start + width)`` that writes the new position ``j``
+    of fed row ``r`` (storage row ``rows[r]``) at column ``columns[r, j]`` (see :class:`_RaggedLayer`)."""
+    cache = DynamicCache()
+    for pair in storage:
+        cache.layers.append(_RaggedLayer(pair, rows, columns, real, start, width))
+    return cache
+
+
 def cache_contents(cache: DynamicCache) -> tuple[KVPairs, KVPairs]:
     """``(views, storage)``: the ``(keys, values)`` a cache built by :func:`arena_cache` holds
     now, and the storage they are views of."""
@@ -150,6 +211,8 @@ class DecodingState:
         arena: the storage the caches are views of, when they are views of one (``None``:
             the next append copies them into a new arena).
         arena_start: the arena column of this state's first position.
+        arena_version: the arena's version when this state was made (it may write to the
+            arena while the two agree).
     """
 
     decoder_kv: KVPairs
@@ -159,6 +222,7 @@ class DecodingState:
     head_outputs: Mapping[str, torch.Tensor] = field(default_factory=dict)
     arena: KVArena | None = None
     arena_start: int = 0
+    arena_version: int = 0
 
     @property
     def batch_size(self) -> int:
@@ -185,10 +249,36 @@ class DecodingState:
         """``[B, K]`` Q(x_1..t, a) of the Q-network (``None`` when it is not tracked)."""
         return self.head_outputs.get(Q_NETWORK)
 
+    @property
+    def ends(self) -> torch.Tensor:
+        """``[B]`` the column after each row's last token (0 for a row with none)."""
+        columns = torch.arange(1, self.length + 1, device=self.attention_mask.device)
+        return (self.attention_mask.bool() * columns).amax(dim=1) if self.length else columns.new_zeros(self.batch_size)
+
     def grows_in_place(self, new_positions: int) -> bool:
         """Whether appending ``new_positions`` writes into this state's arena (no copy)."""
-        arena, end = self.arena, self.arena_start + self.length
-        return KV_IN_PLACE and arena is not None and arena.frontier == end and end + new_positions <= arena.capacity
+        return self.writes_in_place(self.length + new_positions)
+
+    def writes_in_place(self, columns: int) -> bool:
+        """Whether this state may write its arena's columns up to ``columns`` (counted from its
+        first column) in place: no later state wrote to the arena, and it has the room."""
+        arena = self.arena
+        return (
+            KV_IN_PLACE
+            and arena is not None
+            and arena.version == self.arena_version
+            and self.arena_start + columns <= arena.capacity
+        )
+
+    def with_room(self, columns: int) -> DecodingState:
+        """This state, or a copy of it in an arena of its own, that can write ``columns`` columns in place."""
+        if self.writes_in_place(columns):
+            return self
+
+        def fill(tensor: torch.Tensor, out: torch.Tensor) -> None:
+            out.copy_(tensor)
+
+        return self._into_new_arena(self.batch_size, self.length, fill, lambda t: t, self.attention_mask, columns)
 
     def _map(
         self,
@@ -213,11 +303,12 @@ class DecodingState:
         fill: Callable[[torch.Tensor, torch.Tensor], object],
         rows: Callable[[torch.Tensor], torch.Tensor],
         mask: torch.Tensor,
+        room: int = 0,
     ) -> DecodingState:
         """A state of ``batch`` rows and ``width`` columns whose caches ``fill(source, out)``
-        writes straight into a new arena with headroom, so its next append writes in place
-        (no second copy); ``rows`` maps the per-row outputs."""
-        capacity = width + (max(width, MIN_HEADROOM) if KV_IN_PLACE else 0)
+        writes straight into a new arena with headroom (at least ``room`` columns), so its next
+        append writes in place (no second copy); ``rows`` maps the per-row outputs."""
+        capacity = max(width, room) + (max(width, MIN_HEADROOM) if KV_IN_PLACE else 0)
         storage: dict[str, KVPairs] = {}
         views: dict[str, KVPairs] = {}
         for name, pairs in {DECODER: self.decoder_kv, **self.head_kv}.items():
@@ -225,7 +316,7 @@ class DecodingState:
             for pair in pairs:
                 columns = []
                 for tensor in pair:
-                    store = tensor.new_empty((batch, *tensor.shape[1:-2], capacity, tensor.shape[-1]))
+                    store = tensor.new_zeros((batch, *tensor.shape[1:-2], capacity, tensor.shape[-1]))
                     fill(tensor, store[..., :width, :])
                     columns.append(store)
                 stored.append((columns[0], columns[1]))
@@ -260,37 +351,38 @@ class DecodingState:
 
     def left_pad_to(self, width: int) -> DecodingState:
         """The same state with ``width - T`` padding columns added on the left."""
+        return self.pad_to(width, "left")
+
+    def pad_to(self, width: int, side: Literal["left", "right"]) -> DecodingState:
+        """The same state with ``width - T`` padding columns added on the ``side``."""
         extra = width - self.length
         if extra <= 0:
             return self
 
+        def join(padding: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+            parts = [padding, tensor] if side == "left" else [tensor, padding]
+            return torch.cat(parts, dim=-2 if tensor.dim() > 2 else 1)
+
         def pad(tensor: torch.Tensor) -> torch.Tensor:
-            shape = (*tensor.shape[:-2], extra, tensor.shape[-1])
-            return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
+            return join(tensor.new_zeros((*tensor.shape[:-2], extra, tensor.shape[-1])), tensor)
 
         def pad_mask(mask: torch.Tensor) -> torch.Tensor:
-            return torch.cat([mask.new_zeros(mask.shape[0], extra), mask], dim=1)
+            return join(mask.new_zeros(mask.shape[0], extra), mask)
 
         return self._map(pad, lambda t: t, pad_mask)
 
     def compact(self) -> DecodingState:
-        """Drops leading columns that are padding in every row."""
+        """Drops leading and trailing columns that are padding in every row."""
         real = self.attention_mask.any(dim=0).nonzero()
-        start = int(real[0]) if len(real) else 0
-        if start == 0:
+        start, stop = (int(real[0]), int(real[-1]) + 1) if len(real) else (0, self.length)
+        if start == 0 and stop == self.length:
             return self
         return replace(
-            self._map(lambda t: t[..., start:, :], lambda t: t, lambda m: m[:, start:]),
+            self._map(lambda t: t[..., start:stop, :], lambda t: t, lambda m: m[:, start:stop]),
             arena=self.arena,
             arena_start=self.arena_start + start,
+            arena_version=self.arena_version,
         )
-
-    @property
-    def repackable_share(self) -> float:
-        """Share of the cache's columns that :meth:`repack` would remove: ``1 - longest row / T``."""
-        if not self.attention_mask.numel():
-            return 0.0
-        return 1.0 - float(self.attention_mask.sum(dim=1).max()) / self.length
 
     def repack(self) -> DecodingState:
         """The same rows with every padding position removed from their middles: each row's
@@ -317,97 +409,18 @@ class DecodingState:
 
     def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
         """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
-        merged = stack_states([self, other])
+        merged = stack_states([self, other], pad="right")
         order = list(range(self.batch_size))
         for position, row in enumerate(rows):
             order[row] = self.batch_size + position
         return merged.select(order).compact()
 
-    @torch.inference_mode()
-    def graft(self, rows: Sequence[int], grown: DecodingState, since: int) -> DecodingState:
-        """This state with ``rows`` taken from ``grown``, another continuation of the same
-        ``since`` columns (``grown`` holds just those rows, in order).
 
-        Both continuations end up as wide as the wider one; the narrower rows get padding after
-        their last token (attention ignores it; :meth:`repack` removes it). When this state can
-        grow in place, the new columns are written into its arena: nothing before ``since`` is
-        copied, which makes a feed split into a long part and a short part cost what its new
-        tokens cost.
-        """
-        if not rows:
-            return self
-        width = max(self.length, grown.length)
-        extra = width - self.length
-        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.attention_mask.device)
-        mask = torch.cat([self.attention_mask, self.attention_mask.new_zeros(self.batch_size, extra)], dim=1)
-        mask[index, since:] = 0
-        mask[index, since : grown.length] = grown.attention_mask[:, since:].to(mask.dtype)
-        hidden = self.hidden.clone()
-        hidden[index] = grown.hidden
-        outputs = {}
-        for name, output in self.head_outputs.items():
-            outputs[name] = output.clone()
-            outputs[name][index] = grown.head_outputs[name]
+def stack_states(states: Sequence[DecodingState], pad: Literal["left", "right"] = "left") -> DecodingState:
+    """One batch of all rows of ``states`` (padded on the ``pad`` side to a common length), in order.
 
-        def caches(state: DecodingState) -> dict[str, KVPairs]:
-            return {DECODER: state.decoder_kv, **state.head_kv}
-
-        arena = self.arena
-        if arena is not None and self.grows_in_place(extra):
-            first = self.arena_start
-            columns: dict[str, KVPairs] = {}
-            for name, pairs in arena.storage.items():
-                for storage, new in zip(
-                    (t for pair in pairs for t in pair), (t for pair in caches(grown)[name] for t in pair), strict=True
-                ):
-                    storage[..., first + self.length : first + width, :] = 0
-                    storage[index, :, first + since : first + width, :] = 0
-                    storage[index, :, first + since : first + grown.length, :] = new[..., since:, :]
-                columns[name] = _map_pairs(pairs, lambda t: t[..., first : first + width, :])
-            arena.frontier = first + width
-            decoder_kv = columns.pop(DECODER)
-            return DecodingState(decoder_kv, hidden, mask, columns, outputs, arena, first)
-
-        def widened(old: KVPairs, new: KVPairs) -> KVPairs:
-            result = []
-            for old_pair, new_pair in zip(old, new, strict=True):
-                pair = []
-                for tensor, rows_tensor in zip(old_pair, new_pair, strict=True):
-                    shape = (*tensor.shape[:-2], extra, tensor.shape[-1])
-                    tensor = torch.cat([tensor, tensor.new_zeros(shape)], dim=-2)
-                    tensor[index, :, since:, :] = 0
-                    tensor[index, :, since : grown.length, :] = rows_tensor[..., since:, :]
-                    pair.append(tensor)
-                result.append((pair[0], pair[1]))
-            return tuple(result)
-
-        return DecodingState(
-            decoder_kv=widened(self.decoder_kv, grown.decoder_kv),
-            hidden=hidden,
-            attention_mask=mask,
-            head_kv={name: widened(pairs, grown.head_kv[name]) for name, pairs in self.head_kv.items()},
-            head_outputs=outputs,
-        )
-
-    def keep_rows_where(self, keep: torch.Tensor, previous: DecodingState) -> DecodingState:
-        """``hidden`` and head outputs of ``previous`` for rows where ``keep`` is false ``[B]``.
-
-        After a batched append in which some rows only received padding, those rows keep
-        the state of their last real token.
-        """
-        column = keep.to(self.hidden.device)[:, None]
-        return replace(
-            self,
-            hidden=torch.where(column, self.hidden, previous.hidden),
-            head_outputs={
-                name: torch.where(column, output, previous.head_outputs[name])
-                for name, output in self.head_outputs.items()
-            },
-        )
-
-
-def stack_states(states: Sequence[DecodingState]) -> DecodingState:
-    """One batch of all rows of ``states`` (left-padded to a common length), in order.
+    Left padding makes every row end at the last column (as :meth:`CoLAModel.append` expects);
+    right padding leaves each row where it was (ragged appends write at each row's own end).
 
     The states must track the same heads; tree search stacks the states of many nodes
     into one batch to expand them with one decoder step.
@@ -415,7 +428,7 @@ def stack_states(states: Sequence[DecodingState]) -> DecodingState:
     if len(states) == 1:
         return states[0]
     width = max(state.length for state in states)
-    padded = [state.left_pad_to(width) for state in states]
+    padded = [state.pad_to(width, pad) for state in states]
     first = padded[0]
     names = set(first.head_kv)
     if any(set(state.head_kv) != names for state in padded):

@@ -30,6 +30,22 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch
     return ids, mask
 
 
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> ``(ids [B, T], lengths [B])`` padded on the right (the form
+    :meth:`~cola_gym.model.CoLAModel.append_ragged` takes).
+
+    >>> ids, lengths = right_pad([[5, 6, 7], [8], []])
+    >>> ids.tolist(), lengths.tolist()
+    ([[5, 6, 7], [8, 0, 0], [0, 0, 0]], [3, 1, 0])
+    """
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    ids = torch.full((len(sequences), max((len(s) for s in sequences), default=1) or 1), pad_id, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            ids[row, : len(sequence)] = torch.as_tensor(list(sequence), dtype=torch.long)
+    return ids, lengths
+
+
 def sample_top_k(logits: torch.Tensor, top_k: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
     """Samples ``[B]`` indices from ``[B, K]`` logits restricted to the top ``top_k`` (the release's sampler)."""
     values, indices = logits.float().cpu().topk(min(top_k, logits.shape[-1]), dim=-1)

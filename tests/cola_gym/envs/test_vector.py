@@ -179,13 +179,13 @@ def test_autoreset_options_choose_what_a_row_plays_next(tiny_cola_dir: Path, dat
         vector.step(np.zeros(2, dtype=np.int64))
 
 
-@pytest.mark.parametrize("in_place", [True, False], ids=["grafted-in-place", "grafted-by-copy"])
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "by-copy"])
 @pytest.mark.parametrize("track_policy", [False, True], ids=["decoder", "decoder+policy"])
 def test_a_feed_split_by_length_equals_one_padded_call(
     tiny_cola_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, in_place: bool, track_policy: bool
 ) -> None:
     """Two long feeds of different lengths, two short ones and an empty one: the split feed
-    (long rows on a copy, short rows in place, grafted back) decodes as one padded call does,
+    (short rows on the whole batch, then long rows on their rows only) decodes as one call does,
     now and after more feeds; in place, it keeps writing into the batch's arena."""
     from cola_gym.envs.stepper import SPLIT_FEED_WASTE
     from cola_gym.model import decoding
@@ -211,36 +211,33 @@ def test_a_feed_split_by_length_equals_one_padded_call(
         assert stepper.model.next_tokens(a, actions).tolist() == stepper.model.next_tokens(b, actions).tolist()
 
 
-def test_padding_left_by_many_feeds_is_repacked_and_decodes_the_same(
-    tiny_cola_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_feeds_of_different_lengths_leave_no_padding_and_decode_as_padded_appends(
+    tiny_cola_dir: Path, data_dir: Path
 ) -> None:
-    """Feeds too small to split (one row gets 10 tokens, two get 1: 18 padded positions), a
-    different row's turn ending each time, leave padding in the middle of every row: the cache
-    grows 10 columns a feed while each row grows 4 on average, until repacking narrows it."""
-    from cola_gym.envs import stepper as stepper_module
+    """Feeds too small to split (one row gets 10 tokens, two get 1), a different row's turn ending
+    each time: each row grows by its own feeds, the cache stays as wide as its longest row (a
+    left-padded append would widen every row by 10 a feed), and every row decodes as the
+    left-padded appends decode it."""
+    from cola_gym.model.generation import left_pad
 
     vector = _make_vec(3, model=str(tiny_cola_dir), data_dir=str(data_dir))
     vector.reset(options=[{"task_index": i} for i in range(3)])
-    stepper, start = vector.stepper, vector.decoding_state
-
-    def play(state):
-        for turn in range(12):
-            feeds = [[7], [8], [9]]
-            feeds[turn % 3] = list(range(300, 310))
-            state = stepper.feed(state, feeds)
-        return state
-
-    packed = play(start)
-    monkeypatch.setattr(stepper_module, "REPACK_PADDING", 1.0)
-    kept = play(start)
-    assert kept.repackable_share > 0.25 >= packed.repackable_share and packed.length < kept.length
-    assert torch.equal(packed.attention_mask.sum(1), kept.attention_mask.sum(1))
+    stepper, ragged = vector.stepper, vector.decoding_state
+    padded = ragged
+    for turn in range(12):
+        feeds = [[7], [8], [9]]
+        feeds[turn % 3] = list(range(300, 310))
+        ragged = stepper.feed(ragged, feeds)
+        padded = stepper.model.append(padded, *left_pad(feeds))
+    assert torch.equal(ragged.attention_mask.sum(1), padded.attention_mask.sum(1))
+    assert ragged.length == int(ragged.ends.max()) <= vector.decoding_state.length + 4 * 10 + 8
+    assert padded.length == vector.decoding_state.length + 12 * 10
     actions = torch.arange(3)
     for _ in range(3):
-        a, packed = stepper.model.step(packed, actions)
-        b, kept = stepper.model.step(kept, actions)
+        torch.testing.assert_close(ragged.hidden, padded.hidden, atol=2e-4, rtol=0)
+        a, ragged = stepper.model.step(ragged, actions)
+        b, padded = stepper.model.step(padded, actions)
         assert a.tolist() == b.tolist()
-        torch.testing.assert_close(packed.hidden, kept.hidden, atol=2e-4, rtol=0)
 
 
 def test_a_kept_prompt_does_not_keep_its_batch_alive(tiny_cola_dir: Path, data_dir: Path) -> None:

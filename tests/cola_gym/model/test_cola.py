@@ -217,7 +217,6 @@ def test_repacking_removes_padding_from_the_middle_of_rows_exactly(tiny_cola: Co
     packed = padded.repack()
     lengths = padded.attention_mask.sum(1)
     assert packed.length == int(lengths.max()) < padded.length
-    assert packed.repackable_share == 0.0 < padded.repackable_share
     assert torch.equal(packed.attention_mask.sum(1), lengths)
     assert packed.repack() is packed  # nothing left to remove
     actions = torch.tensor([[3, 9], [17, 17], [60, 1], [5, 44]])
@@ -227,6 +226,82 @@ def test_repacking_removes_padding_from_the_middle_of_rows_exactly(tiny_cola: Co
         assert torch.equal(a, b)
         assert torch.allclose(padded.hidden, packed.hidden, atol=1e-5)
         assert torch.allclose(padded.policy_logits, packed.policy_logits, atol=1e-4)
+
+
+def _row_by_row(model: CoLAModel, ids: torch.Tensor, mask: torch.Tensor, feeds_per_step) -> list:
+    """Each row alone, fed its feeds one step after another."""
+    states = []
+    for row in range(ids.shape[0]):
+        state = model.start(ids[row][mask[row].bool()][None], track_policy=True)
+        for feeds in feeds_per_step:
+            if feeds[row]:
+                state = model.append(state, torch.tensor([feeds[row]]))
+        states.append(state)
+    return states
+
+
+def _ragged(feeds):
+    from cola_gym.model.generation import right_pad
+
+    return right_pad(feeds)
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_a_ragged_append_equals_each_row_fed_alone(tiny_decoder_dir: Path, implementation: str) -> None:
+    """Rows fed different numbers of tokens (none, one, many) each write at their own end: the
+    cache stays as wide as its longest row, and every row's state is the one its tokens alone give,
+    through later ragged appends, appends to some rows only and ordinary steps."""
+    from transformers import PreTrainedModel
+
+    model = CoLAModel.from_pretrained(str(tiny_decoder_dir))
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            module.set_attn_implementation(implementation)
+    assert model.decoder_base.config._attn_implementation == implementation
+    ids, mask = _texts(model)
+    ids, mask = torch.cat([ids, ids[:1]]), torch.cat([mask, mask[:1]])
+    steps = [[[5, 6, 7, 8, 9, 10], [11], []], [[12], [13, 14, 15, 16, 17, 18, 19, 20], [21, 22]], [[], [23], [24]]]
+    state = model.start(ids, mask, track_policy=True)
+    for feeds in steps:
+        before = state
+        state = model.append_ragged(state, *_ragged(feeds))
+        assert state.arena is before.arena, "the batch's newest state writes in place"
+        assert state.length == int(state.ends.max())
+    subset = [[0, 0, 0], [30, 31, 32, 33], [34]]  # rows 1 and 2 only
+    state = model.append_ragged(state, *_ragged(subset[1:]), rows=[1, 2])
+    steps.append([[], *subset[1:]])
+    fed = [sum(len(feeds[row]) for feeds in steps) for row in range(3)]
+    assert state.ends.tolist() == [ids.shape[1] + n for n in fed]
+    assert state.length == ids.shape[1] + max(fed), "as wide as the longest row, not the sum of the longest feeds"
+    singles = _row_by_row(model, ids, mask, steps)
+    for row, single in enumerate(singles):
+        assert torch.allclose(single.hidden[0], state.hidden[row], atol=1e-5)
+        assert torch.allclose(single.policy_logits[0], state.policy_logits[row], atol=1e-4)
+    actions = torch.tensor([[3, 9, 1], [17, 17, 60], [60, 1, 2]])
+    for step_actions in actions:
+        tokens, state = model.step(state, step_actions)
+        for row in range(3):
+            token, singles[row] = model.step(singles[row], step_actions[row : row + 1])
+            assert int(token) == int(tokens[row])
+    for row in range(3):
+        assert torch.allclose(singles[row].policy_logits[0], state.policy_logits[row], atol=1e-4)
+
+
+def test_ragged_appends_keep_old_states_intact_and_branchable(tiny_cola: CoLAModel) -> None:
+    """A ragged append writes into masked columns of the states before it; those states still
+    decode as they did, and appending to one of them again copies (the arena has moved on)."""
+    model = tiny_cola
+    ids, mask = _texts(model)
+    root = model.start(ids, mask, track_policy=True)
+    first = model.append_ragged(root, *_ragged([[5], [6, 7, 8, 9]]))
+    second = model.append_ragged(first, *_ragged([[10, 11, 12], [13]]))
+    again = model.append_ragged(first, *_ragged([[10, 11, 12], [13]]))  # a branch from an older state
+    assert again.arena is not first.arena and second.arena is first.arena
+    torch.testing.assert_close(again.hidden, second.hidden, atol=1e-5, rtol=0)
+    torch.testing.assert_close(again.policy_logits, second.policy_logits, atol=1e-4, rtol=0)
+    other = model.append_ragged(first, *_ragged([[40], []]))
+    for row, single in enumerate(_row_by_row(model, ids, mask, [[[5], [6, 7, 8, 9]], [[40], []]])):
+        assert torch.allclose(single.hidden[0], other.hidden[row], atol=1e-5)
 
 
 def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
