@@ -1,12 +1,15 @@
 """Household games: engine speed against the real ALFWorld, env speed, and the default model's success.
 
-Three parts, each written to the JSON as soon as it is done (a rerun skips finished parts and
+Four parts, each written to the JSON as soon as it is done (a rerun skips finished parts and
 finished success runs, so a stopped benchmark resumes):
 
 - ``engine``: commands per second of our engine and of ALFWorld's TextWorld engine on the
   same generated games and the same commands (the expert's plan, then random admissible
   and non-admissible commands), each answering with its text, admissible commands and
   ``won``; and the cost of starting a game. Target: ours >= 500x faster per command.
+- ``files``: both engines on the same ALFWorld game files (``--game-files``): loading a file
+  and starting its game (ours: reading it into a native game), then commands. Targets: ours
+  >= 1,000x per command and >= 10,000x per load.
 - ``env``: latent-action tokens per second of a household env (one and eight games, random
   actions, the room's answers prefilled at every line break) against Hugging Face
   ``generate`` of the same decoder on the same prompts, measured side by side; and the
@@ -18,6 +21,7 @@ finished success runs, so a stopped benchmark resumes):
 
     python benchmarks/household.py                    # all parts (success needs the default model)
     python benchmarks/household.py --parts engine     # only the engine comparison (needs ALFWorld)
+    python benchmarks/household.py --parts files --game-files "$ALFWORLD_DATA/json_2.1.1/valid_seen"
 """
 
 from __future__ import annotations
@@ -104,6 +108,81 @@ def engine_part(args: argparse.Namespace) -> dict[str, Any]:
         "alfworld_seconds_per_start": statistics.mean(theirs_start),
         "speedup_per_command": theirs / ours,
         "speedup_per_start": statistics.mean(theirs_start) / statistics.mean(ours_start),
+    }
+
+
+def files_part(args: argparse.Namespace) -> dict[str, Any]:
+    """Both engines on the same ALFWorld game files: loading a file and starting its game, then
+    the expert's plan and random commands. ``--game-files`` (e.g. ``$ALFWORLD_DATA``'s
+    ``json_2.1.1/valid_seen``); without it, the first ``--engine-games`` valid-seen games
+    written as game files."""
+    import tempfile
+
+    from cola_gym.tasks.household.alfworld import AlfworldSession, find_game_files, load_game_file, tw_pddl_game
+    from cola_gym.tasks.household.game_files import UnsupportedGame, _load, load_native_game
+
+    folder = None
+    if args.game_files:
+        paths = [f.path for f in find_game_files(args.game_files)][: args.engine_games]
+    else:
+        folder = tempfile.TemporaryDirectory()
+        paths = []
+        for index in range(args.engine_games):
+            path = Path(folder.name) / f"game-{index}.tw-pddl"
+            path.write_text(json.dumps(tw_pddl_game(generate_game("valid_seen", index))))
+            paths.append(str(path))
+    native = NativeBackend()
+    ours_load, ours_start, ours_step, theirs_load, theirs_step, refused, commands = [], [], [], [], [], {}, 0
+    for index, path in enumerate(paths):
+        _load.cache_clear()
+        started = time.perf_counter()
+        try:
+            game = load_native_game(path)
+        except UnsupportedGame as err:
+            refused[path] = str(err)
+            continue
+        native.start(game)
+        ours_load.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for _ in range(args.native_repeats):  # a later episode of the same game: the read game is kept
+            native.start(load_native_game(path))
+        ours_start.append((time.perf_counter() - started) / args.native_repeats)
+        script = command_script(game, 10, index)
+        started = time.perf_counter()
+        for _ in range(args.native_repeats):
+            world = native.start(game).world
+            for command in script:
+                world = native.play(game, world, command).world
+        ours_step.append((time.perf_counter() - started) / args.native_repeats / len(script))
+
+        started = time.perf_counter()
+        session = AlfworldSession(load_game_file(path))
+        session.reset()
+        theirs_load.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for command in script:
+            session.play(command)
+        theirs_step.append((time.perf_counter() - started) / len(script))
+        session.close()
+        commands += len(script)
+    if folder is not None:
+        folder.cleanup()
+    if not ours_step:
+        raise SystemExit(f"the native engine can play none of the {len(paths)} game files: {refused}")
+    ours, theirs = statistics.mean(ours_step), statistics.mean(theirs_step)
+    return {
+        "source": args.game_files or "valid-seen games written as game files",
+        "games": len(ours_step),
+        "refused": refused,
+        "commands": commands,
+        "ours_commands_per_s": 1 / ours,
+        "alfworld_commands_per_s": 1 / theirs,
+        "ours_seconds_per_load": statistics.mean(ours_load),
+        "ours_seconds_per_start": statistics.mean(ours_start),
+        "alfworld_seconds_per_load": statistics.mean(theirs_load),
+        "speedup_per_command": theirs / ours,
+        "speedup_per_load": statistics.mean(theirs_load) / statistics.mean(ours_load),
+        "speedup_per_start": statistics.mean(theirs_load) / statistics.mean(ours_start),
     }
 
 
@@ -199,6 +278,21 @@ def markdown(report: dict[str, Any]) -> str:
             f"| **ratio** | **{engine['speedup_per_command']:,.0f}x** | | {engine['speedup_per_start']:,.0f}x |",
             "",
         ]
+    files = report.get("files")
+    if files:
+        lines += [
+            f"Game files: {files['source']} ({files['games']} games, {len(files['refused'])} refused)",
+            "",
+            "| engine | commands/s | s per first load and start | s per later start of the game |",
+            "| --- | --- | --- | --- |",
+            f"| cola-gym (file read into a native game) | {files['ours_commands_per_s']:,.0f} "
+            f"| {files['ours_seconds_per_load']:.2e} | {files['ours_seconds_per_start']:.2e} |",
+            f"| ALFWorld 0.4.2 (TextWorld PDDL) | {files['alfworld_commands_per_s']:,.1f} "
+            f"| {files['alfworld_seconds_per_load']:.2f} | {files['alfworld_seconds_per_load']:.2f} |",
+            f"| **ratio** | **{files['speedup_per_command']:,.0f}x** | **{files['speedup_per_load']:,.0f}x** "
+            f"| **{files['speedup_per_start']:,.0f}x** |",
+            "",
+        ]
     env = report.get("env")
     if env:
         lines += ["| batch | env tokens/s | generate tokens/s | env / generate | decoder tokens per env token "
@@ -260,13 +354,16 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--parts", nargs="+", choices=("engine", "env", "success"), default=["engine", "env", "success"]
+        "--parts", nargs="+", choices=("engine", "files", "env", "success"), default=["engine", "env", "success"]
     )
     parser.add_argument("--tier", choices=tuple(TIERS), default="default",
                         help="the household ids (and default model) to measure: full-size or micro")  # fmt: skip
     parser.add_argument("--model", default=None, help="CoLA checkpoint (default: the tier's default model)")
     parser.add_argument("--env-batches", type=int, nargs="+", default=[1, 8], help="env part: games stepped together")
     parser.add_argument("--engine-games", type=int, default=20)
+    parser.add_argument("--game-files", default=None,
+                        help="files part: ALFWorld game files (a folder searched for *.tw-pddl, or relative to "
+                        "$ALFWORLD_DATA); default: valid-seen games written as game files")  # fmt: skip
     parser.add_argument("--native-repeats", type=int, default=50, help="our engine's repeats of each game's script")
     parser.add_argument("--tokens", type=int, default=48, help="env part: tokens per row and measurement")
     parser.add_argument("--rounds", type=int, default=3)
@@ -289,6 +386,8 @@ def main() -> None:
     report.setdefault("model", args.model or f"{args.tier} household model")
     if "engine" in args.parts and "engine" not in report:
         report["engine"] = engine_part(args)
+    if "files" in args.parts and "files" not in report:
+        report["files"] = files_part(args)
         write_report(report, out, plot)
     if "env" in args.parts and "env" not in report:
         report["env"] = env_part(args)

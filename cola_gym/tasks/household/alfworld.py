@@ -177,6 +177,40 @@ def find_game_files(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     return [GameFile(str(path)) for path in found]
 
 
+ALFWORLD_GAMES = "json_2.1.1"
+"""The folder of ALFWorld's game files under ``$ALFWORLD_DATA`` (``alfworld-download``)."""
+
+
+def alfworld_split_files(split: str) -> list[GameFile]:
+    """ALFWorld's own games of ``split`` (``train``, ``valid_seen``, ``valid_unseen``) under
+    ``$ALFWORLD_DATA/json_2.1.1``, filtered as ALFWorld's ``AlfredTWEnv`` filters them: no
+    folder with ``movable`` or ``Sliced`` in its path, only games marked solvable.
+
+    Raises:
+        FileNotFoundError: ``$ALFWORLD_DATA`` is not set, or it has no such split.
+    """
+    root = os.environ.get("ALFWORLD_DATA")
+    if not root:
+        raise FileNotFoundError("game_files='alfworld' reads $ALFWORLD_DATA: set it to ALFWorld's data folder")
+    folder = Path(root).expanduser() / ALFWORLD_GAMES / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: ALFWorld's {split} games are not under $ALFWORLD_DATA")
+    games = []
+    for game_file in find_game_files(folder):
+        relative = Path(game_file.path).relative_to(folder)
+        if any("movable" in part or "Sliced" in part for part in relative.parts):
+            continue
+        try:
+            solvable = json.loads(Path(game_file.path).read_text()).get("solvable")
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            solvable = False
+        if solvable is True:
+            games.append(game_file)
+    if not games:
+        raise FileNotFoundError(f"no solvable game file under {folder}")
+    return games
+
+
 def load_game_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A real ALFWorld game (``game.tw-pddl``), by path, or relative to ``$ALFWORLD_DATA``."""
     candidate = _resolve(path)

@@ -11,8 +11,9 @@ anything that is not admissible answers ``Nothing happens.`` and changes nothing
 ALFWorld. The rules are ALFRED's PDDL domain: one object in hand; take from and put into a
 receptacle only when it is open; heat at a microwave, cool at a fridge, clean at a sink
 basin, each while holding the object; what goes into which receptacle is ALFRED's table
-(:func:`~cola_gym.tasks.household.vocabulary.can_hold`); a lamp is used where it stands; there
-is no losing.
+(:func:`~cola_gym.tasks.household.vocabulary.can_hold`), or the game's own facts
+(:class:`~cola_gym.tasks.household.world.Rules`); a lamp is used where it stands; there is no
+losing.
 
 Slicing is ALFRED's ``SliceObject``: holding a knife or a butter knife at a receptacle, every
 sliceable object (apple, bread, egg, lettuce, potato, tomato) in it can be sliced, even in a
@@ -27,8 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from cola_gym.tasks.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT, OBJECT_CLASSES, SLICERS, can_hold
-from cola_gym.tasks.household.world import Game, WorldState, class_of, is_lamp, is_openable, listing_order
+from cola_gym.tasks.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT, SLICERS
+from cola_gym.tasks.household.world import Game, WorldState, class_of, listing_order
 
 NOTHING_HAPPENS = "Nothing happens."
 WELCOME = "-= Welcome to TextWorld, ALFRED! =-"
@@ -87,18 +88,18 @@ def intro(game: Game) -> str:
 def describe_receptacle(game: Game, state: WorldState, receptacle: str) -> str:
     """What ``examine`` (and arriving) shows of a receptacle."""
     inside = listing(state.contents(game.house, receptacle))
-    if is_openable(receptacle):
+    if receptacle in game.rules.openable:
         if receptacle not in state.opened:
             return f"The {receptacle} is closed."
         return f"The {receptacle} is open. In it, you see {inside}."
     return f"On the {receptacle}, you see {inside}."
 
 
-def describe_object(state: WorldState, obj: str) -> str:
+def describe_object(game: Game, state: WorldState, obj: str) -> str:
     """What ``examine`` shows of an object: ALFWorld's first matching description (it says
     "cold" only of an object that is cool and neither clean nor sliced, else "cool")."""
-    if is_lamp(obj):
-        return f"This {obj} is {'on' if obj in state.lit else 'off'}."
+    if obj in game.rules.receptacle_objects:
+        return f"This is a normal {obj}. In it, you see nothing."
     hot, cool, clean, sliced = (obj in group for group in (state.hot, state.cool, state.clean, state.sliced))
     temperature = ""
     if hot:
@@ -106,11 +107,13 @@ def describe_object(state: WorldState, obj: str) -> str:
     elif cool:
         temperature = "cool" if sliced or clean else "cold"
     words = " and ".join(word for word in (temperature, "clean" if clean else "") if word)
+    if words:
+        return f"This is a {words} sliced {obj}." if sliced else f"This is a {words} {obj}."
+    if obj in game.rules.toggleable:
+        return f"This {obj} is {'on' if obj in state.lit else 'off'}."
     if sliced:
-        return f"This is a {words} sliced {obj}." if words else f"This is a sliced {obj}."
-    if not words:
-        return f"There's nothing special about {obj}."
-    return f"This is a {words} {obj}."
+        return f"This is a sliced {obj}."
+    return f"There's nothing special about {obj}."
 
 
 Action = tuple[str, ...]
@@ -118,7 +121,7 @@ Action = tuple[str, ...]
 
 def actions(game: Game, state: WorldState) -> dict[str, Action]:
     """Every admissible command and the action it names (``("take", "apple 1", "fridge 1")``)."""
-    house, here, held = game.house, state.location, state.holding
+    house, rules, here, held = game.house, game.rules, state.location, state.holding
     found: dict[str, Action] = {"help": ("help",), "inventory": ("inventory",), "look": ("look",)}
     for receptacle in house.receptacles:
         if receptacle != here:
@@ -128,35 +131,30 @@ def actions(game: Game, state: WorldState) -> dict[str, Action]:
     if here is None:
         return found
     found[f"examine {here}"] = ("examine", here)
-    reachable = not is_openable(here) or here in state.opened
-    if is_openable(here):
+    openable = here in rules.openable
+    reachable = not openable or here in state.opened
+    if openable:
         found[f"{'close' if here in state.opened else 'open'} {here}"] = (
             "close" if here in state.opened else "open",
             here,
         )
     for obj in state.contents(house, here):
-        if is_lamp(obj):
+        if obj in rules.toggleable:
             found[f"use {obj}"] = ("use", obj)
-        elif held is None and reachable:
+        elif held is None and reachable and obj in rules.pickupable:
             found[f"take {obj} from {here}"] = ("take", obj, here)
     if held is not None:
-        if reachable and can_hold(class_of(here), class_of(held)):
+        if reachable and (class_of(here), class_of(held)) in rules.can_contain:
             found[f"move {held} to {here}"] = ("move", held, here)
-        properties = OBJECT_CLASSES[class_of(held)]
-        able = {"heat": properties.heatable, "cool": properties.coolable, "clean": properties.cleanable}
+        able = {"heat": held in rules.heatable, "cool": held in rules.coolable, "clean": held in rules.cleanable}
         for verb, appliance in _APPLIANCE.items():
             if able[verb] and class_of(here) == appliance:
                 found[f"{verb} {held} with {here}"] = (verb, held, here)
         if class_of(held) in SLICERS:
             for obj in state.contents(house, here):
-                if is_sliceable(obj):
+                if obj in rules.sliceable:
                     found[f"slice {obj} with {held}"] = ("slice", obj, held)
     return found
-
-
-def is_sliceable(obj: str) -> bool:
-    properties = OBJECT_CLASSES.get(class_of(obj))
-    return properties is not None and properties.sliceable
 
 
 def admissible_commands(game: Game, state: WorldState) -> list[str]:
@@ -213,7 +211,7 @@ def _apply(game: Game, state: WorldState, action: Action) -> tuple[WorldState, s
     if verb == "examine":
         return state, describe_receptacle(game, state, action[1])
     if verb == "examine_object":
-        return state, describe_object(state, action[1])
+        return state, describe_object(game, state, action[1])
     if verb == "inventory":
         held = state.holding
         return state, f"You are carrying: a {held}." if held else "You are not carrying anything."

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator
 
 from cola_gym.tasks.household.engine import is_won, step
 from cola_gym.tasks.household.vocabulary import CLEAN_AT, COOL_AT, HEAT_AT
-from cola_gym.tasks.household.world import Game, WorldState, class_of, is_openable
+from cola_gym.tasks.household.world import Game, WorldState, class_of
 
 _PROCESS = {
     "pick_clean_then_place_in_recep": ("clean", CLEAN_AT),
@@ -51,7 +51,7 @@ class _Script:
     def go(self, receptacle: str) -> None:
         if self.state.location != receptacle:
             self.do(f"go to {receptacle}")
-        if is_openable(receptacle) and receptacle not in self.state.opened:
+        if receptacle in self.game.rules.openable and receptacle not in self.state.opened:
             self.do(f"open {receptacle}")
 
     def fetch(self, obj: str) -> None:
@@ -72,7 +72,7 @@ class _Script:
         for receptacle in ([here] if here else []) + [r for r in self.game.house.receptacles if r != here]:
             result = step(self.game, self.state, f"go to {receptacle}") if receptacle != here else None
             after = self.state if result is None else result.state
-            if is_openable(receptacle) and receptacle not in after.opened:
+            if receptacle in self.game.rules.openable and receptacle not in after.opened:
                 continue  # a closed receptacle takes nothing; try the next one
             if step(self.game, after, f"move {held} to {receptacle}").admissible:
                 self.go(receptacle)

@@ -25,7 +25,7 @@ import numpy as np
 from cola_gym.tasks.household.engine import admissible_commands, is_won, step
 from cola_gym.tasks.household.planner import expert_plan
 from cola_gym.tasks.household.vocabulary import LAMP_STANDS, LAMPS, can_hold
-from cola_gym.tasks.household.world import Game, WorldState, class_of, is_openable
+from cola_gym.tasks.household.world import Game, WorldState, class_of
 
 LOOKING_ORDER = (
     "countertop",
@@ -58,7 +58,7 @@ LOOKING_ORDER = (
 def seen_after(game: Game, state: WorldState, seen: frozenset[str]) -> frozenset[str]:
     """``seen`` plus the receptacle the agent stands at, when its contents are in view."""
     here = state.location
-    if here is None or (is_openable(here) and here not in state.opened):
+    if here is None or (here in game.rules.openable and here not in state.opened):
         return seen
     return seen | {here}
 
@@ -87,7 +87,7 @@ def searching_command(game: Game, state: WorldState, seen: frozenset[str]) -> st
     if plan:
         return plan[0]
     here = state.location
-    if here is not None and is_openable(here) and here not in state.opened:
+    if here is not None and here in game.rules.openable and here not in state.opened:
         return f"open {here}"
     unseen = _unseen(game, state, seen)
     if unseen:

@@ -9,8 +9,10 @@ the goal holds, which ends the episode; ALFWorld's limit of 50 commands ends it 
 task type and the last command and answer.
 
 Games come from :mod:`cola_gym.tasks.household` by split (``train``, ``valid_seen``,
-``valid_unseen``), task type and index; the engine is the pure-Python one by default, or the
-real ALFWorld engine (``backend="alfworld"``, :mod:`cola_gym.tasks.household.alfworld`).
+``valid_unseen``), task type and index, or from ALFWorld's own game files (``game_files``,
+read into native games by :mod:`cola_gym.tasks.household.game_files`); the engine is the
+pure-Python one by default, or the real ALFWorld engine (``backend="alfworld"``,
+:mod:`cola_gym.tasks.household.alfworld`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import numpy as np
 
 from cola_gym.envs.task import TASK_INDEX, Message, Task, TaskStart, TurnOutcome
 from cola_gym.tasks.household import SPLIT_SIZES, SPLITS, Game, expert_plan, generate_game
-from cola_gym.tasks.household.alfworld import find_game_files
+from cola_gym.tasks.household.alfworld import alfworld_split_files, find_game_files
 from cola_gym.tasks.household.backends import Backend, make_backend
 from cola_gym.tasks.household.engine import NOTHING_HAPPENS, intro, normalize_command, step
+from cola_gym.tasks.household.game_files import UnsupportedGame, load_native_game
 from cola_gym.tasks.household.searcher import expert_labels, searching_plan, slipping_plan
 from cola_gym.tasks.household.vocabulary import resolve_task_type
 from cola_gym.tasks.household.world import GameFile
@@ -84,10 +87,18 @@ class HouseholdTask(Task[HouseholdState]):
         max_commands: commands per episode (ALFWorld: 50).
         backend: ``"native"`` (this package's engine) or ``"alfworld"`` (ALFWorld's own
             TextWorld engine on the same games; ``pip install 'cola-gym[alfworld]'``).
-        game_files: real ALFWorld games instead of generated ones (``*.tw-pddl`` files or
-            folders searched recursively for them; relative to ``$ALFWORLD_DATA`` when not found
-            here); needs ``backend="alfworld"``; ``task_type`` filters them by the type each game
-            states (its ``traj_data.json``, else its PDDL goal; never its folder's name).
+        game_files: real ALFWorld games instead of generated ones: ``*.tw-pddl`` files or
+            folders searched recursively for them (relative to ``$ALFWORLD_DATA`` when not found
+            here), or ``"alfworld"`` for ALFWorld's own ``split`` under ``$ALFWORLD_DATA``
+            (``json_2.1.1/<split>``, the games ALFWorld itself plays: solvable, no movable or
+            sliced variants). The native engine plays them (each read once into a native game);
+            a game it cannot represent raises :class:`~cola_gym.tasks.household.game_files.UnsupportedGame`
+            naming what (``unsupported_games="skip"`` leaves such games out; ``backend="alfworld"``
+            plays them all). ``task_type`` filters them by the type each game states (its
+            ``traj_data.json``, else its PDDL goal; never its folder's name).
+        unsupported_games: ``"error"`` (a game file the native engine cannot represent raises
+            when it is reset) or ``"skip"`` (every file is read at construction and those are
+            left out).
         invalid_command_penalty: reward subtracted for each command the room answers with
             ``Nothing happens.`` (0: none, ALFWorld's own reward).
         lenient_commands: ``False`` (ALFWorld 0.4's rule): a turn's command (its first line,
@@ -131,6 +142,7 @@ class HouseholdTask(Task[HouseholdState]):
         max_commands: int = 50,
         backend: str = "native",
         game_files: str | Sequence[str] | None = None,
+        unsupported_games: str = "error",
         invalid_command_penalty: float = 0.0,
         lenient_commands: bool = False,
         demo_expert: str = "oracle",
@@ -150,14 +162,19 @@ class HouseholdTask(Task[HouseholdState]):
         self.task_type = None if task_type is None else resolve_task_type(task_type)
         self.max_commands = int(max_commands)
         self.backend: Backend = make_backend(backend)
+        self.native_files = backend == "native"
         self.game_files: tuple[GameFile, ...] = ()
+        if unsupported_games not in ("error", "skip"):
+            raise ValueError(f"unsupported_games must be 'error' or 'skip', got {unsupported_games!r}")
         if game_files is not None:
-            if backend != "alfworld":
-                raise ValueError("game_files are played by ALFWorld's engine: pass backend='alfworld'")
-            found = find_game_files(game_files)
+            found = alfworld_split_files(split) if game_files == "alfworld" else find_game_files(game_files)
             self.game_files = tuple(f for f in found if self.task_type in (None, f.task_type))
             if not self.game_files:
                 raise ValueError(f"none of the {len(found)} game files is a {self.task_type} game")
+            if self.native_files and unsupported_games == "skip":
+                self.game_files = tuple(f for f in self.game_files if _native_supported(f))
+                if not self.game_files:
+                    raise ValueError("the native engine can play none of these game files: use backend='alfworld'")
 
     @property
     def num_tasks(self) -> int:
@@ -166,7 +183,10 @@ class HouseholdTask(Task[HouseholdState]):
     def game(self, index: int) -> Game | GameFile:
         """Game ``index`` of this task's split and type (or of its game files)."""
         if self.game_files:
-            return self.game_files[index]
+            game_file = self.game_files[index]
+            return (
+                replace(load_native_game(game_file), split=self.split, index=index) if self.native_files else game_file
+            )
         return generate_game(self.split, index, self.task_type)
 
     def check_options(self, options: Any) -> dict[str, Any]:
@@ -324,3 +344,11 @@ def labelled_chats(
     for turn, target in enumerate(targets):
         if target is not None:
             yield transcript[: 2 + 2 * turn], target
+
+
+def _native_supported(game_file: GameFile) -> bool:
+    try:
+        load_native_game(game_file)
+    except UnsupportedGame:
+        return False
+    return True

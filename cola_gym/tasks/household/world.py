@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from cola_gym.tasks.household.vocabulary import LAMPS, OPENABLE, TASK_TYPES, alfred_id_prefix
+from cola_gym.tasks.household.vocabulary import (
+    LAMPS,
+    OBJECT_CLASSES,
+    OPENABLE,
+    RECEPTACLE_OBJECTS,
+    TASK_TYPES,
+    alfred_id_prefix,
+)
 
 
 @dataclass(frozen=True)
@@ -47,14 +54,6 @@ def listing_order(name: str) -> tuple[str, int]:
     that way: ``a drawer 2, a drawer 1``)."""
     cls, number = name.rsplit(" ", 1)
     return f"{alfred_id_prefix(cls)}_bar_", -int(number)
-
-
-def is_openable(receptacle: str) -> bool:
-    return class_of(receptacle) in OPENABLE
-
-
-def is_lamp(name: str) -> bool:
-    return class_of(name) in LAMPS
 
 
 @dataclass(frozen=True)
@@ -124,12 +123,64 @@ class Goal:
 
 
 @dataclass(frozen=True)
+class Rules:
+    """What a room's things can do: ALFRED's facts about them, as a game file states them.
+
+    Attributes:
+        openable: receptacles with a door (closed unless the game opens them).
+        pickupable: objects that can be taken.
+        toggleable: objects that are turned on where they stand (lamps: ``use desklamp 1``).
+        heatable, coolable, cleanable, sliceable: objects that can be heated (at a microwave),
+            cooled (at a fridge), cleaned (at a sink basin), sliced (with a knife).
+        can_contain: ``(receptacle class, object class)`` pairs a ``move`` may put together.
+        receptacle_objects: objects ALFRED counts as receptacles (a mug, a bowl): nothing goes
+            into them in ALFWorld, but ``examine`` says so ("This is a normal mug 1. In it, you
+            see nothing.").
+    """
+
+    openable: frozenset[str]
+    pickupable: frozenset[str]
+    toggleable: frozenset[str]
+    heatable: frozenset[str]
+    coolable: frozenset[str]
+    cleanable: frozenset[str]
+    sliceable: frozenset[str]
+    can_contain: frozenset[tuple[str, str]]
+    receptacle_objects: frozenset[str] = frozenset()
+
+    @classmethod
+    def of_classes(cls, house: Household) -> Rules:
+        """The rules of ALFRED's tables for the classes of the room's things (what every
+        generated game plays by)."""
+        objects = house.objects
+        properties = {o: OBJECT_CLASSES.get(class_of(o)) for o in objects}
+
+        def having(flag: str) -> frozenset[str]:
+            return frozenset(o for o, p in properties.items() if p is not None and getattr(p, flag))
+
+        lamps = frozenset(o for o in objects if class_of(o) in LAMPS)
+        pairs = {(class_of(r), class_of(o)) for r in house.receptacles for o in objects}
+        return cls(
+            openable=frozenset(r for r in house.receptacles if class_of(r) in OPENABLE),
+            pickupable=frozenset(objects) - lamps,
+            toggleable=lamps,
+            heatable=having("heatable"),
+            coolable=having("coolable"),
+            cleanable=having("cleanable"),
+            sliceable=having("sliceable"),
+            can_contain=frozenset((r, o) for r, o in pairs if o in RECEPTACLE_OBJECTS.get(r, frozenset())),
+        )
+
+
+@dataclass(frozen=True)
 class Game:
     """One household game: the room, its goal and its initial state.
 
     Attributes:
         split: ``"train"``, ``"valid_seen"``, ``"valid_unseen"`` or ``"custom"``.
         index: the game's number in its split (-1 for a custom game).
+        custom_rules: the room's rules when they are not ALFRED's tables for its classes (a
+            game file that says otherwise); ``None``: :meth:`Rules.of_classes`.
     """
 
     house: Household
@@ -138,6 +189,12 @@ class Game:
     split: str = "custom"
     index: int = -1
     name: str = field(default="", compare=False)
+    custom_rules: Rules | None = None
+
+    @cached_property
+    def rules(self) -> Rules:
+        """What the room's things can do."""
+        return self.custom_rules or Rules.of_classes(self.house)
 
     def __post_init__(self) -> None:
         house, start = self.house, self.start
@@ -149,7 +206,7 @@ class Game:
         if start.holding is not None or None in start.places:
             raise ValueError("a game starts with empty hands")
         for obj, where in zip(house.objects, start.places, strict=True):
-            if is_lamp(obj) and where is None:
+            if obj in self.rules.toggleable and where is None:
                 raise ValueError(f"{obj} must stand on a receptacle")
 
 

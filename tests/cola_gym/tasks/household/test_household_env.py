@@ -270,8 +270,7 @@ def test_real_alfworld_game_files(make_env, tmp_path: Path, monkeypatch) -> None
     for line in expert_plan(games[1]):
         rewards, terminated, _, info = command(env, line)
     assert terminated and rewards[-1] == 1.0 and info["won"]
-    with pytest.raises(ValueError, match="backend='alfworld'"):
-        HouseholdTask(game_files="json_2.1.1")
+    assert HouseholdTask(game_files="json_2.1.1").game(0).goal == games[0].goal  # native by default
     with pytest.raises(FileNotFoundError, match="does not exist"):
         HouseholdTask(backend="alfworld", game_files="nowhere")
     with pytest.raises(ValueError, match="none of the 2"):
