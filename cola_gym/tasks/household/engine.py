@@ -123,13 +123,39 @@ def actions(game: Game, state: WorldState) -> dict[str, Action]:
     """Every admissible command and the action it names (``("take", "apple 1", "fridge 1")``)."""
     house, rules, here, held = game.house, game.rules, state.location, state.holding
     found: dict[str, Action] = {"help": ("help",), "inventory": ("inventory",), "look": ("look",)}
+    here_all = house.together(here)
     for receptacle in house.receptacles:
-        if receptacle != here:
+        if receptacle not in here_all:
             found[f"go to {receptacle}"] = ("go", receptacle)
     if held is not None:
         found[f"examine {held}"] = ("examine_object", held)
-    if here is None:
-        return found
+    for spot in here_all:
+        found[f"examine {spot}"] = ("examine", spot)
+        openable = spot in rules.openable
+        reachable = not openable or spot in state.opened
+        if openable:
+            found[f"{'close' if spot in state.opened else 'open'} {spot}"] = (
+                "close" if spot in state.opened else "open",
+                spot,
+            )
+        for obj in state.contents(house, spot):
+            if obj in rules.toggleable:
+                found[f"use {obj}"] = ("use", obj)
+            elif held is None and reachable and obj in rules.pickupable:
+                found[f"take {obj} from {spot}"] = ("take", obj, spot)
+        if held is None:
+            continue
+        if reachable and (class_of(spot), class_of(held)) in rules.can_contain:
+            found[f"move {held} to {spot}"] = ("move", held, spot)
+        able = {"heat": held in rules.heatable, "cool": held in rules.coolable, "clean": held in rules.cleanable}
+        for verb, appliance in _APPLIANCE.items():
+            if able[verb] and class_of(spot) == appliance:
+                found[f"{verb} {held} with {spot}"] = (verb, held, spot)
+        if class_of(held) in SLICERS:
+            for obj in state.contents(house, spot):
+                if obj in rules.sliceable:
+                    found[f"slice {obj} with {held}"] = ("slice", obj, held)
+    return found
     found[f"examine {here}"] = ("examine", here)
     openable = here in rules.openable
     reachable = not openable or here in state.opened
@@ -218,7 +244,9 @@ def _apply(game: Game, state: WorldState, action: Action) -> tuple[WorldState, s
     if verb == "look":
         if state.location is None:
             return state, "You are in the middle of a room. Looking quickly around you, you see nothing."
-        return state, f"You are facing the {state.location}. Next to it, you see nothing."
+        facing = game.house.together(state.location)
+        names = facing[0] if len(facing) == 1 else ", ".join(facing[:-1]) + ", and " + facing[-1]
+        return state, f"You are facing the {names}. Next to it, you see nothing."
     return state, HELP_TEXT
 
 
@@ -230,7 +258,9 @@ def is_won(game: Game, state: WorldState) -> bool:
         if held is None or class_of(held) != goal.obj or state.location is None:
             return False
         return any(
-            class_of(lamp) == goal.toggle and lamp in state.lit for lamp in state.contents(house, state.location)
+            class_of(lamp) == goal.toggle and lamp in state.lit
+            for spot in house.together(state.location)
+            for lamp in state.contents(house, spot)
         )
     condition = {
         "pick_and_place_simple": frozenset(house.objects),

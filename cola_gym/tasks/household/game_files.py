@@ -10,10 +10,10 @@ facts as the game's :class:`~cola_gym.tasks.household.world.Rules`. Reading need
 install.
 
 What the native engine cannot represent is refused with :class:`UnsupportedGame`, whose message
-names it; such a game plays on ALFWorld's engine (``backend="alfworld"``). Refused today:
-receptacles that share a location (ALFWorld answers ``go to`` between them with
-"Nothing happens."), an agent that starts at a receptacle, objects inside objects, objects on
-the floor or held at the start, lamps on at the start, and facts the engine has no rule for.
+names it; such a game plays on ALFWorld's engine (``backend="alfworld"``). Refused today: an
+agent that starts at a receptacle, objects inside objects, objects on the floor or held at the
+start, lamps on at the start, and facts the engine has no rule for. Receptacles that share a
+location are played as ALFWorld plays them (``go to`` between them: "Nothing happens.").
 """
 
 from __future__ import annotations
@@ -238,12 +238,7 @@ def native_game(
         if pddl_id not in locations:
             raise UnsupportedGame(f"{names[pddl_id]} has no location")
         where_is.setdefault(locations[pddl_id], []).append(names[pddl_id])
-    shared = [sorted(group, key=listing_order) for group in where_is.values() if len(group) > 1]
-    if shared:
-        raise UnsupportedGame(
-            f"receptacles that share a location ({', '.join(' and '.join(g) for g in shared)}; ALFWorld answers "
-            "'go to' between them with 'Nothing happens.'); the native engine gives each receptacle a location"
-        )
+    colocated = tuple(tuple(sorted(group, key=listing_order)) for group in where_is.values() if len(group) > 1)
     if agent_at is None:
         raise UnsupportedGame("an agent without a start location")
     if agent_at in where_is:
@@ -258,7 +253,7 @@ def native_game(
             where = "in no receptacle (on the floor)" if not holders else f"in {len(holders)} receptacles"
             raise UnsupportedGame(f"{names[pddl_id]} {where}")
         start_places.append(named(holders[0], "receptacle"))
-    house = Household(scene=scene or "custom", layout=-1, receptacles=receptacles, objects=objects)
+    house = Household(scene or "custom", -1, receptacles, objects, tuple(sorted(colocated)))
 
     task_type = task_type_of_goal(data["pddl_problem"])
     if task_type == "unknown":

@@ -49,7 +49,7 @@ class _Script:
         self.commands.append(command)
 
     def go(self, receptacle: str) -> None:
-        if self.state.location != receptacle:
+        if receptacle not in self.game.house.together(self.state.location):
             self.do(f"go to {receptacle}")
         if receptacle in self.game.rules.openable and receptacle not in self.state.opened:
             self.do(f"open {receptacle}")
@@ -70,7 +70,8 @@ class _Script:
             return
         here = self.state.location
         for receptacle in ([here] if here else []) + [r for r in self.game.house.receptacles if r != here]:
-            result = step(self.game, self.state, f"go to {receptacle}") if receptacle != here else None
+            here_all = self.game.house.together(here)
+            result = step(self.game, self.state, f"go to {receptacle}") if receptacle not in here_all else None
             after = self.state if result is None else result.state
             if receptacle in self.game.rules.openable and receptacle not in after.opened:
                 continue  # a closed receptacle takes nothing; try the next one
@@ -154,7 +155,7 @@ def _look_plan(obj: str, lamp: str) -> PlanWriter:
         script.fetch(obj)
         stand = script.state.place_of(script.game.house, lamp)
         assert stand is not None
-        if script.state.location != stand:
+        if stand not in script.game.house.together(script.state.location):
             script.do(f"go to {stand}")
         script.do(f"use {lamp}")
 
@@ -175,7 +176,7 @@ def _place_plan(obj: str, destination: str, verb: str, appliance: str) -> PlanWr
     def write(script: _Script) -> None:
         script.fetch(obj)
         if verb and obj not in getattr(script.state, _DONE[verb]):  # not heated (cooled, cleaned) yet
-            if script.state.location != appliance:
+            if appliance not in script.game.house.together(script.state.location):
                 script.do(f"go to {appliance}")
             script.do(f"{verb} {obj} with {appliance}")
         script.deliver(obj, destination)

@@ -56,11 +56,9 @@ LOOKING_ORDER = (
 
 
 def seen_after(game: Game, state: WorldState, seen: frozenset[str]) -> frozenset[str]:
-    """``seen`` plus the receptacle the agent stands at, when its contents are in view."""
-    here = state.location
-    if here is None or (here in game.rules.openable and here not in state.opened):
-        return seen
-    return seen | {here}
+    """``seen`` plus the receptacles the agent stands at whose contents are in view."""
+    in_view = {r for r in game.house.together(state.location) if r not in game.rules.openable or r in state.opened}
+    return seen | in_view if in_view else seen
 
 
 def replay(game: Game, commands: Iterable[str]) -> tuple[WorldState, frozenset[str]]:
@@ -86,9 +84,9 @@ def searching_command(game: Game, state: WorldState, seen: frozenset[str]) -> st
         plan = []
     if plan:
         return plan[0]
-    here = state.location
-    if here is not None and here in game.rules.openable and here not in state.opened:
-        return f"open {here}"
+    for here in game.house.together(state.location):
+        if here in game.rules.openable and here not in state.opened:
+            return f"open {here}"
     unseen = _unseen(game, state, seen)
     if unseen:
         return f"go to {unseen[0]}"
@@ -153,7 +151,8 @@ def _unseen(game: Game, state: WorldState, seen: frozenset[str]) -> list[str]:
         cls = class_of(receptacle)
         return any(can_hold(cls, w) or _lamp_stand(cls, w) for w in wanted)
 
-    candidates = [r for r in game.house.receptacles if r not in seen and useful(r)]
+    here = game.house.together(state.location)
+    candidates = [r for r in game.house.receptacles if r not in seen and r not in here and useful(r)]
     return sorted(candidates, key=lambda r: (rank.get(class_of(r), len(rank)), int(r.rsplit(" ", 1)[1])))
 
 

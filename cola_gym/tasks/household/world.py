@@ -27,21 +27,45 @@ from cola_gym.tasks.household.vocabulary import (
 @dataclass(frozen=True)
 class Household:
     """A room: receptacle names (``"fridge 1"``) and object names (``"apple 2"``), each
-    ``"<class> <number>"``, in the order the engine lists them."""
+    ``"<class> <number>"``, in the order the engine lists them.
+
+    Every receptacle has a location of its own, except the groups in ``colocated`` (ALFWorld's
+    own rooms have a few): standing at one of a group, the agent reaches all of them, and
+    ``go to`` another of the group answers "Nothing happens.", as in ALFWorld.
+    """
 
     scene: str
     layout: int
     receptacles: tuple[str, ...]
     objects: tuple[str, ...]
+    colocated: tuple[tuple[str, ...], ...] = ()
 
     @cached_property
     def object_index(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.objects)}
 
+    @cached_property
+    def _places(self) -> dict[str, tuple[str, ...]]:
+        places = {r: (r,) for r in self.receptacles}
+        for group in self.colocated:
+            ordered = tuple(sorted(group, key=listing_order))
+            places.update(dict.fromkeys(group, ordered))
+        return places
+
+    def together(self, receptacle: str | None) -> tuple[str, ...]:
+        """The receptacles at ``receptacle``'s location (itself included), in listing order;
+        ``()`` for ``None`` (the middle of the room)."""
+        return () if receptacle is None else self._places[receptacle]
+
     def __post_init__(self) -> None:
         names = (*self.receptacles, *self.objects)
         if len(set(names)) != len(names):
             raise ValueError(f"household names must be unique, got {names}")
+        grouped = [r for group in self.colocated for r in group]
+        if len(set(grouped)) != len(grouped) or not set(grouped) <= set(self.receptacles):
+            raise ValueError(f"colocated must be disjoint groups of the room's receptacles, got {self.colocated}")
+        if any(len(group) < 2 for group in self.colocated):
+            raise ValueError(f"a colocated group has two receptacles or more, got {self.colocated}")
 
 
 def class_of(name: str) -> str:

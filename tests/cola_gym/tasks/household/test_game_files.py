@@ -135,10 +135,34 @@ def _drop(match: re.Match[str], receptacle: str, obj: str) -> str:
     return "" if same else match[0]
 
 
+@pytest.mark.parametrize("group", [2, 3])
+def test_receptacles_sharing_a_location_play_as_in_alfworld(group: int) -> None:
+    """ALFWorld's rooms put some receptacles at one location: standing at one, the agent
+    reaches them all, ``look`` names them all, and ``go to`` another of them does nothing."""
+    for index in range(6):
+        game = generate_game("valid_unseen", index)
+        shared = lambda p, ids, g=game: _share(p, g, group)  # noqa: E731
+        data = _edited(game, shared)
+        read = native_game(data)
+        assert len(read.house.colocated) == 1 and len(read.house.colocated[0]) == group
+        first, second = read.house.colocated[0][:2]
+        probe = [f"go to {first}", f"go to {second}", "look", f"examine {second}", f"open {second}"]
+        probe += [f"go to {read.house.receptacles[-1]}", f"go to {second}", "look"]
+        _differential(read, data, probe)
+        assert _differential(read, data, expert_plan(read)), "the expert wins where receptacles share a location"
+        _differential(read, data, _walk(read, index, length=24))
+
+
+def _share(problem: str, game, group: int) -> str:
+    """The problem with the room's first ``group`` receptacles at the first one's location."""
+    for number in range(1, group):
+        problem = problem.replace(_location(problem, game, number), _location(problem, game, 0))
+    return problem
+
+
 @pytest.mark.parametrize(
     ("edit", "reason"),
     [
-        (lambda p, ids, g: p.replace(_location(p, g, 1), _location(p, g, 0)), "share a location"),
         (lambda p, ids, g: p.replace("(atLocation agent1 loc_bar_0)", "(atLocation agent1 loc_bar_1)"), "starts at"),
         (lambda p, ids, g: p.replace("(:init\n", f"(:init\n  (isOn {ids[g.house.objects[0]]})\n"), "on at the start"),
         (lambda p, ids, g: p.replace("(:init\n", "(:init\n  (holdsAny agent1)\n"), "holds something"),
@@ -151,7 +175,7 @@ def _drop(match: re.Match[str], receptacle: str, obj: str) -> str:
         (lambda p, ids, g: re.sub(rf"\(inReceptacle {re.escape(ids[g.house.objects[0]])} [^)]*\)", "", p), "floor"),
         (lambda p, ids, g: p.replace("(:init\n", "(:init\n  (isDirty agent1)\n"), "no rule for: \\(isdirty agent1\\)"),
     ],
-    ids=["co-located", "agent-at-receptacle", "lamp-on", "holding", "nested", "on-the-floor", "unknown-fact"],
+    ids=["agent-at-receptacle", "lamp-on", "holding", "nested", "on-the-floor", "unknown-fact"],
 )
 def test_what_the_native_engine_cannot_represent_is_refused_by_name(edit, reason: str) -> None:
     game = generate_game("valid_seen", 1)
@@ -239,10 +263,12 @@ def test_envs_play_game_files_natively_by_default(
     assert info["task_type"] == games[1].goal.task_type
     assert sorted(info["admissible_commands"]) == admissible_commands(games[1], games[1].start)
 
-    co_located = _edited(games[3], lambda p, ids: p.replace(_location(p, games[3], 1), _location(p, games[3], 0)))
-    paths[3].write_text(json.dumps(co_located))
+    at_a_receptacle = _edited(
+        games[3], lambda p, ids: p.replace("(atLocation agent1 loc_bar_0)", "(atLocation agent1 loc_bar_1)")
+    )
+    paths[3].write_text(json.dumps(at_a_receptacle))
     strict = HouseholdTask(split="valid_unseen", game_files=[str(p) for p in paths])
-    with pytest.raises(UnsupportedGame, match=rf"{re.escape(str(paths[3]))}.*share a location.*backend='alfworld'"):
+    with pytest.raises(UnsupportedGame, match=rf"{re.escape(str(paths[3]))}.*starts at.*backend='alfworld'"):
         strict.game(3)
     skipping = HouseholdTask(split="valid_unseen", game_files=[str(p) for p in paths], unsupported_games="skip")
     assert sorted(f.path for f in skipping.game_files) == sorted(str(p) for p in paths[:3])
