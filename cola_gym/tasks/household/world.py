@@ -46,7 +46,7 @@ class Household:
 
     @cached_property
     def _places(self) -> dict[str, tuple[str, ...]]:
-        places = {r: (r,) for r in self.receptacles}
+        places: dict[str, tuple[str, ...]] = {r: (r,) for r in self.receptacles}
         for group in self.colocated:
             ordered = tuple(sorted(group, key=listing_order))
             places.update(dict.fromkeys(group, ordered))

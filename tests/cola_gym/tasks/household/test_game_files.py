@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -192,6 +193,27 @@ def _location(problem: str, game, number: int) -> str:
     )
     assert found is not None
     return found[1] + ")"
+
+
+@pytest.mark.skipif(not os.environ.get("ALFWORLD_DATA"), reason="ALFWorld's data set is not here ($ALFWORLD_DATA)")
+def test_every_alfworld_game_file_plays_natively_as_alfworld_plays_it() -> None:
+    """With ALFWorld's data at hand: every file of its three splits the native engine reads is
+    played in both engines (the expert's plan, a random walk); the refused ones are counted."""
+    from cola_gym.tasks.household.alfworld import alfworld_split_files, load_game_file
+
+    played, refused = 0, {}
+    for split in ("valid_seen", "valid_unseen", "train"):
+        for game_file in alfworld_split_files(split):
+            try:
+                game = load_native_game(game_file)
+            except UnsupportedGame as err:
+                refused[game_file.path] = str(err)
+                continue
+            data = load_game_file(game_file.path)
+            assert _differential(game, data, expert_plan(game)), game_file.path
+            _differential(game, data, _walk(game, played))
+            played += 1
+    assert played, f"the native engine read none of ALFWorld's games: {list(refused.values())[:5]}"
 
 
 def test_malformed_files_get_clear_errors(tmp_path: Path) -> None:
