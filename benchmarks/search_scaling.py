@@ -143,6 +143,8 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
         "from_finished_node": statistics.mean(r.from_finished_node for r in searches) if searches else 0.0,
         "nodes_per_s": sum(r.simulations for r in searches) / seconds,
         "tokens_per_s": agent.stats.tokens / seconds,
+        "search_tokens_per_s": agent.stats.tokens_per_s,
+        "rows_per_decoder_call": agent.stats.rows_per_call,
         "seconds": seconds,
     }
 

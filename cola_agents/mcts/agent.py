@@ -11,6 +11,8 @@ plans again from where it stands.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from cola_agents.mcts.search import SearchResult, search
 from cola_gym.envs.episode import Episode
 from cola_gym.model import CoLAModel
 
+LOGGER = logging.getLogger(__name__)
+
 
 @dataclass
 class _Plan:
@@ -36,11 +40,35 @@ class _Plan:
 
 @dataclass
 class PlanningStats:
-    """What the agent spent: searches run and decoder tokens (expansions + rollouts)."""
+    """What the agent spent and how fast: searches run, tree nodes created, decoder tokens
+    (expansions and rollouts), wall time, and the decoder calls with the rows they batched."""
 
     searches: int = 0
     tokens: int = 0
+    nodes: int = 0
+    seconds: float = 0.0
+    decoder_calls: int = 0
+    decoder_rows: int = 0
     results: list[Any] = field(default_factory=list)
+
+    @property
+    def nodes_per_s(self) -> float:
+        return self.nodes / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def rows_per_call(self) -> float:
+        """Decoder batch fill: rows per decoder call (expansions and rollout steps together)."""
+        return self.decoder_rows / self.decoder_calls if self.decoder_calls else 0.0
+
+    def summary(self) -> dict[str, float]:
+        """The speed figures, for logs and benchmark files."""
+        return {"searches": self.searches, "nodes": self.nodes, "tokens": self.tokens, "seconds": self.seconds,
+                "nodes_per_s": self.nodes_per_s, "tokens_per_s": self.tokens_per_s,
+                "rows_per_decoder_call": self.rows_per_call}  # fmt: skip
 
 
 class PlanningAgentBase:
@@ -93,7 +121,7 @@ class PlanningAgentBase:
                  if row not in self.idle_rows and not self._plan_covers(row, episode)]  # fmt: skip
         if stale:
             roots = [self._root(row) for row in stale]
-            for row, actions in zip(stale, self._plan(roots), strict=True):
+            for row, actions in zip(stale, self._timed_plan(roots), strict=True):
                 self.plans[row] = _Plan(episodes[row].number, episodes[row].num_tokens, actions)
         actions = []
         for row, episode in enumerate(episodes):
@@ -112,6 +140,23 @@ class PlanningAgentBase:
             and plan.episode == episode.number
             and 0 <= episode.num_tokens - plan.start_tokens < len(plan.actions)
         )
+
+    def _timed_plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
+        """:meth:`_plan`, with its wall time and decoder calls added to :attr:`stats` (and logged)."""
+        assert self.search_model is not None
+        model, started = self.search_model, time.perf_counter()
+        calls, rows = model.decoder_calls, model.decoder_rows
+        plans = self._plan(roots)
+        seconds = time.perf_counter() - started
+        self.stats.seconds += seconds
+        self.stats.decoder_calls += model.decoder_calls - calls
+        self.stats.decoder_rows += model.decoder_rows - rows
+        if seconds > 0:
+            LOGGER.info(
+                "%s: %d roots in %.2f s, %.0f tokens/s, %.1f rows per decoder call",
+                type(self).__name__, len(roots), seconds, self.stats.tokens_per_s, self.stats.rows_per_call,
+            )  # fmt: skip
+        return plans
 
     def _root(self, row: int) -> tuple[EpisodeHandle, StateView]:
         assert self.env is not None and self.search_model is not None
@@ -138,6 +183,7 @@ class MCTSAgent(PlanningAgentBase):
         results: list[SearchResult] = search(self.search_model, roots, self.config)
         self.stats.searches += len(results)
         self.stats.tokens += sum(result.tokens for result in results)
+        self.stats.nodes += sum(result.simulations for result in results)
         self.stats.results.extend(results)
         # a root with nothing to search from falls back to the prior's best allowed action
         return [result.actions or [_argmax_allowed(root[1])] for result, root in zip(results, roots, strict=True)]

@@ -59,6 +59,10 @@ class CoLASearchModel:
             raise ValueError("tree search takes latent actions: use a latent-action env, not a token twin")
         self.stepper = stepper
         self.num_actions = stepper.model.num_actions
+        self.decoder_calls = 0
+        """Decoder calls made so far (expansion steps and rollout steps)."""
+        self.decoder_rows = 0
+        """Rows those calls batched, in all."""
 
     @classmethod
     def for_env(cls, env: Any) -> CoLASearchModel:
@@ -74,6 +78,8 @@ class CoLASearchModel:
 
     def step(self, handles: Sequence[EpisodeHandle], actions: Sequence[int]) -> list[Step]:
         """One latent action per handle: one world-model call and one decoder call for all."""
+        self.decoder_calls += 1
+        self.decoder_rows += len(handles)
         result = self.stepper.step([h.episode for h in handles], stack_states([h.state for h in handles]), actions)
         steps = []
         for row, (handle, action) in enumerate(zip(handles, actions, strict=True)):
@@ -99,6 +105,8 @@ class CoLASearchModel:
             last_q = [handles[i].last_q for i in going]
 
             def choose(rows: Sequence[int], episodes: Sequence[Episode], state: DecodingState) -> list[int]:
+                self.decoder_calls += 1  # the step of these rows that follows
+                self.decoder_rows += len(rows)
                 chosen = [policy_action(self._view(episode, state, position), config, generator)
                           for position, episode in enumerate(episodes)]  # fmt: skip
                 if state.q_values is not None:  # Q(s, a) of each row's latest step scores its leaf

@@ -93,9 +93,14 @@ def test_agents_run_through_the_shared_evaluation(q_model: CoLAModel, data_dir: 
     result = evaluate(mcts, "CoLA-GSM8K-v0", [4, 2, 9], n_envs=3, **kwargs)  # evaluate adds the agent's env_kwargs
     assert result.task_indices == [4, 2, 9] and len(result.successes) == 3
     assert mcts.stats.tokens > 0
+    speed = mcts.stats.summary()  # search speed is an output of every search
+    assert speed["nodes"] == sum(r.simulations for r in mcts.stats.results) > 0 and speed["seconds"] > 0
+    assert speed["tokens_per_s"] > 0 and speed["nodes_per_s"] > 0
+    assert 1 <= speed["rows_per_decoder_call"] <= 3 * config.num_simulations, "rows batched per decoder call"
     best_of_n = BestOfNAgent(q_model, num_samples=3, config=config)
     result = evaluate(best_of_n, "CoLA-GSM8K-v0", [4, 2], n_envs=2, **kwargs)
     assert best_of_n.stats.searches >= 2 and best_of_n.stats.tokens <= 2 * 3 * 3 * 2
+    assert best_of_n.stats.rows_per_call > 1, "the samples of both problems go through the decoder together"
     # rows an evaluation is done with get the prior's argmax and no search
     vector = gym.make_vec("CoLA-GSM8K-v0", num_envs=2, vectorization_mode="vector_entry_point",
                           **merge_agent_env_kwargs(best_of_n, kwargs))  # fmt: skip
