@@ -34,6 +34,7 @@ class EvaluationResult:
         successes: each episode's ``info["is_success"]``.
         tokens: tokens generated per episode.
         infos: each episode's last ``info`` without its text (the task's own keys).
+        texts: each episode's text (only when ``evaluate(..., keep_text=True)``).
         seconds: wall time.
     """
 
@@ -42,6 +43,7 @@ class EvaluationResult:
     successes: list[bool] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     infos: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -76,6 +78,7 @@ def evaluate(
     n_envs: int = 8,
     deterministic: bool = True,
     show_progress: bool = False,
+    keep_text: bool = False,
     **env_kwargs: Any,
 ) -> EvaluationResult:
     """Runs one episode per task instance with ``agent``, ``n_envs`` of them decoded as one batch.
@@ -88,6 +91,7 @@ def evaluate(
         n_envs: episodes decoded together.
         deterministic: ``predict(..., deterministic=...)``.
         show_progress: a progress bar over the episodes.
+        keep_text: keep each episode's text in :attr:`EvaluationResult.texts`.
         **env_kwargs: env arguments (``model``, ``data_dir``, ``observation``, ...); the
             agent's own (:func:`~cola_agents.agents.agent_env_kwargs`) are added.
 
@@ -102,7 +106,7 @@ def evaluate(
     indices = [int(i) for i in task_indices]
     result = EvaluationResult(task_indices=indices)
     started = time.perf_counter()
-    outcomes: dict[int, tuple[float, dict[str, Any]]] = {}
+    outcomes: dict[int, tuple[float, dict[str, Any], str]] = {}
     bar = tqdm(total=len(indices), desc=f"evaluating {env_id}", unit="episode", disable=not show_progress)
     for first in range(0, len(indices), n_envs):
         chunk = indices[first : first + n_envs]
@@ -121,7 +125,8 @@ def evaluate(
             for row in np.flatnonzero(starts & ~finished):
                 final = {key: _item(values[row]) for key, values in infos["final_info"].items()
                          if not key.startswith("_") and key != "text"}  # fmt: skip
-                outcomes[chunk[row]] = (float(returns[row]), final)
+                text = str(infos["final_info"]["text"][row]) if keep_text else ""
+                outcomes[chunk[row]] = (float(returns[row]), final, text)
                 bar.update(1)
             finished |= starts
             if isinstance(agent, PlanningAgent):  # no search for episodes that no longer count
@@ -129,7 +134,9 @@ def evaluate(
         vector.close()
     bar.close()
     for index in indices:
-        reward, final = outcomes[index]
+        reward, final, text = outcomes[index]
+        if keep_text:
+            result.texts.append(text)
         result.rewards.append(reward)
         result.successes.append(bool(final["is_success"]))
         result.tokens.append(int(final["num_tokens"]))

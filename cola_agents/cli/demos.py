@@ -5,6 +5,9 @@ Each row holds ``messages`` (the prompt as chat messages, as the env poses it) a
 ``response`` (the demonstrated assistant turn); with ``--tokenizer``, also ``prompt`` and
 ``completion``: the same exchange as that tokenizer's chat template writes it
 (:func:`~cola_gym.text.chat.render_exchange`, as training and the env render it).
+
+``--search mcts`` (or ``best-of-n``) writes expert iteration's data instead: the answers a
+search got right on the first ``--limit`` problems (:mod:`cola_agents.expert_iteration`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ def add_parser(commands: Any) -> None:
     demos.add_argument("--dagger", action="store_true",
                        help="household ids: play the model's CoLA prior (greedy) on the first --limit games and "
                        "write the searching expert's next command for every state it reached (DAgger)")  # fmt: skip
-    demos.add_argument("--model", help="with --dagger: the model whose prior plays (default: the id's own)")
+    demos.add_argument("--search", choices=("mcts", "best-of-n"),
+                       help="expert iteration: search each of the first --limit problems (a -Train- id) and write "
+                       "the answers search got right (single-turn ids)")  # fmt: skip
+    demos.add_argument("--budget", type=int, default=256, help="with --search: decoder tokens per problem")
+    demos.add_argument("--samples", type=int, default=16, help="with --search best-of-n: samples per problem")
+    demos.add_argument("--leaf-value", choices=("oracle", "q_network"), default="oracle",
+                       help="with --search: score leaves with the reward (known on training problems) or the "
+                       "model's Q-network")  # fmt: skip
+    demos.add_argument("--model", help="with --dagger or --search: the model that plays (default: the id's own)")
     add_data_dir_option(demos)
     demos.set_defaults(run=run)
 
@@ -53,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    examples: Iterable[tuple[Sequence[Any], str]]
     try:
-        if args.dagger:
+        if args.search:
+            examples = _search_examples(args, task_args)
+        elif args.dagger:
             from cola_agents.dagger import dagger_chats
 
             model = {} if args.model is None else {"model": args.model}
-            examples: Iterable[tuple[Sequence[Any], str]] = dagger_chats(
+            examples = dagger_chats(
                 args.env, range(args.limit), show_progress=True, **task_args, **model
             )
         else:
@@ -69,7 +83,31 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.env}: {err}") from err
     if args.out is not None:
         print(f"wrote {written} demonstrations of {args.env} to {args.out}")
+    if args.search:
+        print(json.dumps(args.search_stats))
     return 0
+
+
+def _search_examples(args: argparse.Namespace, task_args: dict[str, Any]) -> Iterable[tuple[Sequence[Any], str]]:
+    """Expert iteration's data: the answers ``args.search`` got right (see :mod:`cola_agents.expert_iteration`)."""
+    from cola_agents.expert_iteration import search_chats
+    from cola_agents.mcts import MCTSAgent, MCTSConfig
+    from cola_agents.mcts.agent import BestOfNAgent
+    from cola_gym.model import CoLAModel
+    from cola_gym.registration import entry
+
+    if args.budget < 1:
+        raise ValueError(f"--budget must be >= 1, got {args.budget}")
+    registered = entry(args.env)
+    model = CoLAModel.from_pretrained(args.model or registered.model)
+    config = MCTSConfig(num_simulations=4096, token_budget=args.budget, leaf_value=args.leaf_value,
+                        rollout_max_tokens=registered.max_episode_steps or 1024)  # fmt: skip
+    agent = (MCTSAgent(model, config) if args.search == "mcts"
+             else BestOfNAgent(model, num_samples=args.samples, config=config))  # fmt: skip
+    args.search_stats = {}
+    data = {} if args.data_dir is None else {"data_dir": args.data_dir}
+    return search_chats(agent, args.env, range(args.limit), show_progress=True, stats=args.search_stats,
+                        model=model, **data, **task_args)  # fmt: skip
 
 
 def _task_arg(text: str) -> tuple[str, Any]:
