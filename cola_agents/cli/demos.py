@@ -72,9 +72,7 @@ def run(args: argparse.Namespace) -> int:
             from cola_agents.dagger import dagger_chats
 
             model = {} if args.model is None else {"model": args.model}
-            examples = dagger_chats(
-                args.env, range(args.limit), show_progress=True, **task_args, **model
-            )
+            examples = dagger_chats(args.env, range(args.limit), show_progress=True, **task_args, **model)
         else:
             examples = itertools.islice(task.demonstrations(), args.limit)
         with _output(args.out) as handle:
