@@ -128,7 +128,8 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
     config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
                         macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
                         stop_on_finished_answer=args.stop_on_finished_answer,
-                        parallel_expansions=args.parallel_expansions, seed=seed)  # fmt: skip
+                        parallel_expansions=args.parallel_expansions, seed=seed,
+                        rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature)  # fmt: skip
     agent = MCTSAgent(model, config)
     started = time.perf_counter()
     result = evaluate(agent, args.env, range(args.problems), n_envs=args.n_envs, model=args.model,
@@ -172,13 +173,19 @@ def main() -> None:
     parser.add_argument("--stop-on-finished-answer", action=argparse.BooleanOptionalAction, default=False,
                         help="end a search at its first finished answer (else it spends its budget)")  # fmt: skip
     parser.add_argument("--max-tokens", type=int, default=64, help="token limit of an answer")
+    parser.add_argument("--rollout-policy", choices=("sample", "greedy"), default="sample",
+                        help="MCTS: how a leaf is rolled out (the release samples)")  # fmt: skip
+    parser.add_argument("--rollout-temperature", type=float, default=1.0, help="MCTS: temperature of sampled rollouts")
+    parser.add_argument("--sample-temperature", type=float, default=1.0,
+                        help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
     parser.add_argument("--n-envs", type=int, default=32, help="problems decoded together")
     parser.add_argument("--out", default="benchmarks/results/search-scaling.json")
     args = parser.parse_args()
     if shared_model(args.model).q_network is None:
         parser.error(f"{args.model} has no Q-network: train one with cola-gym train --stage q")
 
-    sampling = MCTSConfig(leaf_value="q_network", rollout_max_tokens=args.max_tokens)
+    sampling = MCTSConfig(leaf_value="q_network", rollout_max_tokens=args.max_tokens,
+                          rollout_temperature=args.sample_temperature)  # fmt: skip
     per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:
         greedy = evaluate(PriorAgent(seed=seed), args.env, range(args.problems), n_envs=args.n_envs,
