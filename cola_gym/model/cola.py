@@ -404,7 +404,7 @@ class CoLAModel(nn.Module):
             head_outputs=outputs,
             arena=arena,
             arena_start=start,
-            arena_version=arena.written(start + width),
+            arena_version=arena.written(),
         )
 
     @torch.inference_mode()
@@ -489,9 +489,8 @@ class CoLAModel(nn.Module):
             head_mask = attention(head.trunk.blocks, self.head_dtype)
             outputs[name] = head(hidden.to(self.head_dtype), head_mask, positions, head_cache)[:, -1]
             views[name], storage[name] = cache_contents(head_cache)
-        end = start + mask.shape[1]
         if arena is None:
-            arena = KVArena(storage, frontier=end)
+            arena = KVArena(storage)
         return DecodingState(
             decoder_kv=views.pop(DECODER),
             hidden=hidden[:, -1],
@@ -500,5 +499,5 @@ class CoLAModel(nn.Module):
             head_outputs=outputs,
             arena=arena,
             arena_start=start,
-            arena_version=arena.written(end),
+            arena_version=arena.written(),
         )

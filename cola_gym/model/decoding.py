@@ -51,18 +51,15 @@ class KVArena:
     Attributes:
         storage: per cache (``"decoder"`` and the tracked heads' names), per layer
             ``(keys, values)``, each ``[B, num_kv_heads, capacity, head_dim]``.
-        frontier: storage columns written so far.
         version: bumped by every write; only the state made by the last write (whose
             ``arena_version`` equals it) may write again.
     """
 
     storage: dict[str, KVPairs]
-    frontier: int
     version: int = 0
 
-    def written(self, frontier: int) -> int:
-        """Records a write up to column ``frontier``; returns the new version."""
-        self.frontier = frontier
+    def written(self) -> int:
+        """Records a write; returns the new version."""
         self.version += 1
         return self.version
 
@@ -324,7 +321,7 @@ class DecodingState:
             storage[name], views[name] = tuple(stored), tuple(viewed)
         decoder_kv = views.pop(DECODER)
         outputs = {name: rows(output) for name, output in self.head_outputs.items()}
-        return DecodingState(decoder_kv, rows(self.hidden), mask, views, outputs, KVArena(storage, width), 0)
+        return DecodingState(decoder_kv, rows(self.hidden), mask, views, outputs, KVArena(storage), 0)
 
     def select(self, rows: torch.Tensor | Sequence[int]) -> DecodingState:
         """The sub-batch (or repeated rows) ``rows``: ``[B', ...]`` of this state.
@@ -348,10 +345,6 @@ class DecodingState:
         """The same state in storage of its own (a :meth:`select` of a few rows is a view that
         keeps its whole batch alive)."""
         return self._map(torch.clone, torch.clone, torch.clone)
-
-    def left_pad_to(self, width: int) -> DecodingState:
-        """The same state with ``width - T`` padding columns added on the left."""
-        return self.pad_to(width, "left")
 
     def pad_to(self, width: int, side: Literal["left", "right"]) -> DecodingState:
         """The same state with ``width - T`` padding columns added on the ``side``."""

@@ -192,7 +192,7 @@ def test_the_newest_state_grows_in_place_and_other_branches_copy(tiny_cola: CoLA
     first_token, first = model.step(root, torch.tensor([1]))
     assert storage(first) == storage(root) and first.arena is root.arena  # written in place
     assert root.decoder_kv[0][0].shape[-2] == len(prompt)  # the root still ends where it ended
-    second_token, second = model.step(root, torch.tensor([2]))  # a second branch: the frontier moved on
+    second_token, second = model.step(root, torch.tensor([2]))  # a second branch: the arena moved on
     assert storage(second) != storage(root) and second.arena is not root.arena
     texts_agree(first, [int(first_token)])
     texts_agree(second, [int(second_token)])
