@@ -142,7 +142,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="cola_gym/pretrained/micro-countdown", help="the starting CoLA model")
     parser.add_argument("--train-env", default="CoLA-Micro-Countdown-Medium-Train-v0")
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--suite-results", default="benchmarks/results/micro", help="RL runs to compare with")
     parser.add_argument("--work", default="runs/expert-iteration", help="demonstrations and fine-tuned models")
     parser.add_argument("--out", default="benchmarks/results/expert-iteration-micro-countdown-medium.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name in ("rounds", "tokens_per_round", "problems_per_round", "steps", "eval_problems", "seeds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")

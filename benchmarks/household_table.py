@@ -89,12 +89,12 @@ def table(rows: list[tuple[str, str, dict[str, float | None]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prior", default="benchmarks/results/household-micro.json", help="household.py's JSON")
     parser.add_argument("--runs", default=None, help="a household benchmark suite's results folder")
     parser.add_argument("--out", default=None, help="Markdown file to write (default: print only)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = prior_rows(Path(args.prior))
     if args.runs:
         if not (Path(args.runs) / "runs").is_dir():
