@@ -195,11 +195,14 @@ def _location(problem: str, game, number: int) -> str:
     return found[1] + ")"
 
 
-@pytest.mark.skipif(not os.environ.get("ALFWORLD_DATA"), reason="ALFWorld's data set is not here ($ALFWORLD_DATA)")
 def test_every_alfworld_game_file_plays_natively_as_alfworld_plays_it() -> None:
     """With ALFWorld's data at hand: every file of its three splits the native engine reads is
     played in both engines (the expert's plan, a random walk); the refused ones are counted."""
-    from cola_gym.tasks.household.alfworld import alfworld_split_files, load_game_file
+    from cola_gym.tasks.household.alfworld import ALFWORLD_GAMES, alfworld_split_files, load_game_file
+
+    # importing ALFWorld sets $ALFWORLD_DATA to its cache folder: look for the games themselves
+    if not (Path(os.environ.get("ALFWORLD_DATA", "/nonexistent")) / ALFWORLD_GAMES).is_dir():
+        pytest.skip("ALFWorld's data set is not here ($ALFWORLD_DATA/json_2.1.1)")
 
     played, refused = 0, {}
     for split in ("valid_seen", "valid_unseen", "train"):
