@@ -65,6 +65,16 @@ def command_script(game: Any, extra: int, seed: int) -> list[str]:
     return commands
 
 
+def alfworld_seconds_per_command(session: Any, script: list[str]) -> float:
+    """Plays ``script`` in a started ALFWorld session (then closes it): seconds per command."""
+    started = time.perf_counter()
+    for command in script:
+        session.play(command)
+    seconds = (time.perf_counter() - started) / len(script)
+    session.close()
+    return seconds
+
+
 def engine_part(args: argparse.Namespace) -> dict[str, Any]:
     from cola_gym.tasks.household.alfworld import AlfworldSession, tw_pddl_game
 
@@ -90,11 +100,7 @@ def engine_part(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         session.reset()
         theirs_start.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        for command in script:
-            session.play(command)
-        theirs_step.append((time.perf_counter() - started) / len(script))
-        session.close()
+        theirs_step.append(alfworld_seconds_per_command(session, script))
         commands += len(script)
     ours, theirs = statistics.mean(ours_step), statistics.mean(theirs_step)
     return {
@@ -159,11 +165,7 @@ def files_part(args: argparse.Namespace) -> dict[str, Any]:
         session = AlfworldSession(load_game_file(path))
         session.reset()
         theirs_load.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        for command in script:
-            session.play(command)
-        theirs_step.append((time.perf_counter() - started) / len(script))
-        session.close()
+        theirs_step.append(alfworld_seconds_per_command(session, script))
         commands += len(script)
     if folder is not None:
         folder.cleanup()

@@ -324,7 +324,7 @@ class CoLAModel(nn.Module):
         counts = torch.full((fed,), new_positions, device=device) if lengths is None else lengths.to(device)
         index = None if rows is None else torch.as_tensor(rows, dtype=torch.long, device=device)
         ends = state.ends if index is None else state.ends[index]
-        if not new_positions or not int(counts.max()):
+        if not new_positions or (lengths is not None and not int(counts.max())):
             return state
         width = max(state.length, int((ends + counts).max()))
         state = state.with_room(int(ends.max()) + new_positions)  # padding is written past a row's end

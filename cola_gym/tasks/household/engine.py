@@ -134,11 +134,10 @@ def actions(game: Game, state: WorldState) -> dict[str, Action]:
         openable = spot in rules.openable
         reachable = not openable or spot in state.opened
         if openable:
-            found[f"{'close' if spot in state.opened else 'open'} {spot}"] = (
-                "close" if spot in state.opened else "open",
-                spot,
-            )
-        for obj in state.contents(house, spot):
+            verb = "close" if spot in state.opened else "open"
+            found[f"{verb} {spot}"] = (verb, spot)
+        inside = state.contents(house, spot)
+        for obj in inside:
             if obj in rules.toggleable:
                 found[f"use {obj}"] = ("use", obj)
             elif held is None and reachable and obj in rules.pickupable:
@@ -152,32 +151,7 @@ def actions(game: Game, state: WorldState) -> dict[str, Action]:
             if able[verb] and class_of(spot) == appliance:
                 found[f"{verb} {held} with {spot}"] = (verb, held, spot)
         if class_of(held) in SLICERS:
-            for obj in state.contents(house, spot):
-                if obj in rules.sliceable:
-                    found[f"slice {obj} with {held}"] = ("slice", obj, held)
-    return found
-    found[f"examine {here}"] = ("examine", here)
-    openable = here in rules.openable
-    reachable = not openable or here in state.opened
-    if openable:
-        found[f"{'close' if here in state.opened else 'open'} {here}"] = (
-            "close" if here in state.opened else "open",
-            here,
-        )
-    for obj in state.contents(house, here):
-        if obj in rules.toggleable:
-            found[f"use {obj}"] = ("use", obj)
-        elif held is None and reachable and obj in rules.pickupable:
-            found[f"take {obj} from {here}"] = ("take", obj, here)
-    if held is not None:
-        if reachable and (class_of(here), class_of(held)) in rules.can_contain:
-            found[f"move {held} to {here}"] = ("move", held, here)
-        able = {"heat": held in rules.heatable, "cool": held in rules.coolable, "clean": held in rules.cleanable}
-        for verb, appliance in _APPLIANCE.items():
-            if able[verb] and class_of(here) == appliance:
-                found[f"{verb} {held} with {here}"] = (verb, held, here)
-        if class_of(held) in SLICERS:
-            for obj in state.contents(house, here):
+            for obj in inside:
                 if obj in rules.sliceable:
                     found[f"slice {obj} with {held}"] = ("slice", obj, held)
     return found

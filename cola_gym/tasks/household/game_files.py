@@ -23,7 +23,6 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -270,30 +269,17 @@ def native_game(
     present = {(r.rsplit(" ", 1)[0], o.rsplit(" ", 1)[0]) for r in receptacles for o in objects}
     rules = Rules(
         openable=frozenset(openable),
-        pickupable=frozenset(properties["pickupable"]),
-        toggleable=frozenset(properties["toggleable"]),
-        heatable=frozenset(properties["heatable"]),
-        coolable=frozenset(properties["coolable"]),
-        cleanable=frozenset(properties["cleanable"]),
-        sliceable=frozenset(properties["sliceable"]),
         can_contain=frozenset(can_contain & present),
-        receptacle_objects=frozenset(properties["receptacle_objects"]),
+        **{name: frozenset(found) for name, found in properties.items()},
     )
     takeable_lamps = rules.toggleable & rules.pickupable
     if takeable_lamps:
         raise UnsupportedGame(f"a toggleable object that can be taken ({sorted(takeable_lamps)[0]})")
     start = WorldState(
-        location=None,
-        holding=None,
-        places=tuple(start_places),
-        opened=frozenset(state_sets["opened"]),
-        hot=frozenset(state_sets["hot"]),
-        cool=frozenset(state_sets["cool"]),
-        clean=frozenset(state_sets["clean"]),
-        sliced=frozenset(state_sets["sliced"]),
+        None, None, tuple(start_places), **{name: frozenset(found) for name, found in state_sets.items()}
     )
-    game = Game(house, game_goal, start, split, index, name)
-    return game if rules == Rules.of_classes(house) else replace(game, custom_rules=rules)
+    custom = None if rules == Rules.of_classes(house) else rules  # ALFRED's tables: a generated game's rules
+    return Game(house, game_goal, start, split, index, name, custom)
 
 
 @lru_cache(maxsize=4096)
