@@ -48,6 +48,29 @@ def test_every_algorithm_trains_unmodified(name: str, vec_env) -> None:
         assert "is_success" in model.ep_info_buffer[0]  # the task contract, through VecMonitor
 
 
+@pytest.mark.parametrize(
+    ("algorithm", "env_id"),
+    [(algorithm, env_id) for algorithm in ("PPO", "GRPO") for env_id in ("CoLA-GSM8K-v0", "CoLA-GSM8K-Token-v0")],
+)
+def test_rl_trains_the_agent_only_the_language_model_stays_bit_identical(algorithm, env_id, vec_env, tiny_cola) -> None:
+    from cola_agents.algorithms import GRPO
+
+    before = {name: tensor.clone() for name, tensor in tiny_cola.state_dict().items()}
+    env = vec_env(env_id, n_envs=4, **({} if "Token" in env_id else {"prior_kl_coef": 0.1}))
+    if algorithm == "PPO":
+        agent = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=2, seed=0)
+    else:
+        # the entropy bonus moves the policy even where no group's rewards differ
+        agent = GRPO("MlpPolicy", env, group_size=4, n_epochs=2, batch_size=16, ent_coef=0.01, seed=0)
+    policy_before = _parameters(agent)
+    agent.learn(128)
+    assert any(not torch.equal(a, b) for a, b in zip(policy_before, _parameters(agent), strict=True))
+    after = tiny_cola.state_dict()
+    assert after.keys() == before.keys()
+    changed = [name for name, tensor in before.items() if not torch.equal(tensor, after[name])]
+    assert not changed, f"{algorithm} on {env_id} changed the CoLA model: {changed[:5]}"
+
+
 def test_token_twin_trains_with_the_vocabulary_as_action_space(vec_env) -> None:
     env = vec_env("CoLA-GSM8K-Token-v0", n_envs=2)
     assert env.action_space.n == 49152
