@@ -203,7 +203,8 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
             self._counts[row] += 1
             self._episodes[row] = self.stepper.begin(options, rng, int(self._counts[row]))
         assert self._state is not None
-        self._state = self._state.replace_rows(rows, self.stepper.prefill([self._episodes[r].prompt_ids for r in rows]))
+        fresh = self.stepper.prefill([self._episodes[r].prompt_ids for r in rows])
+        self._state = self._state.replace_rows(rows, fresh, overwrite=True)  # the old state is dropped
         self._steps[rows] = 0
         for row, observation in zip(rows, self.stepper.observations(self._state, rows), strict=True):
             results[row].observation = observation
@@ -241,5 +242,6 @@ class LatentActionVectorEnv(gym.vector.VectorEnv):
 
     @property
     def decoding_state(self) -> DecodingState | None:
-        """The batch's decoding state (rows in env order)."""
+        """The batch's decoding state (rows in env order), valid until the next ``step``: an
+        autoreset writes the new episodes' prompts over the ended rows' caches."""
         return self._state

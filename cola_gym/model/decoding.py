@@ -400,13 +400,67 @@ class DecodingState:
 
         return self._into_new_arena(self.batch_size, width, gather, lambda t: t, mask.to(self.attention_mask.dtype))
 
-    def replace_rows(self, rows: Sequence[int], other: DecodingState) -> DecodingState:
-        """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts)."""
+    def replace_rows(self, rows: Sequence[int], other: DecodingState, *, overwrite: bool = False) -> DecodingState:
+        """This state with ``rows`` replaced by the rows of ``other`` (e.g. freshly prefilled prompts).
+
+        ``overwrite=True`` writes ``other``'s caches into this state's arena, over the replaced
+        rows' columns, when this state may write there: no copy of the other rows' caches (the
+        new state's caches are views of the same storage). This state, and every older state of
+        its arena, must not be read afterwards: the vector env's autoreset, which drops its old
+        state, is what it is for. Otherwise (or when the arena cannot take it) the rows are
+        copied into a new state and this one stays as it was.
+        """
+        if overwrite and len(rows) == other.batch_size and set(other.head_kv) == set(self.head_kv):
+            width = max(self.length, other.length)
+            if rows and self.writes_in_place(width):
+                return self._overwrite_rows(list(rows), other, width)
         merged = stack_states([self, other], pad="right")
         order = list(range(self.batch_size))
         for position, row in enumerate(rows):
             order[row] = self.batch_size + position
         return merged.select(order).compact()
+
+    @torch.inference_mode()
+    def _overwrite_rows(self, rows: list[int], other: DecodingState, width: int) -> DecodingState:
+        """:meth:`replace_rows` in place: ``other``'s rows written over ``rows`` in this state's arena."""
+        arena = self.arena
+        assert arena is not None
+        start, device = self.arena_start, self.attention_mask.device
+        index = torch.as_tensor(rows, dtype=torch.long, device=device)
+        for name, pairs in {DECODER: other.decoder_kv, **other.head_kv}.items():
+            for (keys, values), (new_keys, new_values) in zip(arena.storage[name], pairs, strict=True):
+                stop = start + other.length
+                keys[index.to(keys.device), ..., start:stop, :] = new_keys.to(keys.dtype)
+                values[index.to(values.device), ..., start:stop, :] = new_values.to(values.dtype)
+        mask = self.attention_mask.new_zeros(self.batch_size, width)
+        mask[:, : self.length] = self.attention_mask
+        mask[index] = 0
+        mask[index, : other.length] = other.attention_mask.to(mask.dtype)
+        used = mask.bool().any(dim=0).nonzero()
+        width = int(used[-1]) + 1 if len(used) else width  # trailing columns no row uses are dropped
+
+        def replaced(mine: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+            out = mine.clone()
+            out[index] = theirs.to(out.dtype)
+            return out
+
+        def views(name: str) -> KVPairs:
+            return tuple(
+                (k[..., start : start + width, :], v[..., start : start + width, :]) for k, v in arena.storage[name]
+            )
+
+        return DecodingState(
+            decoder_kv=views(DECODER),
+            hidden=replaced(self.hidden, other.hidden),
+            attention_mask=mask[:, :width],
+            head_kv={name: views(name) for name in self.head_kv},
+            head_outputs={
+                name: replaced(output, other.head_outputs[name]) for name, output in self.head_outputs.items()
+            },
+            arena=arena,
+            arena_start=start,
+            arena_version=arena.written(),
+        )
 
 
 def stack_states(states: Sequence[DecodingState], pad: Literal["left", "right"] = "left") -> DecodingState:

@@ -304,6 +304,46 @@ def test_ragged_appends_keep_old_states_intact_and_branchable(tiny_cola: CoLAMod
         assert torch.allclose(single.hidden[0], other.hidden[row], atol=1e-5)
 
 
+@pytest.mark.parametrize("new_prompt_length", [3, 40])  # shorter than the batch, and wider than it
+def test_rows_replaced_in_place_decode_as_rows_replaced_by_copy(tiny_cola: CoLAModel, new_prompt_length: int) -> None:
+    """An autoreset's in-place replacement (``overwrite=True``) writes the new rows into the arena;
+    the batch then decodes exactly as after the copying replacement and as each row alone."""
+    model = tiny_cola
+    ids, mask = _texts(model)
+    state = model.append_ragged(model.start(ids, mask, track_policy=True), *_ragged([[5, 6, 7], [8]]))
+    fresh = model.start(torch.arange(10, 10 + new_prompt_length)[None], track_policy=True)
+    copied = state.replace_rows([1], fresh)
+    overwritten = state.replace_rows([1], fresh, overwrite=True)
+    assert overwritten.arena is state.arena and copied.arena is not state.arena
+    assert overwritten.ends.tolist() == [int(state.ends[0]), new_prompt_length]
+    singles = [model.append(model.start(ids[0][mask[0].bool()][None], track_policy=True), torch.tensor([[5, 6, 7]])),
+               fresh]  # fmt: skip
+    for step_actions in torch.tensor([[3, 9], [17, 60], [60, 1]]):
+        tokens, copied = model.step(copied, step_actions)
+        same, overwritten = model.step(overwritten, step_actions)
+        assert torch.equal(tokens, same)
+        for row in range(2):
+            token, singles[row] = model.step(singles[row], step_actions[row : row + 1])
+            assert int(token) == int(tokens[row])
+    torch.testing.assert_close(overwritten.hidden, copied.hidden, atol=1e-5, rtol=0)
+    torch.testing.assert_close(overwritten.policy_logits, copied.policy_logits, atol=1e-4, rtol=0)
+    for row in range(2):
+        torch.testing.assert_close(singles[row].policy_logits[0], overwritten.policy_logits[row], atol=1e-4, rtol=0)
+
+
+def test_rows_are_copied_when_the_arena_has_moved_on(tiny_cola: CoLAModel) -> None:
+    model = tiny_cola
+    ids, mask = _texts(model)
+    root = model.start(ids, mask, track_policy=True)
+    newer = model.append_ragged(root, *_ragged([[5], [6]]))
+    fresh = model.start(torch.tensor([[10, 11, 12]]), track_policy=True)
+    replaced = root.replace_rows([0], fresh, overwrite=True)  # root may no longer write: a copy
+    assert replaced.arena is not newer.arena
+    tokens, _ = model.step(newer, torch.tensor([3, 9]))
+    again, _ = model.step(model.append_ragged(root, *_ragged([[5], [6]])), torch.tensor([3, 9]))
+    assert torch.equal(tokens, again), "the newer state was not touched"
+
+
 def test_idm_reads_one_future_token_and_no_more(tiny_cola: CoLAModel) -> None:
     model = tiny_cola
     base = model.tokenizer("The cat sat on the mat and then it slept.")["input_ids"]
