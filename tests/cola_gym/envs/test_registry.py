@@ -126,3 +126,15 @@ def test_task_for_builds_the_task_of_every_family(data_dir: Path) -> None:
     train = task_for(entries["CoLA-Countdown-Easy-v0"].train_id)
     assert isinstance(train, CountdownTask) and train.split == "train"
     assert task_for("CoLA-Countdown-Easy-v0", size=7).num_tasks == 7  # a task argument overrides the spec
+
+
+def test_every_held_out_household_id_trains_on_training_games() -> None:
+    """A benchmark suite trains on an evaluation id's ``train_id``, else on the id itself: a held-out
+    household id without one would train on the games it is evaluated on."""
+    from cola_gym.registration import registry, task_for
+
+    held_out = [e for e in registry().values() if e.family == "household" and not e.is_train]
+    assert len(held_out) >= 4
+    for entry in held_out:
+        assert entry.train_id is not None, f"{entry.id} names no train_id"
+        assert task_for(entry.train_id).split == "train", entry.id  # type: ignore[attr-defined]
