@@ -10,7 +10,9 @@ decoder. For each model named, this measures its decoder:
 - **held-out text perplexity**: the reference solutions of GSM8K's test split after their
   questions, under the bare decoder (no latent codes), text none of the models trained on;
 - **a reasoning level's success**: the decoder's own greedy answers (the token twin of
-  ``--reasoning-env``, argmax of the decoder at every step) on its first ``--problems`` problems.
+  ``--reasoning-env``, argmax of the decoder at every step) on its first ``--problems`` problems,
+  and, where its answers fall in a few classes (yes / no), the balanced success (the mean over
+  answer classes, so a constant answer scores 1 / classes; see ``balanced_accuracy.py``).
 
     python benchmarks/decoder_preserved.py --out benchmarks/results/decoder-preserved.json
 
@@ -29,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from _report import pyplot, save_figure, write_report
+from balanced_accuracy import balanced, references
 from claims import decoder_perplexity
 from headroom import ObservedPrior
 from tqdm import tqdm
@@ -40,6 +43,8 @@ from cola_gym.model import shared_model
 from cola_gym.registration import entry, task_for
 
 PRETRAINED = Path(cola_gym.__file__).parent / "pretrained"
+MAX_CLASSES = 10
+"""Balanced success is reported where the level's reference answers take at most this many values."""
 DEFAULT_MODELS = ("smollm2-135m-instruct", "smollm2-135m-instruct-household", "smollm2-135m-instruct-countdown")
 
 
@@ -76,24 +81,30 @@ def measure(
     layout = ObservationLayout.of(probe.observation_space)
     probe.close()
     greedy = evaluate(ObservedPrior(layout), twin, range(problems), n_envs=batch, deterministic=True, **env_kwargs)
+    successes = [bool(s) for s in greedy.successes]
+    labels = references(reasoning_env, problems)
+    few_classes = labels is not None and len(set(labels)) <= MAX_CLASSES
     return {
         "path": path,
         "adapter": model.decoder_adapter is not None,
         "decoder_sha256": fingerprint(model.decoder),
         "held_out_perplexity": perplexity,
         "reasoning_greedy_success": greedy.success_rate,
-        "reasoning_successes": [bool(s) for s in greedy.successes],
+        "reasoning_balanced_success": balanced(successes, labels) if few_classes and labels else None,
+        "reasoning_successes": successes,
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"| model | decoder | held-out perplexity ({report['texts']} GSM8K test solutions) "
-             f"| {report['reasoning_env']} greedy ({report['problems']} problems) | decoder SHA-256 |",
-             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+             f"| {report['reasoning_env']} greedy ({report['problems']} problems) | balanced | decoder SHA-256 |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, row in report["models"].items():
         kind = "base + stage-2 LoRA" if row["adapter"] else "base"
+        balanced_success = row["reasoning_balanced_success"]
+        balanced_cell = "-" if balanced_success is None else f"{balanced_success:.1%}"
         lines.append(f"| {name} | {kind} | {row['held_out_perplexity']:.3f} | {row['reasoning_greedy_success']:.1%} "
-                     f"| `{row['decoder_sha256'][:12]}` |")  # fmt: skip
+                     f"| {balanced_cell} | `{row['decoder_sha256'][:12]}` |")  # fmt: skip
     return "\n".join(lines)
 
 

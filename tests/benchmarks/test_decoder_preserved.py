@@ -27,7 +27,7 @@ def test_same_decoder_same_numbers_other_decoder_other_numbers(
     assert rows[0]["held_out_perplexity"] == pytest.approx(rows[1]["held_out_perplexity"], rel=1e-6)
     assert rows[2]["held_out_perplexity"] != pytest.approx(rows[0]["held_out_perplexity"], rel=1e-3)
     assert rows[1]["same_decoder_as_first"] and not rows[2]["same_decoder_as_first"]
-    assert all(len(row["reasoning_successes"]) == 2 for row in rows)
+    assert all(len(row["reasoning_successes"]) == 2 and 0 <= row["reasoning_balanced_success"] <= 1 for row in rows)
     assert out.with_suffix(".png").is_file() and "held-out perplexity" in capsys.readouterr().out
 
 
