@@ -294,6 +294,23 @@ def record_failure(out: str | os.PathLike[str], run: RunSpec, error: BaseExcepti
     return result
 
 
+def exit_with_parent(parent: int, every_s: float = 2.0) -> None:
+    """Ends this worker process when ``parent`` is gone (checked every ``every_s`` seconds).
+
+    A worker whose runner was killed would otherwise go on with its run as an orphan, and a
+    restarted runner would start a second copy of the same run writing the same files.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_in_worker(
     run: RunSpec, out: str, threads: int, device: str | None = None, command: str | None = None
 ) -> dict[str, Any]:
@@ -394,7 +411,8 @@ def _run_in_processes(
     threads = max(1, (os.cpu_count() or 1) // workers)
     devices = worker_devices(len(runs))
     context = multiprocessing.get_context("spawn")  # no forked torch threads or model copies
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
         futures = {
             pool.submit(_run_in_worker, run, out, threads, device, command): run
             for run, device in zip(runs, devices, strict=True)

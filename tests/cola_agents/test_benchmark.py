@@ -91,6 +91,43 @@ def test_local_processes_and_ray_run_the_same_grid(suite: Suite, tmp_path: Path)
         assert a["curve"][0]["successes"] == b["curve"][0]["successes"]  # same start, same held-out problems
 
 
+def test_local_workers_end_when_their_runner_is_killed(tmp_path: Path) -> None:
+    """A runner killed outright (no chance to stop its pool) leaves no worker going on with its run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "runner.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from cola_agents.benchmark.runner import exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    context = multiprocessing.get_context('spawn')\n"
+        "    watch = {'initializer': exit_with_parent, 'initargs': (os.getpid(), 0.2)}\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=context, **watch)\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 60)\n"
+        "    time.sleep(60)\n"
+    )
+    runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    worker = int(runner.stdout.readline())
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its runner")
+
+
 def test_score_matrices_keep_seeds_shared_by_every_task() -> None:
     def result(task: str, seed: int, scores: list[float], finished: bool = True) -> dict:
         curve = [{"budget": 10 * i, "success_rate": s} for i, s in enumerate(scores)]
