@@ -15,6 +15,7 @@ ours is comparable to them beyond the shape of the table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -51,8 +52,8 @@ def prior_rows(path: Path) -> list[tuple[str, str, dict[str, float | None]]]:
 
 
 def suite_rows(runs: Path, split: str = "valid_unseen") -> list[tuple[str, str, dict[str, float | None]]]:
-    """Per algorithm of a suite's finished runs: success by task type at the first and the last
-    evaluation (games ``0..n-1`` of ``split``; each game's type is its own)."""
+    """Per algorithm of a suite's finished runs, sampled and greedy: success by task type at the
+    first and the last evaluation (games ``0..n-1`` of ``split``; each game's type is its own)."""
     by_algorithm: dict[str, list[dict[str, Any]]] = {}
     for path in sorted((runs / "runs").glob("*.json")):
         run = json.loads(path.read_text())
@@ -60,11 +61,13 @@ def suite_rows(runs: Path, split: str = "valid_unseen") -> list[tuple[str, str, 
             by_algorithm.setdefault(path.name.split("__")[0], []).append(run)
     rows = []
     types: dict[int, str] = {}
-    for algorithm, found in sorted(by_algorithm.items()):
+    for (algorithm, found), (mode, key) in itertools.product(
+        sorted(by_algorithm.items()), (("sampled", "successes"), ("greedy", "greedy_successes"))
+    ):
         for label, point in (("start", 0), (f"after {found[0]['curve'][-1]['env_tokens']:,} env tokens", -1)):
             per_seed = []
             for run in found:
-                successes = run["curve"][point]["successes"]
+                successes = run["curve"][point][key]
                 for index in range(len(successes)):
                     types.setdefault(index, generate_game(split, index).goal.task_type)
                 values: dict[str, float | None] = {"all": statistics.mean(successes)}
@@ -73,7 +76,7 @@ def suite_rows(runs: Path, split: str = "valid_unseen") -> list[tuple[str, str, 
                     values[task_type] = statistics.mean(mine) if mine else None
                 per_seed.append(values)
             mean = {c: statistics.mean(v[c] for v in per_seed if v[c] is not None) for c in COLUMNS}
-            rows.append((f"{algorithm}, {label} ({len(found)} seeds)", "unseen", dict(mean)))
+            rows.append((f"{algorithm}, {mode}, {label} ({len(found)} seeds)", "unseen", dict(mean)))
     return rows
 
 

@@ -28,11 +28,14 @@ def test_household_table_reads_a_suites_runs(benchmark_script, tmp_path: Path, c
     from cola_gym.tasks.household import generate_game
 
     successes = [generate_game("valid_unseen", i).goal.task_type == "pick_and_place_simple" for i in range(12)]
-    run = {"finished": True, "curve": [{"env_tokens": 0, "successes": [False] * 12},
-                                       {"env_tokens": 1000, "successes": successes}]}  # fmt: skip
+    greedy = [not s for s in successes]
+    start = {"env_tokens": 0, "successes": [False] * 12, "greedy_successes": [False] * 12}
+    run = {"finished": True, "curve": [start, {"env_tokens": 1000, "successes": successes, "greedy_successes": greedy}]}
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "grpo__Micro-ALFWorld-Unseen__seed0.json").write_text(json.dumps(run))
     script.main(["--runs", str(tmp_path), "--out", str(tmp_path / "table.md")])
     table = (tmp_path / "table.md").read_text()
-    assert "| grpo, after 1,000 env tokens (1 seeds) | unseen | 17 | 100 | 0 |" in table  # All: 2 of 12 games
+    assert "| grpo, sampled, after 1,000 env tokens (1 seeds) | unseen | 17 | 100 | 0 |" in table  # All: 2 of 12 games
+    assert "| grpo, greedy, after 1,000 env tokens (1 seeds) | unseen | 83 | 0 | 100 |" in table  # the other 10
+    assert "| grpo, greedy, start (1 seeds) | unseen | 0 | 0 | 0 |" in table
     assert "Qwen2.5-1.5B-Instruct, GiGPO" in table and "CoLA prior, greedy" in table
