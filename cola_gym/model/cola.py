@@ -391,16 +391,11 @@ class CoLAModel(nn.Module):
             )
             outputs[name] = merged(state.head_outputs[name], logits)
 
-        def views(name: str) -> KVPairs:
-            return tuple(
-                (k[..., start : start + width, :], v[..., start : start + width, :]) for k, v in arena.storage[name]
-            )
-
         return DecodingState(
-            decoder_kv=views(DECODER),
+            decoder_kv=arena.views(DECODER, start, width),
             hidden=merged(state.hidden, hidden),
             attention_mask=mask,
-            head_kv={name: views(name) for name in state.head_kv},
+            head_kv={name: arena.views(name, start, width) for name in state.head_kv},
             head_outputs=outputs,
             arena=arena,
             arena_start=start,

@@ -63,6 +63,12 @@ class KVArena:
         self.version += 1
         return self.version
 
+    def views(self, name: str, start: int, width: int) -> KVPairs:
+        """Cache ``name``'s storage columns ``[start, start + width)``, per layer (views, not copies)."""
+        return tuple(
+            (k[..., start : start + width, :], v[..., start : start + width, :]) for k, v in self.storage[name]
+        )
+
     @property
     def capacity(self) -> int:
         """Columns of the storage."""
@@ -425,13 +431,12 @@ class DecodingState:
         """:meth:`replace_rows` in place: ``other``'s rows written over ``rows`` in this state's arena."""
         arena = self.arena
         assert arena is not None
-        start, device = self.arena_start, self.attention_mask.device
-        index = torch.as_tensor(rows, dtype=torch.long, device=device)
+        start, stop = self.arena_start, self.arena_start + other.length
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.attention_mask.device)
         for name, pairs in {DECODER: other.decoder_kv, **other.head_kv}.items():
-            for (keys, values), (new_keys, new_values) in zip(arena.storage[name], pairs, strict=True):
-                stop = start + other.length
-                keys[index.to(keys.device), ..., start:stop, :] = new_keys.to(keys.dtype)
-                values[index.to(values.device), ..., start:stop, :] = new_values.to(values.dtype)
+            for stored, new in zip(arena.storage[name], pairs, strict=True):
+                for tensor, written in zip(stored, new, strict=True):
+                    tensor[index.to(tensor.device), ..., start:stop, :] = written.to(tensor.dtype)
         mask = self.attention_mask.new_zeros(self.batch_size, width)
         mask[:, : self.length] = self.attention_mask
         mask[index] = 0
@@ -444,16 +449,11 @@ class DecodingState:
             out[index] = theirs.to(out.dtype)
             return out
 
-        def views(name: str) -> KVPairs:
-            return tuple(
-                (k[..., start : start + width, :], v[..., start : start + width, :]) for k, v in arena.storage[name]
-            )
-
         return DecodingState(
-            decoder_kv=views(DECODER),
+            decoder_kv=arena.views(DECODER, start, width),
             hidden=replaced(self.hidden, other.hidden),
             attention_mask=mask[:, :width],
-            head_kv={name: views(name) for name in self.head_kv},
+            head_kv={name: arena.views(name, start, width) for name in self.head_kv},
             head_outputs={
                 name: replaced(output, other.head_outputs[name]) for name, output in self.head_outputs.items()
             },
