@@ -14,7 +14,10 @@ tokens per problem, counted in units of the greedy answer's mean length (1x, 2x,
   the one the Q-network values most is the answer (the prior's argmax is the best single
   candidate; samples only replace it when Q prefers them);
 - ``mcts_q``: MCTS-Q with Q-network leaf values under the budget (``--mcts-budgets``);
-- ``mcts_oracle``: MCTS with the env's reward as leaf value (an upper bound).
+- ``mcts_oracle``: MCTS with the env's reward as leaf value (an upper bound);
+- ``rl_*`` (with ``--rl-agents``): an RL-trained agent of the benchmark suites in place of the
+  prior: its greedy answer (``rl_greedy``) and the four sampling methods over its own samples,
+  ranked by the same Q-network (one agent per seed, in the order given).
 
 The three sampling methods are read off one pool of ``max(budgets) x`` samples per problem
 (the first samples that fit each budget), so they differ only in how they choose. Each MCTS
@@ -43,9 +46,12 @@ from tqdm import tqdm
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents import PriorAgent
+from cola_agents.agents import Agent, BoundAgent, merge_agent_env_kwargs
+from cola_agents.algorithms import algorithm_class, algorithm_names
 from cola_agents.evaluation import evaluate
 from cola_agents.mcts import CoLASearchModel, MCTSAgent, MCTSConfig
 from cola_agents.mcts.config import LeafValue
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.model import shared_model
 from cola_gym.training.objectives import ranking_auc
@@ -83,6 +89,61 @@ def sample_pool(args: argparse.Namespace, seed: int, count: int, config: MCTSCon
         vector.close()
     bar.close()
     return pool
+
+
+def agent_pool(args: argparse.Namespace, seed: int, count: int, agent: Agent) -> list[list[dict[str, Any]]]:
+    """As :func:`sample_pool`, from an SB3 agent instead of the prior: per problem, the agent's
+    greedy answer then ``count`` of its samples, each scored by the Q-network's value of the
+    agent's last action."""
+    torch.manual_seed(seed)  # SB3 samples with torch's global generator
+    pool: list[list[dict[str, Any]]] = []
+    problems = list(range(args.problems))
+    bar = tqdm(total=len(problems) * count, desc=f"sampling the RL agent (seed {seed})", unit="sample")
+    for first in range(0, len(problems), args.n_envs):
+        chunk = problems[first : first + args.n_envs]
+        samples: list[list[dict[str, Any]]] = [[] for _ in chunk]
+        for draw in range(count + 1):
+            for row, episode in enumerate(play(args, agent, chunk, deterministic=draw == 0)):
+                samples[row].append(episode)
+            bar.update(len(chunk) if draw else 0)
+        pool += samples
+    bar.close()
+    return pool
+
+
+def play(args: argparse.Namespace, agent: Agent, chunk: list[int], deterministic: bool) -> list[dict[str, Any]]:
+    """One episode of ``agent`` per problem of ``chunk``, batched: tokens, return, the Q-network's
+    value of the last action taken, and the final answer (text with spaces removed)."""
+    space = getattr(agent, "observation_space", None)  # an SB3 agent: its policy reads the prior or not
+    observation = {"observation": "hidden+prior"} if space is not None and ObservationLayout.of(space).prior else {}
+    env_kwargs = merge_agent_env_kwargs(agent, {"model": args.model, "track_q": True, **observation})
+    vector = gym.make_vec(args.env, num_envs=len(chunk), vectorization_mode="vector_entry_point",
+                          max_episode_steps=args.max_tokens, **env_kwargs)  # fmt: skip
+    base = vector.unwrapped
+    assert isinstance(base, LatentActionVectorEnv)
+    obs, _ = vector.reset(options=[{"task_index": index} for index in chunk])  # type: ignore[arg-type]
+    if isinstance(agent, BoundAgent):
+        agent.bind(vector)
+    rows = torch.arange(len(chunk))
+    returns, last_q = np.zeros(len(chunk)), np.zeros(len(chunk))
+    finished = np.zeros(len(chunk), dtype=bool)
+    episodes: list[dict[str, Any]] = [{} for _ in chunk]
+    state, starts = None, np.ones(len(chunk), dtype=bool)
+    while not finished.all():
+        actions, state = agent.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
+        assert base.decoding_state is not None and base.decoding_state.q_values is not None
+        q = base.decoding_state.q_values[rows, torch.as_tensor(actions, dtype=torch.long)].float().cpu().numpy()
+        last_q = np.where(finished, last_q, q)
+        obs, rewards, terminated, truncated, infos = vector.step(actions)
+        starts = terminated | truncated
+        returns += np.where(finished, 0.0, rewards)
+        for row in np.flatnonzero(starts & ~finished):
+            final = infos["final_info"]
+            episodes[row] = {"tokens": int(final["num_tokens"][row]), "reward": float(returns[row]),
+                             "q": float(last_q[row]), "answer": "".join(str(final["text"][row]).split())}  # fmt: skip
+        finished |= starts
+    vector.close()
+    return episodes
 
 
 def first_that_fit(candidates: list[dict[str, Any]], budget: float) -> tuple[list[dict[str, Any]], int]:
@@ -158,7 +219,7 @@ def bootstrap_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[fl
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="CoLA checkpoint with a Q-network (cola-gym train --stage q)")
     parser.add_argument("--env", default="CoLA-Micro-Countdown-Medium-v0", help="held-out id")
@@ -179,10 +240,19 @@ def main() -> None:
     parser.add_argument("--sample-temperature", type=float, default=1.0,
                         help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
     parser.add_argument("--n-envs", type=int, default=32, help="problems decoded together")
+    parser.add_argument("--rl-agents", nargs="*", default=[], metavar="AGENT_ZIP",
+                        help="RL-trained agents (a suite's checkpoints/<run>/agent.zip), one per seed")  # fmt: skip
+    parser.add_argument("--rl-algorithm", default="ppo", choices=algorithm_names(), help="the agents' algorithm")
+    parser.add_argument("--rl-budgets", type=int, nargs="*", default=[1, 2, 4, 8, 16],
+                        help="budgets of the RL agent's sampling methods (draws 2x the largest)")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/search-scaling.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if shared_model(args.model).q_network is None:
         parser.error(f"{args.model} has no Q-network: train one with cola-gym train --stage q")
+    missing = [path for path in args.rl_agents if not Path(path).is_file()]
+    if missing:
+        parser.error(f"no RL agent at {', '.join(missing)} (a suite writes checkpoints/<run>/agent.zip)")
+    rl_agents = [algorithm_class(args.rl_algorithm).load(path) for path in args.rl_agents]
 
     sampling = MCTSConfig(leaf_value="q_network", rollout_max_tokens=args.max_tokens,
                           rollout_temperature=args.sample_temperature)  # fmt: skip
@@ -208,10 +278,25 @@ def main() -> None:
                     print(f"seed {seed} {budget}x {name}: {point[name]['accuracy']:.3f}", flush=True)
             row["budgets"][str(budget)] = point
             print(f"seed {seed} {budget}x: " + ", ".join(f"{m} {np.mean(point[m]):.3f}" for m in SAMPLING), flush=True)
+        if rl_agents:
+            agent = rl_agents[len(per_seed) % len(rl_agents)]
+            rl_pool = agent_pool(args, seed, 2 * max(args.rl_budgets), agent)
+            row["rl_agent"] = args.rl_agents[len(per_seed) % len(rl_agents)]
+            row["rl_greedy"] = [s[0]["reward"] > 0.5 for s in rl_pool]
+            row["rl_greedy_tokens"] = statistics.mean(s[0]["tokens"] for s in rl_pool)
+            row["rl_q_auc_within_problem"] = within_problem_auc(rl_pool)
+            for budget in args.rl_budgets:
+                verdicts = [choose(samples, budget * unit) for samples in rl_pool]
+                row["budgets"].setdefault(str(budget), {}).update({
+                    "rl_tokens_per_problem": statistics.mean(v["tokens"] for v in verdicts),
+                    **{f"rl_{method}": [v[method] > 0.5 for v in verdicts] for method in SAMPLING},
+                })  # fmt: skip
+            print(f"seed {seed} RL agent greedy {np.mean(row['rl_greedy']):.3f}", flush=True)
         per_seed.append(row)
     write_report({"env": args.env, "model": args.model, "problems": args.problems, "seeds": args.seeds,
                   "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
-                  "summary": summarize(per_seed, args.budgets), "runs": per_seed}, args.out, _plot)  # fmt: skip
+                  "summary": summarize(per_seed, sorted({*args.budgets, *args.rl_budgets})), "runs": per_seed},
+                 args.out, _plot)  # fmt: skip
 
 
 def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, list[dict[str, Any]]]:
@@ -222,13 +307,23 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
     within = statistics.mean(r["q_auc_within_problem"]["mean"] for r in per_seed)
     summary["greedy"] = [{"budget": 1, "tokens": unit, "accuracy": float(greedy.mean()), "ci": bootstrap_ci(greedy),
                           "q_auc_within_problem": within}]  # fmt: skip
+    if all("rl_greedy" in run for run in per_seed):
+        rl_greedy = np.array([run["rl_greedy"] for run in per_seed], dtype=float)
+        summary["rl_greedy"] = [{"budget": 1, "accuracy": float(rl_greedy.mean()), "ci": bootstrap_ci(rl_greedy),
+                                 "tokens": statistics.mean(run["rl_greedy_tokens"] for run in per_seed),
+                                 "q_auc_within_problem": statistics.mean(
+                                     run["rl_q_auc_within_problem"]["mean"] for run in per_seed)}]  # fmt: skip
     for budget in budgets:
-        points = [run["budgets"][str(budget)] for run in per_seed]
-        for method in SAMPLING:
-            scores = np.array([p[method] for p in points], dtype=float)
-            tokens = statistics.mean(p["tokens_per_problem"] for p in points)
-            summary.setdefault(method, []).append({"budget": budget, "accuracy": float(scores.mean()),
-                                                   "ci": bootstrap_ci(scores), "tokens": tokens})  # fmt: skip
+        points = [run["budgets"].get(str(budget), {}) for run in per_seed]
+        for prefix, tokens_key in (("", "tokens_per_problem"), ("rl_", "rl_tokens_per_problem")):
+            if not all(tokens_key in p for p in points):
+                continue
+            tokens = statistics.mean(p[tokens_key] for p in points)
+            for method in SAMPLING:
+                scores = np.array([p[prefix + method] for p in points], dtype=float)
+                summary.setdefault(prefix + method, []).append(
+                    {"budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores), "tokens": tokens}
+                )
         for method in ("mcts_q", "mcts_oracle"):
             if all(method in p for p in points):
                 scores = np.array([p[method]["successes"] for p in points], dtype=float)
@@ -246,14 +341,17 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"greedy": "k*", "best_of_n_q": "o-", "majority_vote": "s-", "best_of_n_oracle": "o:",
-              "greedy_then_best_of_n_q": "^-", "mcts_q": "D-", "mcts_oracle": "D:"}  # fmt: skip
+              "greedy_then_best_of_n_q": "^-", "mcts_q": "D-", "mcts_oracle": "D:", "rl_greedy": "r*",
+              "rl_best_of_n_q": "o--", "rl_majority_vote": "s--"}  # fmt: skip
     for method, points in report["summary"].items():
+        if method not in styles:  # the RL agent's pass@N and greedy-first lines would crowd the figure
+            continue
         tokens = [p["tokens"] for p in points]
         accuracy = [100 * p["accuracy"] for p in points]
         low = [100 * (p["accuracy"] - p["ci"][0]) for p in points]
         high = [100 * (p["ci"][1] - p["accuracy"]) for p in points]
         ax.errorbar(tokens, accuracy, yerr=[low, high], fmt=styles.get(method, "o-"), capsize=2, label=method,
-                    markersize=5 if method != "greedy" else 10)  # fmt: skip
+                    markersize=10 if method.endswith("greedy") else 5)  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xlabel("decoder tokens per problem (log scale)")
     ax.set_ylabel("held-out accuracy (%)")

@@ -1,0 +1,68 @@
+"""``benchmarks/search_scaling.py``: an RL agent's pool against the prior's, and the script end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+from stable_baselines3 import PPO
+
+from cola_agents import PriorAgent
+from cola_agents.mcts import MCTSConfig
+from cola_agents.policies import CoLAPriorPolicy
+from cola_agents.sb3 import make_sb3_env
+from cola_gym.model import CoLAModel
+
+ENV = "CoLA-Countdown-Easy-v0"
+
+
+@pytest.fixture(scope="module")
+def q_model_dir(tiny_cola_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny CoLA model with a (random) Q-network, saved."""
+    model = CoLAModel.from_pretrained(tiny_cola_dir)
+    model.add_q_network(1)
+    path = tmp_path_factory.mktemp("tiny-cola-q")
+    model.save_pretrained(path)
+    return path
+
+
+def _args(model: Path, problems: int = 3) -> argparse.Namespace:
+    return argparse.Namespace(model=str(model), env=ENV, problems=problems, n_envs=2, max_tokens=10)
+
+
+def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Path) -> None:
+    """The prior played as an SB3 agent gives the search model's own greedy answer, Q score included."""
+    script = benchmark_script("search_scaling")
+    args = _args(q_model_dir)
+    priors = script.sample_pool(args, 0, 1, MCTSConfig(leaf_value="q_network", rollout_max_tokens=10))
+    agents = script.agent_pool(args, 0, 2, PriorAgent(seed=0))
+    assert len(agents) == len(priors) == 3
+    for prior, agent in zip(priors, agents, strict=True):
+        assert len(agent) == 3  # the greedy answer, then two samples
+        assert agent[0]["answer"] == prior[0]["answer"] and agent[0]["tokens"] == prior[0]["tokens"]
+        assert agent[0]["reward"] == prior[0]["reward"]
+        assert agent[0]["q"] == pytest.approx(prior[0]["q"], abs=1e-4)
+        assert all(0 < sample["tokens"] <= 10 for sample in agent)
+
+
+def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
+    script = benchmark_script("search_scaling")
+    agent = PPO(CoLAPriorPolicy, make_sb3_env(ENV, n_envs=2, model=str(q_model_dir), max_episode_steps=10,
+                                            observation="hidden+prior"),
+                n_steps=4, batch_size=4, seed=0)  # fmt: skip
+    agent.save(tmp_path / "agent.zip")
+    out = tmp_path / "scaling.json"
+    common = ["--model", str(q_model_dir), "--env", ENV, "--problems", "2", "--seeds", "0", "--budgets", "1", "2",
+              "--mcts-budgets", "--max-tokens", "10", "--n-envs", "2", "--rl-budgets", "1",
+              "--out", str(out)]  # fmt: skip
+    script.main([*common, "--rl-agents", str(tmp_path / "agent.zip")])
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    assert [p["budget"] for p in summary["best_of_n_q"]] == [1, 2]
+    assert [p["budget"] for p in summary["rl_best_of_n_q"]] == [1]  # only the RL agent's budgets
+    assert 0.0 <= summary["rl_greedy"][0]["accuracy"] <= 1.0 and summary["rl_greedy"][0]["tokens"] > 0
+    assert report["runs"][0]["rl_agent"].endswith("agent.zip") and out.with_suffix(".png").is_file()
+    with pytest.raises(SystemExit):  # a missing agent file is an error before any work
+        script.main([*common, "--rl-agents", str(tmp_path / "missing.zip")])
