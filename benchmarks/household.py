@@ -14,7 +14,8 @@ finished success runs, so a stopped benchmark resumes):
   actions, the room's answers prefilled at every line break) against Hugging Face
   ``generate`` of the same decoder on the same prompts, measured side by side; and the
   tokens the decoder reads per env token (the env's own plus the room's answers).
-- ``success``: the default household model's policy prior, greedy and sampled, on
+- ``success``: the default household model's policy prior, greedy and sampled (``--modes``;
+  ``greedy-token`` also takes the most probable token's code instead of the argmax code), on
   ``--games`` valid-seen and valid-unseen games (all six task types in turn), per task
   type, within ``--max-tokens`` (256: about 25 commands; the ids allow 512), beside the
   expert's (which wins every game, by construction and by test).
@@ -31,7 +32,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -42,7 +43,13 @@ from cola_gym.tasks.household import TASK_TYPES, admissible_commands, expert_pla
 from cola_gym.tasks.household.backends import NativeBackend
 from cola_gym.tasks.household.vocabulary import SHORT_NAMES
 
-MODES = {"greedy": True, "sampled": False}
+MODES: dict[str, tuple[bool, Literal["code", "token"]]] = {
+    "greedy": (True, "code"),
+    "greedy-token": (True, "token"),
+    "sampled": (False, "code"),
+}
+"""Success modes: ``deterministic`` and ``greedy`` of the prior agent (greedy-token: the most
+probable token's code, see :class:`~cola_agents.PriorAgent`)."""
 SPLITS = ("seen", "unseen")
 TIERS = {
     "default": {"seen": "CoLA-ALFWorld-v0", "unseen": "CoLA-ALFWorld-Unseen-v0"},
@@ -241,8 +248,9 @@ def success_run(split: str, mode: str, args: argparse.Namespace) -> dict[str, An
     kwargs: dict[str, Any] = {"track_policy": True, "max_episode_steps": args.max_tokens}
     if args.model:
         kwargs["model"] = args.model
-    run = evaluate(PriorAgent(seed=0), TIERS[args.tier][split], list(range(args.games)), n_envs=args.batch,
-                   deterministic=MODES[mode], show_progress=True, **kwargs)  # fmt: skip
+    deterministic, greedy = MODES[mode]
+    run = evaluate(PriorAgent(seed=0, greedy=greedy), TIERS[args.tier][split], list(range(args.games)),
+                   n_envs=args.batch, deterministic=deterministic, show_progress=True, **kwargs)  # fmt: skip
     per_type: dict[str, list[bool]] = {}
     commands: dict[str, list[int]] = {}
     for info, success in zip(run.infos, run.successes, strict=True):
@@ -305,13 +313,14 @@ def markdown(report: dict[str, Any]) -> str:
                          f"| {row['env/generate']:.2f} | {fed:.2f} | {row['env/generate'] * fed:.2f} |")  # fmt: skip
         lines.append("")
     success = report.get("success", {})
+    modes = [m for m in MODES if any(f"{split}|{m}" in success for split in SPLITS)]
     if success:
-        header = "| task type | " + " | ".join(f"{s} {m}" for s in SPLITS for m in MODES) + " | expert |"
-        lines += [header, "| --- " * (2 + len(SPLITS) * len(MODES)) + "|"]
+        header = "| task type | " + " | ".join(f"{s} {m}" for s in SPLITS for m in modes) + " | expert |"
+        lines += [header, "| --- " * (2 + len(SPLITS) * len(modes)) + "|"]
         for task_type in [*TASK_TYPES, "all"]:
             cells = []
             for split in SPLITS:
-                for mode in MODES:
+                for mode in modes:
                     run = success.get(f"{split}|{mode}")
                     if run is None:
                         cells.append("-")
@@ -376,7 +385,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="success part: games played together")
     parser.add_argument("--max-tokens", type=int, default=256, help="success part: token limit of an episode")
     parser.add_argument("--splits", nargs="+", choices=tuple(SPLITS), default=list(SPLITS))
-    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=["greedy", "sampled"])
     parser.add_argument("--out", default="benchmarks/results/household.json")
     parser.add_argument("--table", action="store_true", help="print the Markdown tables of --out and exit")
     args = parser.parse_args()

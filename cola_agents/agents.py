@@ -14,7 +14,7 @@ evaluation checks these protocols, nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -135,6 +135,11 @@ class PriorAgent(_EnvReader):
     release samples with top-k 40 of 64 codes at temperature 1; ``deterministic=True``
     takes the argmax.
 
+    Several codes can write the same token from a state (aliases), so the most probable code
+    need not write the most probable token: with ``greedy="token"`` (bound, latent actions
+    only) ``deterministic=True`` pools the probability of the codes that write each token and
+    takes that token's most probable code. It costs one world-model call per code and step.
+
     Args:
         num_actions: K, for reading unbound observations without a layout (the prior is
             then the observation's last K entries).
@@ -142,6 +147,8 @@ class PriorAgent(_EnvReader):
         temperature: sampling temperature.
         seed: seed of its generator.
         layout: how unbound observations split into h_t and the prior.
+        greedy: what ``deterministic=True`` maximises: ``"code"`` (the policy's argmax, the
+            default) or ``"token"`` (the next token's probability under the policy).
     """
 
     def __init__(
@@ -152,13 +159,16 @@ class PriorAgent(_EnvReader):
         seed: int | None = None,
         *,
         layout: ObservationLayout | None = None,
+        greedy: Literal["code", "token"] = "code",
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 (use deterministic=True for argmax), got {temperature}")
+        if greedy not in ("code", "token"):
+            raise ValueError(f"greedy must be 'code' or 'token', got {greedy!r}")
         self.num_actions, self.top_k, self.temperature = num_actions, top_k, temperature
-        self.layout = layout
+        self.layout, self.greedy = layout, greedy
         self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
 
     def env_kwargs(self) -> dict[str, Any]:
@@ -189,12 +199,27 @@ class PriorAgent(_EnvReader):
             raise ValueError("bind the agent to its env (agent.bind(env)), or give the layout of hidden+prior")
         masks = torch.from_numpy(_masks(self.env, observation, logits.shape[-1]))
         logits = logits.masked_fill(~masks, float("-inf"))
-        if deterministic:
+        if deterministic and self.greedy == "token":
+            actions = self._most_probable_tokens_code(logits)
+        elif deterministic:
             actions = logits.argmax(-1)
         else:
             actions = sample_top_k(logits, self.top_k, self.temperature, self.generator)
         actions_np = actions.numpy().astype(np.int64)
         return (actions_np if np.ndim(observation) > 1 else actions_np[0]), None
+
+    def _most_probable_tokens_code(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per row of masked policy logits ``[N, K]``: the most probable code among those that
+        write the token the policy gives the most probability."""
+        if self.env is None or self.env.stepper.action_kind != "latent":
+            raise ValueError("greedy='token' needs the agent bound to a latent-action env (agent.bind(env))")
+        state = self.env.decoding_state
+        assert state is not None
+        tokens = self.env.model.tokens_of_every_action(state.hidden).cpu()  # [N, K]
+        probs = torch.softmax(logits, -1)
+        mass = torch.zeros(probs.shape[0], int(tokens.max()) + 1).scatter_add_(1, tokens, probs)
+        writes_best = tokens == mass.argmax(-1, keepdim=True)
+        return probs.masked_fill(~writes_best, -1.0).argmax(-1)
 
 
 def _masks(env: EnvOrVectorEnv | None, observation: np.ndarray, num_actions: int | None) -> np.ndarray:

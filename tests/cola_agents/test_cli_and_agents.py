@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -90,6 +91,37 @@ def test_policy_prior_agent_follows_the_policy(tiny_cola_dir: Path, data_dir: Pa
     assert act(PriorAgent(top_k=1, seed=3)) == int(logits.argmax())
     sampled = {act(PriorAgent(top_k=5, seed=s)) for s in range(20)}
     assert sampled <= set(torch.topk(logits, 5).indices.tolist()) and len(sampled) > 1
+
+
+def test_greedy_token_takes_the_code_of_the_most_probable_token(tiny_cola_dir: Path, data_dir: Path) -> None:
+    """Codes that write the same token pool their probability; the agent writes the pooled argmax."""
+    vector = gym.make_vec("CoLA-GSM8K-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                          model=str(tiny_cola_dir), data_dir=str(data_dir), track_policy=True)  # fmt: skip
+    obs, _ = vector.reset(options=[{"task_index": i} for i in range(8)])
+    agent = PriorAgent(greedy="token")
+    agent.bind(vector)
+    differ = 0
+    for _ in range(3):
+        state, model = vector.unwrapped.decoding_state, vector.unwrapped.model
+        probs = torch.softmax(state.policy_logits.float(), -1)
+        tokens = model.tokens_of_every_action(state.hidden)
+        actions = agent.predict(obs, deterministic=True)[0]
+        for row, action in enumerate(actions):
+            mass: dict[int, float] = {}
+            for code, token in enumerate(tokens[row].tolist()):
+                mass[token] = mass.get(token, 0.0) + float(probs[row, code])
+            best = max(mass, key=mass.__getitem__)
+            assert int(tokens[row, action]) == best
+            assert float(probs[row, action]) == max(float(probs[row, c]) for c in range(64) if tokens[row, c] == best)
+            assert mass[best] >= mass[int(tokens[row, int(probs[row].argmax())])]
+            differ += int(action) != int(probs[row].argmax())
+        obs, *_ = vector.step(actions)
+    assert differ > 0  # the tiny model's codes alias: the argmax code often writes a less probable token
+    with pytest.raises(ValueError, match="greedy must be"):
+        PriorAgent(greedy="word")  # type: ignore[arg-type]
+    unbound = PriorAgent(greedy="token", num_actions=64)
+    with pytest.raises(ValueError, match="bound to a latent-action env"):
+        unbound.predict(np.zeros((1, 64 + 8), dtype=np.float32), deterministic=True)
 
 
 def test_policy_prior_agent_needs_a_tracked_policy(tiny_cola_dir: Path, data_dir: Path) -> None:
