@@ -208,18 +208,45 @@ class PriorAgent(_EnvReader):
         actions_np = actions.numpy().astype(np.int64)
         return (actions_np if np.ndim(observation) > 1 else actions_np[0]), None
 
-    def _most_probable_tokens_code(self, logits: torch.Tensor) -> torch.Tensor:
+    def _most_probable_tokens_code(self, logits: torch.Tensor, chunk: int = 8) -> torch.Tensor:
         """Per row of masked policy logits ``[N, K]``: the most probable code among those that
-        write the token the policy gives the most probability."""
+        write the token the policy gives the most probability.
+
+        Codes are read ``chunk`` at a time, most probable first, and a row stops once no
+        unread code could change its answer (its leading token's mass beats the runner-up's
+        by more than the unread codes' probability): exact, and usually a few codes per row.
+        """
         if self.env is None or self.env.stepper.action_kind != "latent":
             raise ValueError("greedy='token' needs the agent bound to a latent-action env (agent.bind(env))")
-        state = self.env.decoding_state
+        state, model = self.env.decoding_state, self.env.model
         assert state is not None
-        tokens = self.env.model.tokens_of_every_action(state.hidden).cpu()  # [N, K]
         probs = torch.softmax(logits, -1)
-        mass = torch.zeros(probs.shape[0], int(tokens.max()) + 1).scatter_add_(1, tokens, probs)
-        writes_best = tokens == mass.argmax(-1, keepdim=True)
-        return probs.masked_fill(~writes_best, -1.0).argmax(-1)
+        order = probs.argsort(-1, descending=True)
+        tokens = torch.full(probs.shape, -1, dtype=torch.long)
+        unread = torch.ones(probs.shape[0])
+        going = torch.arange(probs.shape[0])
+        for start in range(0, probs.shape[1], chunk):
+            codes = order[going, start : start + chunk]  # [rows, c]
+            with torch.inference_mode():
+                hidden = state.hidden[going.to(state.hidden.device)][:, None, :].expand(-1, codes.shape[1], -1)
+                written = model.world_model_logits(hidden, model.codebook(codes.to(model.device))).argmax(-1)
+            tokens[going[:, None], codes] = written.cpu()
+            unread[going] -= probs[going[:, None], codes].sum(-1)
+            settled = []
+            for row in going.tolist():
+                read = tokens[row] >= 0
+                mass = torch.zeros(int(tokens[row].max()) + 1).scatter_add_(0, tokens[row][read], probs[row][read])
+                top = torch.topk(mass, min(2, mass.numel())).values
+                runner_up = float(top[1]) if top.numel() > 1 else 0.0
+                settled.append(float(top[0]) - runner_up > float(unread[row]))
+            going = going[~torch.tensor(settled)]
+            if going.numel() == 0:
+                break
+        best = torch.stack([
+            torch.zeros(int(row.max()) + 1).scatter_add_(0, row[row >= 0], p[row >= 0]).argmax()
+            for row, p in zip(tokens, probs, strict=True)
+        ])  # fmt: skip
+        return probs.masked_fill(tokens != best[:, None], -1.0).argmax(-1)
 
 
 def _masks(env: EnvOrVectorEnv | None, observation: np.ndarray, num_actions: int | None) -> np.ndarray:

@@ -117,6 +117,13 @@ def test_greedy_token_takes_the_code_of_the_most_probable_token(tiny_cola_dir: P
             differ += int(action) != int(probs[row].argmax())
         obs, *_ = vector.step(actions)
     assert differ > 0  # the tiny model's codes alias: the argmax code often writes a less probable token
+    # a peaked policy settles after a few codes (read two at a time): still the exact answer
+    state, model = vector.unwrapped.decoding_state, vector.unwrapped.model
+    peaked = state.policy_logits.float().cpu() * 30
+    probs, tokens = torch.softmax(peaked, -1), model.tokens_of_every_action(state.hidden).cpu()
+    mass = torch.zeros(8, int(tokens.max()) + 1).scatter_add_(1, tokens, probs)
+    expected = probs.masked_fill(tokens != mass.argmax(-1, keepdim=True), -1.0).argmax(-1)
+    assert torch.equal(agent._most_probable_tokens_code(peaked, chunk=2), expected)
     with pytest.raises(ValueError, match="greedy must be"):
         PriorAgent(greedy="word")  # type: ignore[arg-type]
     unbound = PriorAgent(greedy="token", num_actions=64)
