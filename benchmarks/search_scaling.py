@@ -59,13 +59,18 @@ from cola_gym.training.objectives import ranking_auc
 SAMPLING = ("best_of_n_q", "majority_vote", "best_of_n_oracle", "greedy_then_best_of_n_q")
 
 
+def problem_indices(args: argparse.Namespace) -> list[int]:
+    """The problems searched: ``--problems`` of them from ``--first-problem`` on."""
+    return list(range(args.first_problem, args.first_problem + args.problems))
+
+
 def sample_pool(args: argparse.Namespace, seed: int, count: int, config: MCTSConfig) -> list[list[dict[str, Any]]]:
     """Per problem, the greedy answer then ``count`` policy samples: tokens, reward, Q score and
     final answer of each."""
     model = shared_model(args.model)
     generator = torch.Generator().manual_seed(seed)
     pool: list[list[dict[str, Any]]] = []
-    problems = list(range(args.problems))
+    problems = problem_indices(args)
     bar = tqdm(total=len(problems) * count, desc=f"sampling (seed {seed})", unit="sample")
     for first in range(0, len(problems), args.n_envs):
         chunk = problems[first : first + args.n_envs]
@@ -97,7 +102,7 @@ def agent_pool(args: argparse.Namespace, seed: int, count: int, agent: Agent) ->
     agent's last action."""
     torch.manual_seed(seed)  # SB3 samples with torch's global generator
     pool: list[list[dict[str, Any]]] = []
-    problems = list(range(args.problems))
+    problems = problem_indices(args)
     bar = tqdm(total=len(problems) * count, desc=f"sampling the RL agent (seed {seed})", unit="sample")
     for first in range(0, len(problems), args.n_envs):
         chunk = problems[first : first + args.n_envs]
@@ -193,7 +198,7 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
                         rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature)  # fmt: skip
     agent = MCTSAgent(model, config)
     started = time.perf_counter()
-    result = evaluate(agent, args.env, range(args.problems), n_envs=args.n_envs, model=args.model,
+    result = evaluate(agent, args.env, problem_indices(args), n_envs=args.n_envs, model=args.model,
                       max_episode_steps=args.max_tokens)  # fmt: skip
     seconds = time.perf_counter() - started
     searches = agent.stats.results
@@ -224,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="CoLA checkpoint with a Q-network (cola-gym train --stage q)")
     parser.add_argument("--env", default="CoLA-Micro-Countdown-Medium-v0", help="held-out id")
     parser.add_argument("--problems", type=int, default=128)
+    parser.add_argument("--first-problem", type=int, default=0,
+                        help="tune on -Train- problems the Q-network was not fitted on (e.g. 8192)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64],
                         help="token budgets in units of the greedy answer's mean length")  # fmt: skip
@@ -258,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
                           rollout_temperature=args.sample_temperature)  # fmt: skip
     per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:
-        greedy = evaluate(PriorAgent(seed=seed), args.env, range(args.problems), n_envs=args.n_envs,
+        greedy = evaluate(PriorAgent(seed=seed), args.env, problem_indices(args), n_envs=args.n_envs,
                           deterministic=True, model=args.model, max_episode_steps=args.max_tokens)  # fmt: skip
         unit = float(greedy.summary()["mean_tokens"])
         pool = sample_pool(args, seed, max(args.budgets), replace(sampling, seed=seed))

@@ -29,7 +29,7 @@ def q_model_dir(tiny_cola_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _args(model: Path, problems: int = 3) -> argparse.Namespace:
-    return argparse.Namespace(model=str(model), env=ENV, problems=problems, n_envs=2, max_tokens=10)
+    return argparse.Namespace(model=str(model), env=ENV, problems=problems, first_problem=0, n_envs=2, max_tokens=10)
 
 
 def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Path) -> None:
