@@ -138,7 +138,8 @@ class PriorAgent(_EnvReader):
     Several codes can write the same token from a state (aliases), so the most probable code
     need not write the most probable token: with ``greedy="token"`` (bound, latent actions
     only) ``deterministic=True`` pools the probability of the codes that write each token and
-    takes that token's most probable code. It costs one world-model call per code and step.
+    takes that token's most probable code (codes are read most probable first, until the
+    unread ones cannot change the answer: usually one world-model call per step).
 
     Args:
         num_actions: K, for reading unbound observations without a layout (the prior is
