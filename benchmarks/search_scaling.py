@@ -34,6 +34,7 @@ import math
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from tqdm import tqdm
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents import PriorAgent
-from cola_agents.agents import Agent, BoundAgent, merge_agent_env_kwargs
+from cola_agents.agents import Agent, BoundAgent, agent_env_kwargs, base_env
 from cola_agents.algorithms import algorithm_class, algorithm_names
 from cola_agents.evaluation import evaluate
 from cola_agents.mcts import CoLASearchModel, MCTSAgent, MCTSConfig
@@ -101,54 +102,54 @@ def agent_pool(args: argparse.Namespace, seed: int, count: int, agent: Agent) ->
     greedy answer then ``count`` of its samples, each scored by the Q-network's value of the
     agent's last action."""
     torch.manual_seed(seed)  # SB3 samples with torch's global generator
-    pool: list[list[dict[str, Any]]] = []
-    problems = problem_indices(args)
-    bar = tqdm(total=len(problems) * count, desc=f"sampling the RL agent (seed {seed})", unit="sample")
-    for first in range(0, len(problems), args.n_envs):
-        chunk = problems[first : first + args.n_envs]
-        samples: list[list[dict[str, Any]]] = [[] for _ in chunk]
-        for draw in range(count + 1):
-            for row, episode in enumerate(play(args, agent, chunk, deterministic=draw == 0)):
-                samples[row].append(episode)
-            bar.update(len(chunk) if draw else 0)
-        pool += samples
-    bar.close()
-    return pool
-
-
-def play(args: argparse.Namespace, agent: Agent, chunk: list[int], deterministic: bool) -> list[dict[str, Any]]:
-    """One episode of ``agent`` per problem of ``chunk``, batched: tokens, return, the Q-network's
-    value of the last action taken, and the final answer (text with spaces removed)."""
     space = getattr(agent, "observation_space", None)  # an SB3 agent: its policy reads the prior or not
     observation = {"observation": "hidden+prior"} if space is not None and ObservationLayout.of(space).prior else {}
-    env_kwargs = merge_agent_env_kwargs(agent, {"model": args.model, "track_q": True, **observation})
-    vector = gym.make_vec(args.env, num_envs=len(chunk), vectorization_mode="vector_entry_point",
-                          max_episode_steps=args.max_tokens, **env_kwargs)  # fmt: skip
-    base = vector.unwrapped
-    assert isinstance(base, LatentActionVectorEnv)
-    obs, _ = vector.reset(options=[{"task_index": index} for index in chunk])  # type: ignore[arg-type]
-    if isinstance(agent, BoundAgent):
-        agent.bind(vector)
-    rows = torch.arange(len(chunk))
-    returns, last_q = np.zeros(len(chunk)), np.zeros(len(chunk))
-    finished = np.zeros(len(chunk), dtype=bool)
-    episodes: list[dict[str, Any]] = [{} for _ in chunk]
-    state, starts = None, np.ones(len(chunk), dtype=bool)
-    while not finished.all():
-        actions, state = agent.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
-        assert base.decoding_state is not None and base.decoding_state.q_values is not None
-        q = base.decoding_state.q_values[rows, torch.as_tensor(actions, dtype=torch.long)].float().cpu().numpy()
-        last_q = np.where(finished, last_q, q)
-        obs, rewards, terminated, truncated, infos = vector.step(actions)
-        starts = terminated | truncated
-        returns += np.where(finished, 0.0, rewards)
-        for row in np.flatnonzero(starts & ~finished):
-            final = infos["final_info"]
-            episodes[row] = {"tokens": int(final["num_tokens"][row]), "reward": float(returns[row]),
-                             "q": float(last_q[row]), "answer": "".join(str(final["text"][row]).split())}  # fmt: skip
-        finished |= starts
-    vector.close()
-    return episodes
+    recorder = LastQ(agent)
+    draws = []
+    for draw in tqdm(range(count + 1), desc=f"sampling the RL agent (seed {seed})", unit="draw"):
+        result = evaluate(recorder, args.env, problem_indices(args), n_envs=args.n_envs, deterministic=draw == 0,
+                          keep_text=True, model=args.model, max_episode_steps=args.max_tokens,
+                          **observation)  # fmt: skip
+        draws.append([{"tokens": tokens, "reward": reward, "q": q, "answer": "".join(text.split())}
+                      for tokens, reward, q, text in zip(result.tokens, result.rewards, recorder.take(),
+                                                         result.texts, strict=True)])  # fmt: skip
+    return [list(samples) for samples in zip(*draws, strict=True)]
+
+
+class LastQ:
+    """An agent played through :func:`~cola_agents.evaluation.evaluate` that also keeps, per
+    episode, the Q-network's value of its last action (rows whose episode has ended keep theirs)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.chunks: list[np.ndarray] = []
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {**agent_env_kwargs(self.agent), "track_q": True}
+
+    def bind(self, env: Any) -> None:
+        self.env = base_env(env)
+        self.chunks.append(np.zeros(self.env.num_envs))
+        self.idle = np.zeros(self.env.num_envs, dtype=bool)
+        if isinstance(self.agent, BoundAgent):
+            self.agent.bind(env)
+
+    def set_idle_rows(self, rows: Iterable[int]) -> None:
+        self.idle[list(rows)] = True
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:  # fmt: skip
+        actions, state = self.agent.predict(observation, state, episode_start, deterministic)
+        q_values = self.env.decoding_state.q_values
+        assert q_values is not None
+        q = q_values[torch.arange(len(actions)), torch.as_tensor(actions, dtype=torch.long)].float().cpu().numpy()
+        self.chunks[-1] = np.where(self.idle, self.chunks[-1], q)
+        return actions, state
+
+    def take(self) -> list[float]:
+        """The last actions' values of the episodes played since the last call, in order."""
+        values, self.chunks = np.concatenate(self.chunks).tolist(), []
+        return values
 
 
 def first_that_fit(candidates: list[dict[str, Any]], budget: float) -> tuple[list[dict[str, Any]], int]:
@@ -286,9 +287,9 @@ def main(argv: list[str] | None = None) -> None:
             row["budgets"][str(budget)] = point
             print(f"seed {seed} {budget}x: " + ", ".join(f"{m} {np.mean(point[m]):.3f}" for m in SAMPLING), flush=True)
         if rl_agents:
-            agent = rl_agents[len(per_seed) % len(rl_agents)]
-            rl_pool = agent_pool(args, seed, 2 * max(args.rl_budgets), agent)
-            row["rl_agent"] = args.rl_agents[len(per_seed) % len(rl_agents)]
+            which = len(per_seed) % len(rl_agents)
+            rl_pool = agent_pool(args, seed, 2 * max(args.rl_budgets), rl_agents[which])
+            row["rl_agent"] = args.rl_agents[which]
             row["rl_greedy"] = [s[0]["reward"] > 0.5 for s in rl_pool]
             row["rl_greedy_tokens"] = statistics.mean(s[0]["tokens"] for s in rl_pool)
             row["rl_q_auc_within_problem"] = within_problem_auc(rl_pool)

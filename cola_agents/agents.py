@@ -225,6 +225,7 @@ class PriorAgent(_EnvReader):
         order = probs.argsort(-1, descending=True)
         tokens = torch.full(probs.shape, -1, dtype=torch.long)
         unread = torch.ones(probs.shape[0])
+        best = torch.zeros(probs.shape[0], dtype=torch.long)  # each row's leading token so far
         going = torch.arange(probs.shape[0])
         for start in range(0, probs.shape[1], chunk):
             codes = order[going, start : start + chunk]  # [rows, c]
@@ -237,16 +238,13 @@ class PriorAgent(_EnvReader):
             for row in going.tolist():
                 read = tokens[row] >= 0
                 mass = torch.zeros(int(tokens[row].max()) + 1).scatter_add_(0, tokens[row][read], probs[row][read])
-                top = torch.topk(mass, min(2, mass.numel())).values
-                runner_up = float(top[1]) if top.numel() > 1 else 0.0
-                settled.append(float(top[0]) - runner_up > float(unread[row]))
+                top = torch.topk(mass, min(2, mass.numel()))
+                best[row] = top.indices[0]
+                runner_up = float(top.values[1]) if top.values.numel() > 1 else 0.0
+                settled.append(float(top.values[0]) - runner_up > float(unread[row]))
             going = going[~torch.tensor(settled)]
             if going.numel() == 0:
                 break
-        best = torch.stack([
-            torch.zeros(int(row.max()) + 1).scatter_add_(0, row[row >= 0], p[row >= 0]).argmax()
-            for row, p in zip(tokens, probs, strict=True)
-        ])  # fmt: skip
         return probs.masked_fill(tokens != best[:, None], -1.0).argmax(-1)
 
 
