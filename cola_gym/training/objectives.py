@@ -182,12 +182,18 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
     ``q/auc_mid_episode``, ``q/auc_last_step`` (:func:`ranking_auc`; 0.5 ranks nothing, 1 ranks
     every right episode above every wrong one; ``nan`` if all episodes share an outcome),
     ``q/episodes`` and ``q/success_rate``. Tree search reads Q before an answer is finished, so
-    the first two are what matter; the last is a sanity check.
+    the first two are what matter; the last is a sanity check. Best-of-N ranks one problem's own
+    answers: ``q/auc_within_problem`` is the mean, over the prompts whose episodes have both
+    outcomes, of the last step's AUC among that prompt's episodes (``q/problems_within`` of them;
+    ``nan`` when none has both).
     """
     if model.q_network is None:
         raise ValueError("the model has no Q-network to rank episodes with (cola-gym train --stage q)")
     where: dict[str, list[float]] = {"first_step": [], "mid_episode": [], "last_step": []}
     rewards: list[float] = []
+    by_prompt: dict[bytes, list[int]] = {}
+    for number, example in enumerate(episodes):
+        by_prompt.setdefault(np.asarray(example.ids[: example.response_start]).tobytes(), []).append(number)
     for first in range(0, len(episodes), batch_size):
         chunk = episodes[first : first + batch_size]
         batch = collate([(e.ids, None, e.response_spans, e.transitions) for e in chunk], False).to(model.device)
@@ -205,6 +211,11 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
         rewards += [float(r) for r in batch.rewards]
     right = np.asarray(rewards) > 0.5
     metrics = {f"q/auc_{name}": ranking_auc(values, right) for name, values in where.items()}
+    last = np.asarray(where["last_step"])
+    within = [ranking_auc(last[rows], right[rows]) for rows in map(np.asarray, by_prompt.values())]
+    mixed = [auc for auc in within if not math.isnan(auc)]
+    metrics["q/auc_within_problem"] = float(np.mean(mixed)) if mixed else math.nan
+    metrics["q/problems_within"] = float(len(mixed))
     metrics["q/episodes"] = float(len(rewards))
     metrics["q/success_rate"] = float(right.mean()) if len(right) else math.nan
     return metrics
