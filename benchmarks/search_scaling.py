@@ -5,8 +5,9 @@ tokens per problem, counted in units of the greedy answer's mean length (1x, 2x,
 
 - ``greedy``: the CoLA policy prior, argmax (1x);
 - ``best_of_n_q``: policy samples (top-k 40, T = 1) drawn until the budget is spent, the one
-  whose last step the Q-network values most is the answer (how well Q ranks a problem's own
-  answers is reported as ``q_auc_within_problem``);
+  the Q-network values most is the answer (Q of its last step, or with ``--leaf-q path_mean``
+  the mean Q of all its steps, as MCTS-Q's leaves; how well Q ranks a problem's own answers is
+  reported as ``q_auc_within_problem``);
 - ``majority_vote``: the same samples, the most frequent final answer (text with spaces
   removed; ties go to the answer sampled first);
 - ``best_of_n_oracle``: the same samples, right if any is right (pass@N: an upper bound);
@@ -51,7 +52,7 @@ from cola_agents.agents import Agent, BoundAgent, agent_env_kwargs, base_env
 from cola_agents.algorithms import algorithm_class, algorithm_names
 from cola_agents.evaluation import evaluate
 from cola_agents.mcts import CoLASearchModel, MCTSAgent, MCTSConfig
-from cola_agents.mcts.config import LeafValue
+from cola_agents.mcts.config import LeafQ, LeafValue
 from cola_gym.envs.observation import ObservationLayout
 from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.model import shared_model
@@ -100,11 +101,11 @@ def sample_pool(args: argparse.Namespace, seed: int, count: int, config: MCTSCon
 def agent_pool(args: argparse.Namespace, seed: int, count: int, agent: Agent) -> list[list[dict[str, Any]]]:
     """As :func:`sample_pool`, from an SB3 agent instead of the prior: per problem, the agent's
     greedy answer then ``count`` of its samples, each scored by the Q-network's value of the
-    agent's last action."""
+    agent's actions (``--leaf-q``)."""
     torch.manual_seed(seed)  # SB3 samples with torch's global generator
     space = getattr(agent, "observation_space", None)  # an SB3 agent: its policy reads the prior or not
     observation = {"observation": "hidden+prior"} if space is not None and ObservationLayout.of(space).prior else {}
-    recorder = LastQ(agent)
+    recorder = QRecorder(agent, args.leaf_q)
     draws = []
     for draw in tqdm(range(count + 1), desc=f"sampling the RL agent (seed {seed})", unit="draw"):
         result = evaluate(recorder, args.env, problem_indices(args), n_envs=args.n_envs, deterministic=draw == 0,
@@ -116,20 +117,22 @@ def agent_pool(args: argparse.Namespace, seed: int, count: int, agent: Agent) ->
     return [list(samples) for samples in zip(*draws, strict=True)]
 
 
-class LastQ:
+class QRecorder:
     """An agent played through :func:`~cola_agents.evaluation.evaluate` that also keeps, per
-    episode, the Q-network's value of its last action (rows whose episode has ended keep theirs)."""
+    episode, the Q-network's value of its answer as ``leaf_q`` reads it: Q of its last action
+    (``"last"``) or the mean Q of all its actions (``"path_mean"``); rows whose episode has
+    ended keep theirs."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.chunks: list[np.ndarray] = []
+    def __init__(self, agent: Agent, leaf_q: LeafQ) -> None:
+        self.agent, self.leaf_q = agent, leaf_q
+        self.chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def env_kwargs(self) -> dict[str, Any]:
         return {**agent_env_kwargs(self.agent), "track_q": True}
 
     def bind(self, env: Any) -> None:
         self.env = base_env(env)
-        self.chunks.append(np.zeros(self.env.num_envs))
+        self.chunks.append((np.zeros(self.env.num_envs), np.zeros(self.env.num_envs), np.zeros(self.env.num_envs)))
         self.idle = np.zeros(self.env.num_envs, dtype=bool)
         if isinstance(self.agent, BoundAgent):
             self.agent.bind(env)
@@ -143,13 +146,18 @@ class LastQ:
         q_values = self.env.decoding_state.q_values
         assert q_values is not None
         q = q_values[torch.arange(len(actions)), torch.as_tensor(actions, dtype=torch.long)].float().cpu().numpy()
-        self.chunks[-1] = np.where(self.idle, self.chunks[-1], q)
+        last, total, steps = self.chunks[-1]
+        last[:] = np.where(self.idle, last, q)
+        total += np.where(self.idle, 0.0, q)
+        steps += ~self.idle
         return actions, state
 
     def take(self) -> list[float]:
-        """The last actions' values of the episodes played since the last call, in order."""
-        values, self.chunks = np.concatenate(self.chunks).tolist(), []
-        return values
+        """The values of the episodes played since the last call, in order."""
+        last, total, steps = (np.concatenate(parts) for parts in zip(*self.chunks, strict=True))
+        self.chunks = []
+        values = total / np.maximum(steps, 1) if self.leaf_q == "path_mean" else last
+        return values.tolist()
 
 
 def first_that_fit(candidates: list[dict[str, Any]], budget: float) -> tuple[list[dict[str, Any]], int]:
@@ -194,6 +202,7 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
     model = shared_model(args.model)
     config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
                         macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
+                        leaf_q=args.leaf_q,
                         stop_on_finished_answer=args.stop_on_finished_answer,
                         parallel_expansions=args.parallel_expansions, seed=seed,
                         rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature)  # fmt: skip
@@ -247,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rollout-temperature", type=float, default=1.0, help="MCTS: temperature of sampled rollouts")
     parser.add_argument("--sample-temperature", type=float, default=1.0,
                         help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
+    parser.add_argument("--leaf-q", choices=("last", "path_mean"), default="last",
+                        help="how Q scores an answer, for best-of-N and MCTS-Q alike: Q of its last action or "
+                             "the mean Q of all its actions")  # fmt: skip
     parser.add_argument("--n-envs", type=int, default=32, help="problems decoded together")
     parser.add_argument("--rl-agents", nargs="*", default=[], metavar="AGENT_ZIP",
                         help="RL-trained agents (a suite's checkpoints/<run>/agent.zip), one per seed")  # fmt: skip
@@ -262,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no RL agent at {', '.join(missing)} (a suite writes checkpoints/<run>/agent.zip)")
     rl_agents = [algorithm_class(args.rl_algorithm).load(path) for path in args.rl_agents]
 
-    sampling = MCTSConfig(leaf_value="q_network", rollout_max_tokens=args.max_tokens,
+    sampling = MCTSConfig(leaf_value="q_network", leaf_q=args.leaf_q, rollout_max_tokens=args.max_tokens,
                           rollout_temperature=args.sample_temperature)  # fmt: skip
     per_seed: list[dict[str, Any]] = []
     for seed in args.seeds:

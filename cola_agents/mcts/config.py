@@ -7,6 +7,7 @@ from typing import Literal
 
 LeafValue = Literal["q_network", "oracle"]
 RolloutPolicy = Literal["sample", "greedy"]
+LeafQ = Literal["last", "path_mean"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class MCTSConfig:
         leaf_value: how a rollout is scored: ``"q_network"`` (the Q-network's value of the
             rollout's last step: honest test-time search) or ``"oracle"`` (the env's own
             reward against the reference answer: for training data and upper bounds).
+        leaf_q: which Q-network value scores a rollout: ``"last"`` (Q of its last action, the
+            paper's) or ``"path_mean"`` (the mean Q of every action from the search's root to the
+            rollout's end: each step's Q is a noisy estimate of the same outcome, and their mean
+            ranks one problem's answers better on micro Countdown).
         rollout_policy: ``"sample"`` (top-k, temperature, as the release) or ``"greedy"``.
         rollout_top_k: top-k of sampled rollouts and macro steps (40).
         rollout_temperature: temperature of sampled rollouts and macro steps (1.0).
@@ -48,6 +53,7 @@ class MCTSConfig:
     rollout_max_tokens: int = 1024
     max_depth_tokens: int = 2048
     leaf_value: LeafValue = "q_network"
+    leaf_q: LeafQ = "last"
     rollout_policy: RolloutPolicy = "sample"
     rollout_top_k: int = 40
     rollout_temperature: float = 1.0
@@ -69,6 +75,8 @@ class MCTSConfig:
             raise ValueError("exploration_constant and macro_td_threshold must be >= 0")
         if self.leaf_value not in ("q_network", "oracle"):
             raise ValueError(f"leaf_value must be 'q_network' or 'oracle', got {self.leaf_value!r}")
+        if self.leaf_q not in ("last", "path_mean"):
+            raise ValueError(f"leaf_q must be 'last' or 'path_mean', got {self.leaf_q!r}")
         if self.rollout_policy not in ("sample", "greedy"):
             raise ValueError(f"rollout_policy must be 'sample' or 'greedy', got {self.rollout_policy!r}")
         if self.rollout_temperature <= 0:

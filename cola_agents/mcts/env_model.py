@@ -14,7 +14,7 @@ decoder step serves them all. Rollouts run the envs' own loop
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 
 from cola_agents.agents import base_env
 from cola_agents.mcts.config import MCTSConfig
-from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
+from cola_agents.mcts.interface import QPath, Rollout, StateView, Step, leaf_score, policy_action
 from cola_gym.envs.episode import Episode
 from cola_gym.envs.rollout import rollout
 from cola_gym.envs.stepper import EpisodeStepper
@@ -38,13 +38,13 @@ class EpisodeHandle:
         episode: the branch's episode value.
         state: the branch's decoding state (batch of one).
         reward: the task reward earned when this branch finished the episode (else 0).
-        last_q: Q(s, a) of the transition that led here (``None`` at the root or without Q).
+        q_path: the Q-network's values of the actions from the search's root to here.
     """
 
     episode: Episode
     state: DecodingState
     reward: float = 0.0
-    last_q: float | None = None
+    q_path: QPath = field(default_factory=QPath)
 
 
 class CoLASearchModel:
@@ -84,9 +84,10 @@ class CoLASearchModel:
         steps = []
         for row, (handle, action) in enumerate(zip(handles, actions, strict=True)):
             outcome, q_values = result.booking.outcomes[row], handle.state.q_values
+            q = None if q_values is None else float(q_values[0, action])
             new = EpisodeHandle(episode=result.booking.episodes[row], state=result.state.select([row]),
                                 reward=outcome.reward if outcome.terminated else 0.0,
-                                last_q=None if q_values is None else float(q_values[0, action]))  # fmt: skip
+                                q_path=handle.q_path.then(q))  # fmt: skip
             view = self._view(new.episode, new.state, 0)
             steps.append(Step(handle=new, token=int(result.booking.tokens[row]), view=view))
         return steps
@@ -98,34 +99,29 @@ class CoLASearchModel:
         results: list[Rollout | None] = [None] * len(handles)
         for i, handle in enumerate(handles):
             if handle.episode.done:
-                results[i] = Rollout(score=self._score(handle.reward, handle.last_q, config), actions=[],
+                results[i] = Rollout(score=leaf_score(handle.reward, handle.q_path, config), actions=[],
                                      finished=True, reward=handle.reward)  # fmt: skip
         going = [i for i, handle in enumerate(handles) if not handle.episode.done]
         if going:
-            last_q = [handles[i].last_q for i in going]
+            q_paths = [handles[i].q_path for i in going]
 
             def choose(rows: Sequence[int], episodes: Sequence[Episode], state: DecodingState) -> list[int]:
                 self.decoder_calls += 1  # the step of these rows that follows
                 self.decoder_rows += len(rows)
                 chosen = [policy_action(self._view(episode, state, position), config, generator)
                           for position, episode in enumerate(episodes)]  # fmt: skip
-                if state.q_values is not None:  # Q(s, a) of each row's latest step scores its leaf
+                if state.q_values is not None:  # Q(s, a) of each row's steps score its leaf
                     for position, (row, action) in enumerate(zip(rows, chosen, strict=True)):
-                        last_q[row] = float(state.q_values[position, action])
+                        q_paths[row] = q_paths[row].then(float(state.q_values[position, action]))
                 return chosen
 
             episodes = [handles[i].episode for i in going]
             states = stack_states([handles[i].state for i in going])
             rolled = rollout(self.stepper, episodes, states, choose, config.rollout_max_tokens)
             for row, (i, path) in enumerate(zip(going, rolled, strict=True)):
-                results[i] = Rollout(self._score(path.reward, last_q[row], config), path.actions, path.finished,
+                results[i] = Rollout(leaf_score(path.reward, q_paths[row], config), path.actions, path.finished,
                                      path.reward, path.tokens, path.positions)  # fmt: skip
         return [r for r in results if r is not None]
-
-    def _score(self, reward: float, last_q: float | None, config: MCTSConfig) -> float:
-        if config.leaf_value == "oracle":
-            return float(reward)
-        return 0.0 if last_q is None else float(last_q)
 
     def _view(self, episode: Episode, state: DecodingState, row: int) -> StateView:
         """What the search sees of row ``row`` of ``state``, where ``episode`` stands."""

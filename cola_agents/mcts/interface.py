@@ -46,12 +46,42 @@ class Step:
     view: StateView
 
 
+@dataclass(frozen=True)
+class QPath:
+    """The Q-network's values of the actions taken from a search's root: the last and their sum.
+
+    Attributes:
+        last: Q(s, a) of the latest action (``None`` before any action or without a Q-network).
+        total: the sum of Q(s, a) over the actions taken.
+        steps: how many actions were taken with a Q-network.
+    """
+
+    last: float | None = None
+    total: float = 0.0
+    steps: int = 0
+
+    def then(self, q: float | None) -> QPath:
+        """This path extended by an action of value ``q`` (``None``: no Q-network, unchanged)."""
+        return self if q is None else QPath(q, self.total + q, self.steps + 1)
+
+
+def leaf_score(reward: float, path: QPath, config: MCTSConfig) -> float:
+    """A rollout's score: the env's reward (oracle), else the Q-network's value of its path as
+    ``config.leaf_q`` reads it (0 when no action was valued)."""
+    if config.leaf_value == "oracle":
+        return float(reward)
+    if path.last is None or path.steps == 0:
+        return 0.0
+    return path.total / path.steps if config.leaf_q == "path_mean" else path.last
+
+
 @dataclass
 class Rollout:
     """A leaf evaluation: the policy's continuation and its score.
 
     Attributes:
-        score: the Q-network's value of the last step, or the env's reward (oracle).
+        score: the Q-network's value of the rollout's path (:func:`leaf_score`), or the env's
+            reward (oracle).
         actions: the latent actions of the continuation.
         finished: whether the continuation finished the episode.
         reward: the env's reward of the continuation (0 unless it finished with a right answer).

@@ -10,7 +10,7 @@ both must build the same tree; benchmarks measure what caching saves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 
 from cola_agents.agents import base_env
 from cola_agents.mcts.config import MCTSConfig
-from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
+from cola_agents.mcts.interface import QPath, Rollout, StateView, Step, leaf_score, policy_action
 from cola_gym.envs.episode import Episode
 from cola_gym.envs.stepper import EpisodeStepper
 
@@ -30,7 +30,7 @@ class TokenHandle:
     episode: Episode
     ids: tuple[int, ...]
     reward: float = 0.0
-    last_q: float | None = None
+    q_path: QPath = field(default_factory=QPath)
 
 
 class ReencodingSearchModel:
@@ -65,9 +65,10 @@ class ReencodingSearchModel:
             token = int(self.model.world_model_logits(hidden, code).argmax())
             booking = self.stepper.consume([handle.episode], [token])
             outcome = booking.outcomes[0]
+            q = None if view.q_values is None else float(view.q_values[action])
             new = TokenHandle(episode=booking.episodes[0], ids=handle.ids + outcome.feed,
                               reward=outcome.reward if outcome.terminated else 0.0,
-                              last_q=None if view.q_values is None else float(view.q_values[action]))  # fmt: skip
+                              q_path=handle.q_path.then(q))  # fmt: skip
             steps.append(Step(handle=new, token=token, view=self._view(new)[0]))
         return steps
 
@@ -84,10 +85,7 @@ class ReencodingSearchModel:
                 actions.append(action)
                 current = self.step([current], [action])[0].handle
                 finished = current.episode.done
-            if config.leaf_value == "oracle":
-                score = current.reward if finished else 0.0
-            else:
-                score = 0.0 if current.last_q is None else current.last_q
+            score = leaf_score(current.reward if finished else 0.0, current.q_path, config)
             results.append(Rollout(score=score, actions=actions, finished=finished,
                                    reward=current.reward if finished else 0.0))  # fmt: skip
         return results

@@ -10,8 +10,9 @@ One *simulation* creates one node:
    ``(Q(s, a) - gamma * max Q(s', .))^2`` is below ``macro_td_threshold`` the new node is
    a *macro step*, extended by the rollout policy up to ``macro_max_tokens`` tokens.
    ``P`` of the node is the mean policy probability of its actions.
-3. **Evaluation**: a policy rollout from the new node, scored by the Q-network (honest) or
-   by the env's reward (oracle): ``R``.
+3. **Evaluation**: a policy rollout from the new node, scored by the Q-network (honest: Q
+   of its last action, or with ``leaf_q="path_mean"`` the mean Q of every action from the
+   root) or by the env's reward (oracle): ``R``.
 4. **Backup**: from the new node up, ``N += 1``; a leaf's ``V = R``; an inner node's
    ``Q(n, a) = (R_child - R_n) + gamma * V_child`` and ``V(n)`` is the visit-weighted mean.
 

@@ -28,15 +28,17 @@ def q_model_dir(tiny_cola_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return path
 
 
-def _args(model: Path, problems: int = 3) -> argparse.Namespace:
-    return argparse.Namespace(model=str(model), env=ENV, problems=problems, first_problem=0, n_envs=2, max_tokens=10)
+def _args(model: Path, problems: int = 3, leaf_q: str = "last") -> argparse.Namespace:
+    return argparse.Namespace(model=str(model), env=ENV, problems=problems, first_problem=0, n_envs=2, max_tokens=10,
+                              leaf_q=leaf_q)  # fmt: skip
 
 
-def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Path) -> None:
+@pytest.mark.parametrize("leaf_q", ["last", "path_mean"])
+def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Path, leaf_q: str) -> None:
     """The prior played as an SB3 agent gives the search model's own greedy answer, Q score included."""
     script = benchmark_script("search_scaling")
-    args = _args(q_model_dir)
-    priors = script.sample_pool(args, 0, 1, MCTSConfig(leaf_value="q_network", rollout_max_tokens=10))
+    args = _args(q_model_dir, leaf_q=leaf_q)
+    priors = script.sample_pool(args, 0, 1, MCTSConfig(leaf_value="q_network", leaf_q=leaf_q, rollout_max_tokens=10))
     agents = script.agent_pool(args, 0, 2, PriorAgent(seed=0))
     assert len(agents) == len(priors) == 3
     for prior, agent in zip(priors, agents, strict=True):
@@ -45,6 +47,9 @@ def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Pa
         assert agent[0]["reward"] == prior[0]["reward"]
         assert agent[0]["q"] == pytest.approx(prior[0]["q"], abs=1e-4)
         assert all(0 < sample["tokens"] <= 10 for sample in agent)
+    if leaf_q == "path_mean":  # a mean over several steps, not the last step's value
+        last = script.sample_pool(_args(q_model_dir), 0, 1, MCTSConfig(leaf_value="q_network", rollout_max_tokens=10))
+        assert any(abs(a[0]["q"] - b[0]["q"]) > 1e-3 for a, b in zip(priors, last, strict=True))
 
 
 def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:

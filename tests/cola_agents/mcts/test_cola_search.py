@@ -13,6 +13,7 @@ import torch
 from cola_agents.agents import PlanningAgent, agent_env_kwargs, merge_agent_env_kwargs
 from cola_agents.evaluation import evaluate
 from cola_agents.mcts import BestOfNAgent, CoLASearchModel, MCTSAgent, MCTSConfig, PlanningAgentBase, search
+from cola_agents.mcts.config import LeafQ
 from cola_agents.mcts.reference import ReencodingSearchModel
 from cola_agents.mcts.search import nodes
 from cola_agents.sb3 import make_sb3_env
@@ -42,14 +43,17 @@ def _signature(root) -> list[tuple]:
              n.finished) for n in nodes(root)]  # fmt: skip
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.05, 1e9])
-def test_kv_reusing_search_builds_the_reference_tree(q_model: CoLAModel, data_dir: Path, threshold: float) -> None:
+@pytest.mark.parametrize(("threshold", "leaf_q"), [(0.0, "last"), (0.05, "last"), (1e9, "last"), (0.05, "path_mean")])
+def test_kv_reusing_search_builds_the_reference_tree(
+    q_model: CoLAModel, data_dir: Path, threshold: float, leaf_q: LeafQ
+) -> None:
     env = _env(q_model, data_dir)
     env.reset(options={"problem_index": 3})
     base = env.unwrapped
     prompt = q_model.tokenizer(base.prompt_text, add_special_tokens=False)["input_ids"]
     config = MCTSConfig(num_simulations=7, root_width=3, node_width=2, macro_td_threshold=threshold,
-                        macro_max_tokens=3, rollout_max_tokens=5, stop_on_finished_answer=False, seed=1)  # fmt: skip
+                        macro_max_tokens=3, rollout_max_tokens=5, stop_on_finished_answer=False, seed=1,
+                        leaf_q=leaf_q)  # fmt: skip
     cached_model = CoLASearchModel.for_env(env)
     cached = search(cached_model, [cached_model.root(base.episode, base.decoding_state)], config)[0]
     reference_model = ReencodingSearchModel.for_env(env)
@@ -61,6 +65,28 @@ def test_kv_reusing_search_builds_the_reference_tree(q_model: CoLAModel, data_di
         assert not macro  # a squared TD error is never below 0
     if threshold == 1e9:
         assert len(macro) == cached.simulations  # every node is a macro step
+
+
+@pytest.mark.parametrize("leaf_q", ["last", "path_mean"])
+def test_a_leaf_is_scored_by_the_q_values_of_its_path(q_model: CoLAModel, data_dir: Path, leaf_q: LeafQ) -> None:
+    env = _env(q_model, data_dir)
+    env.reset(options={"problem_index": 3})
+    base = env.unwrapped
+    config = MCTSConfig(num_simulations=6, root_width=3, macro_td_threshold=0.05, macro_max_tokens=3,
+                        rollout_max_tokens=5, stop_on_finished_answer=False, leaf_q=leaf_q, seed=2)  # fmt: skip
+    search_model = CoLASearchModel.for_env(env)
+    result = search(search_model, [search_model.root(base.episode, base.decoding_state)], config)[0]
+    for node in list(nodes(result.root))[1:]:
+        handle, view = search_model.root(base.episode, base.decoding_state)
+        q_values = []
+        for action in node.path_actions + node.rollout_actions:  # replay the leaf's answer one action at a time
+            assert view.q_values is not None
+            q_values.append(float(view.q_values[action]))
+            (step,) = search_model.step([handle], [action])
+            handle, view = step.handle, step.view
+        expected = np.mean(q_values) if leaf_q == "path_mean" else q_values[-1]
+        assert node.leaf_score == pytest.approx(expected, abs=1e-4)
+    assert len({round(n.leaf_score, 6) for n in nodes(result.root)}) > 2  # the check compares distinct values
 
 
 def test_mcts_agent_plans_and_replays_in_an_env(q_model: CoLAModel, data_dir: Path) -> None:
@@ -128,9 +154,9 @@ def test_a_handle_is_an_episode_and_its_state(q_model: CoLAModel, data_dir: Path
     handle, view = search_model.root(env.unwrapped.episode, env.unwrapped.decoding_state)
     (step,) = search_model.step([handle], [int(view.prior.argmax())])
     for branch in (handle, step.handle):
-        assert [f.name for f in dataclasses.fields(branch)] == ["episode", "state", "reward", "last_q"]
+        assert [f.name for f in dataclasses.fields(branch)] == ["episode", "state", "reward", "q_path"]
         assert not any(isinstance(value, EpisodeStepper) for value in vars(branch).values())
-    assert step.handle.episode.num_tokens == 1 and step.handle.last_q is not None
+    assert step.handle.episode.num_tokens == 1 and step.handle.q_path.steps == 1 and handle.q_path.last is None
 
 
 def test_for_env_binds_the_stepper_of_a_single_or_vector_env(q_model: CoLAModel, data_dir: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cola_agents.mcts import MCTSConfig, search
-from cola_agents.mcts.interface import Rollout, StateView, Step, policy_action
+from cola_agents.mcts.config import LeafQ, LeafValue
+from cola_agents.mcts.interface import QPath, Rollout, StateView, Step, leaf_score, policy_action
 from cola_agents.mcts.search import nodes
 
 
@@ -139,6 +140,24 @@ def test_config_validation() -> None:
         MCTSConfig(num_simulations=0)
     with pytest.raises(ValueError, match="leaf_value"):
         MCTSConfig(leaf_value="reward_model")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="leaf_q must be 'last' or 'path_mean'"):
+        MCTSConfig(leaf_q="median")  # type: ignore[arg-type]
     bandit = one_step_bandit()
     with pytest.raises(ValueError, match="needs a model with a Q-network"):
         search(bandit, [bandit.root()], MCTSConfig())  # q_network leaf values, but no Q-values
+
+
+@pytest.mark.parametrize(
+    ("leaf_value", "leaf_q", "path", "reward", "score"),
+    [
+        ("q_network", "last", QPath().then(0.2).then(0.8), 0.0, 0.8),
+        ("q_network", "path_mean", QPath().then(0.2).then(0.8), 0.0, 0.5),
+        ("q_network", "path_mean", QPath().then(0.2).then(None), 0.0, 0.2),  # no Q-network value: unchanged
+        ("q_network", "path_mean", QPath(), 1.0, 0.0),  # nothing valued: 0, never the reward
+        ("oracle", "path_mean", QPath().then(0.9), 0.0, 0.0),  # the oracle reads the reward only
+        ("oracle", "last", QPath(), 1.0, 1.0),
+    ],
+)
+def test_leaf_score_table(leaf_value: LeafValue, leaf_q: LeafQ, path: QPath, reward: float, score: float) -> None:
+    config = MCTSConfig(leaf_value=leaf_value, leaf_q=leaf_q)
+    assert leaf_score(reward, path, config) == pytest.approx(score)
