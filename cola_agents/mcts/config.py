@@ -36,6 +36,11 @@ class MCTSConfig:
         rollout_policy: ``"sample"`` (top-k, temperature, as the release) or ``"greedy"``.
         rollout_top_k: top-k of sampled rollouts and macro steps (40).
         rollout_temperature: temperature of sampled rollouts and macro steps (1.0).
+        merge_aliases: try one action per token a node's actions write (latent codes are
+            many-to-one onto tokens: on micro Countdown the 64 codes write 3-5 distinct tokens
+            at a prompt, so 16 root children are mostly copies of the same few subtrees); the
+            child's P(n) is then the probability of its token (its action's and its aliases').
+            ``False`` is the release's search.
         stop_on_finished_answer: end a search as soon as an expansion finishes an answer.
         parallel_expansions: nodes one tree expands per wave, batched in one decoder step
             (1 = the paper's sequential search; more uses virtual visits to diversify).
@@ -57,6 +62,7 @@ class MCTSConfig:
     rollout_policy: RolloutPolicy = "sample"
     rollout_top_k: int = 40
     rollout_temperature: float = 1.0
+    merge_aliases: bool = True
     stop_on_finished_answer: bool = True
     parallel_expansions: int = 1
     token_budget: int | None = None

@@ -92,6 +92,11 @@ class CoLASearchModel:
             steps.append(Step(handle=new, token=int(result.booking.tokens[row]), view=view))
         return steps
 
+    def action_tokens(self, handles: Sequence[EpisodeHandle]) -> np.ndarray:
+        """The token every latent action writes from each handle's state: one world-model call."""
+        hidden = torch.cat([handle.state.hidden for handle in handles])
+        return self.stepper.model.tokens_of_every_action(hidden).cpu().numpy()
+
     def rollout(
         self, handles: Sequence[EpisodeHandle], config: MCTSConfig, generator: torch.Generator
     ) -> list[Rollout]:

@@ -112,6 +112,11 @@ class SearchModel(Protocol):
         """Takes ``actions[i]`` from ``handles[i]`` for every i (one batched decoder step)."""
         ...
 
+    def action_tokens(self, handles: Sequence[Any]) -> np.ndarray:
+        """``[N, K]``: the token each latent action writes from each handle's state (the world
+        model only, no decoder step); actions that write the same token are aliases."""
+        ...
+
     def rollout(self, handles: Sequence[Any], config: MCTSConfig, generator: torch.Generator) -> list[Rollout]:
         """Rolls the policy out from every handle (batched) and scores the results."""
         ...

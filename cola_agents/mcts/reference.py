@@ -73,6 +73,12 @@ class ReencodingSearchModel:
         return steps
 
     @torch.inference_mode()
+    def action_tokens(self, handles: Sequence[TokenHandle]) -> np.ndarray:
+        """The token every latent action writes from each handle's state, each re-encoded."""
+        hidden = torch.cat([self._view(handle)[1] for handle in handles])
+        return self.model.tokens_of_every_action(hidden).cpu().numpy()
+
+    @torch.inference_mode()
     def rollout(self, handles: Sequence[TokenHandle], config: MCTSConfig, generator: torch.Generator) -> list[Rollout]:
         """Rolls out each handle in turn, re-encoding the prefix for every token."""
         results = []

@@ -6,7 +6,11 @@ One *simulation* creates one node:
    width: ``root_width`` at the root, ``node_width`` below), the one maximising
    ``PUCT = V(n) + c * P(n) * sqrt(N(parent)) / (N(n) + 1)``.
 2. **Expansion**: its next untried action in the prior's order (not sampled) is decoded
-   by the world model. If the Q-network's one-step TD error
+   by the world model. Latent codes that write the same token from a state are aliases
+   (the state after them is the same): with ``merge_aliases`` a node's actions are grouped
+   by the token they write when it is first expanded (one world-model call over the K
+   codes, no decoder step), one action per token is tried, and its child's ``P`` is the
+   token's probability, not a copy of the same subtree per alias. If the Q-network's one-step TD error
    ``(Q(s, a) - gamma * max Q(s', .))^2`` is below ``macro_td_threshold`` the new node is
    a *macro step*, extended by the rollout policy up to ``macro_max_tokens`` tokens.
    ``P`` of the node is the mean policy probability of its actions.
@@ -53,6 +57,10 @@ class Node:
         value: V(n).
         leaf_score: R, the score of the rollout that evaluated this node (the Q-network's
             value or the env's reward; 0 at the root).
+        token: the token the step's first action wrote (``None`` at the root).
+        aliases: the parent's other actions that write the same first token (merged here).
+        alias_groups: with ``merge_aliases``, each action tried from this node and its
+            aliases, found when the node is first expanded (``None`` before).
         rollout_actions: that rollout's latent actions.
         children: the nodes below, by their first action.
         q: Q(n, a) of each child's first action.
@@ -69,6 +77,9 @@ class Node:
     visits: int = 0
     value: float = 0.0
     leaf_score: float = 0.0
+    token: int | None = None
+    aliases: list[int] = field(default_factory=list)
+    alias_groups: dict[int, list[int]] | None = None
     rollout_actions: list[int] = field(default_factory=list)
     children: dict[int, Node] = field(default_factory=dict)
     q: dict[int, float] = field(default_factory=dict)
@@ -211,12 +222,19 @@ def _expand(
     model: SearchModel, selected: list[tuple[_Tree, Node]], config: MCTSConfig, generator: torch.Generator
 ) -> list[Node]:
     """Creates one child per selected node: one batched step, then batched macro continuations."""
+    if config.merge_aliases:
+        fresh = [node for _, node in selected if node.alias_groups is None]
+        if fresh:
+            for node, tokens in zip(fresh, model.action_tokens([node.handle for node in fresh]), strict=True):
+                _group_aliases(node, tokens)
     actions = [node.untried.pop(0) for _, node in selected]
     steps = model.step([node.handle for _, node in selected], actions)
     children = []
     for (_, parent), action, step in zip(selected, actions, steps, strict=True):
+        aliases = (parent.alias_groups or {}).get(action, [])
         child = Node(handle=step.handle, view=step.view, parent=parent, actions=[action], depth=parent.depth + 1,
-                     prior=float(parent.view.prior[action]))  # fmt: skip
+                     prior=float(parent.view.prior[[action, *aliases]].sum()), token=step.token,
+                     aliases=aliases)  # fmt: skip
         parent.children[action] = child
         children.append(child)
     macro = [child for child in children if _is_macro_step(child, config)]
@@ -234,6 +252,21 @@ def _expand(
         if id(child) in probability_sums:
             child.prior = probability_sums[id(child)] / len(child.actions)
     return children
+
+
+def _group_aliases(node: Node, tokens: np.ndarray) -> None:
+    """Keeps one untried action per token written (the prior's first), the others as its aliases."""
+    groups: dict[int, list[int]] = {}
+    first_of_token: dict[int, int] = {}
+    for action in node.untried:
+        token = int(tokens[action])
+        if token in first_of_token:
+            groups[first_of_token[token]].append(action)
+        else:
+            first_of_token[token] = action
+            groups[action] = []
+    node.untried = [action for action in node.untried if action in groups]
+    node.alias_groups = groups
 
 
 def _advance(node: Node, step: Step, action: int) -> None:

@@ -60,11 +60,35 @@ def test_kv_reusing_search_builds_the_reference_tree(
     reference = search(reference_model, [reference_model.root(base.episode, prompt)], config)[0]
     assert _signature(cached.root) == _signature(reference.root)
     assert cached.actions == reference.actions and cached.tokens == reference.tokens
+    for node in nodes(cached.root):  # aliases merged: one child per token written
+        tokens = [child.token for child in node.children.values()]
+        assert len(tokens) == len(set(tokens))
     macro = [n for n in nodes(cached.root) if len(n.actions) > 1]
     if threshold == 0.0:
         assert not macro  # a squared TD error is never below 0
     if threshold == 1e9:
         assert len(macro) == cached.simulations  # every node is a macro step
+
+
+def test_the_micro_countdown_models_aliases_share_a_node() -> None:
+    """The shipped micro model's 64 codes write a handful of tokens at a prompt: merged, the
+    root's children are one per token; the release's search grows copies of the same subtree.
+    (Every simulation expands the root: nodes below it are at the depth limit.)"""
+    env = gym.make("CoLA-Micro-Countdown-Medium-Train-v0", track_policy=True)
+    env.reset(options={"task_index": 8192})
+    base = env.unwrapped
+    search_model = CoLASearchModel.for_env(env)
+    config = MCTSConfig(num_simulations=8, root_width=16, max_depth_tokens=1, leaf_value="oracle",
+                        rollout_policy="greedy", rollout_max_tokens=8, stop_on_finished_answer=False)  # fmt: skip
+    root = search_model.root(base.episode, base.decoding_state)
+    merged, copied = (search(search_model, [root], dataclasses.replace(config, merge_aliases=merge))[0]
+                      for merge in (True, False))  # fmt: skip
+    tokens = [child.token for child in merged.root.children.values()]
+    assert len(tokens) == len(set(tokens)) and any(child.aliases for child in merged.root.children.values())
+    copies = [child.token for child in copied.root.children.values()]
+    assert len(set(copies)) < len(copies) and set(copies) <= set(tokens)
+    answers = {tuple(n.path_actions + n.rollout_actions) for n in nodes(merged.root)}
+    assert merged.tokens <= copied.tokens and len(answers) > 1
 
 
 @pytest.mark.parametrize("leaf_q", ["last", "path_mean"])

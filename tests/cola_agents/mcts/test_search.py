@@ -39,6 +39,9 @@ class TreeBandit:
     def step(self, handles: Sequence[tuple[int, ...]], actions: Sequence[int]) -> list[Step]:
         return [Step(handle=(*h, a), token=a, view=self.view((*h, a))) for h, a in zip(handles, actions, strict=True)]
 
+    def action_tokens(self, handles: Sequence[tuple[int, ...]]) -> np.ndarray:
+        return np.tile(np.arange(self.num_actions), (len(handles), 1))  # every action its own token
+
     def rollout(self, handles: Sequence[tuple[int, ...]], config: MCTSConfig, generator: torch.Generator):
         results = []
         for handle in handles:
@@ -126,6 +129,9 @@ def test_trees_searched_together_equal_trees_searched_alone() -> None:
             steps = [(b, b.step([h], [a])[0]) for (b, h), a in zip(handles, actions, strict=True)]
             return [Step(handle=(b, s.handle), token=s.token, view=s.view) for b, s in steps]
 
+        def action_tokens(self, handles):
+            return np.concatenate([b.action_tokens([h]) for b, h in handles])
+
         def rollout(self, handles, cfg, generator):
             return [b.rollout([h], cfg, generator)[0] for b, h in handles]
 
@@ -161,3 +167,33 @@ def test_config_validation() -> None:
 def test_leaf_score_table(leaf_value: LeafValue, leaf_q: LeafQ, path: QPath, reward: float, score: float) -> None:
     config = MCTSConfig(leaf_value=leaf_value, leaf_q=leaf_q)
     assert leaf_score(reward, path, config) == pytest.approx(score)
+
+
+class AliasBandit(TreeBandit):
+    """Actions ``2t`` and ``2t + 1`` write the same token ``t`` and lead to the same state, as
+    latent codes that are aliases of one token do."""
+
+    def step(self, handles: Sequence[tuple[int, ...]], actions: Sequence[int]) -> list[Step]:
+        return [Step(handle=(*h, a // 2), token=a // 2, view=self.view((*h, a // 2)))
+                for h, a in zip(handles, actions, strict=True)]  # fmt: skip
+
+    def action_tokens(self, handles: Sequence[tuple[int, ...]]) -> np.ndarray:
+        return np.tile(np.arange(self.num_actions) // 2, (len(handles), 1))
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_aliases_of_one_token_share_a_node(merge: bool) -> None:
+    bandit = AliasBandit(8, 1, {(t,): float(t == 2) for t in range(4)}, -np.arange(8, dtype=float))
+    config = MCTSConfig(num_simulations=8, root_width=8, leaf_value="oracle", stop_on_finished_answer=False,
+                        merge_aliases=merge)  # fmt: skip
+    (result,) = search(bandit, [bandit.root()], config)
+    children = list(result.root.children.values())
+    prior = bandit.view(()).prior
+    assert result.root.children[4].leaf_score == 1.0 and result.actions[0] // 2 == 2  # token 2, either way
+    if merge:  # one node per token, whose P is the token's probability; aliases cost no step
+        assert [c.token for c in children] == [0, 1, 2, 3] and [c.aliases for c in children] == [[1], [3], [5], [7]]
+        assert [c.prior for c in children] == pytest.approx([prior[2 * t] + prior[2 * t + 1] for t in range(4)])
+        assert result.simulations == 4 and result.tokens == 4
+    else:  # the release's search: eight nodes, each token twice
+        assert [c.token for c in children] == [0, 0, 1, 1, 2, 2, 3, 3] and not any(c.aliases for c in children)
+        assert result.simulations == 8 and result.tokens == 8
