@@ -202,7 +202,7 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
     model = shared_model(args.model)
     config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
                         macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
-                        leaf_q=args.leaf_q, merge_aliases=args.merge_aliases, answer=args.answer,
+                        leaf_q=args.leaf_q, merge_aliases=args.merge_aliases,
                         stop_on_finished_answer=args.stop_on_finished_answer,
                         parallel_expansions=args.parallel_expansions, seed=seed,
                         rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature)  # fmt: skip
@@ -256,18 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rollout-temperature", type=float, default=1.0, help="MCTS: temperature of sampled rollouts")
     parser.add_argument("--sample-temperature", type=float, default=1.0,
                         help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
-    parser.add_argument(
-        "--merge-aliases",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="MCTS: one child per token written (--no-merge-aliases: the release's search)",
-    )
-    parser.add_argument(
-        "--answer",
-        choices=("best_leaf", "most_visited"),
-        default="best_leaf",
-        help="MCTS: the best-scored leaf (the release's) or the most visited path",
-    )
+    parser.add_argument("--merge-aliases", action=argparse.BooleanOptionalAction, default=True,
+                        help="MCTS: one child per token written (--no-merge-aliases: the release's search)")  # fmt: skip
     parser.add_argument("--leaf-q", choices=("last", "path_mean"), default="last",
                         help="how Q scores an answer, for best-of-N and MCTS-Q alike: Q of its last action or "
                              "the mean Q of all its actions")  # fmt: skip

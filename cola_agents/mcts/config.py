@@ -8,7 +8,6 @@ from typing import Literal
 LeafValue = Literal["q_network", "oracle"]
 RolloutPolicy = Literal["sample", "greedy"]
 LeafQ = Literal["last", "path_mean"]
-Answer = Literal["best_leaf", "most_visited"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,6 @@ class MCTSConfig:
             at a prompt, so 16 root children are mostly copies of the same few subtrees); the
             child's P(n) is then the probability of its token (its action's and its aliases').
             ``False`` is the release's search.
-        answer: which node answers: ``"best_leaf"`` (the release's: the best-valued finished
-            node if it beats every rollout, else the best-scored rollout) or ``"most_visited"``
-            (follow the most visited child from the root; its rollout completes the answer).
         stop_on_finished_answer: end a search as soon as an expansion finishes an answer.
         parallel_expansions: nodes one tree expands per wave, batched in one decoder step
             (1 = the paper's sequential search; more uses virtual visits to diversify).
@@ -67,7 +63,6 @@ class MCTSConfig:
     rollout_top_k: int = 40
     rollout_temperature: float = 1.0
     merge_aliases: bool = True
-    answer: Answer = "best_leaf"
     stop_on_finished_answer: bool = True
     parallel_expansions: int = 1
     token_budget: int | None = None
@@ -86,8 +81,6 @@ class MCTSConfig:
             raise ValueError("exploration_constant and macro_td_threshold must be >= 0")
         if self.leaf_value not in ("q_network", "oracle"):
             raise ValueError(f"leaf_value must be 'q_network' or 'oracle', got {self.leaf_value!r}")
-        if self.answer not in ("best_leaf", "most_visited"):
-            raise ValueError(f"answer must be 'best_leaf' or 'most_visited', got {self.answer!r}")
         if self.leaf_q not in ("last", "path_mean"):
             raise ValueError(f"leaf_q must be 'last' or 'path_mean', got {self.leaf_q!r}")
         if self.rollout_policy not in ("sample", "greedy"):

@@ -21,11 +21,8 @@ One *simulation* creates one node:
    ``Q(n, a) = (R_child - R_n) + gamma * V_child`` and ``V(n)`` is the visit-weighted mean.
 
 The answer is the best-valued finished node if its value beats every rollout score, else
-the best rollout (the release's); or, with ``answer="most_visited"``, the leaf reached by
-following the most visited child from the root (AlphaZero's robust child: a choice backed by
-several leaves' values, not by the single highest, and so less exposed to one noisy value).
-Many trees (problems) advance together, and each may expand several nodes per wave
-(virtual visits keep them apart): every decoder step serves all of them.
+the best rollout. Many trees (problems) advance together, and each may expand several
+nodes per wave (virtual visits keep them apart): every decoder step serves all of them.
 """
 
 from __future__ import annotations
@@ -308,18 +305,6 @@ def _backup(node: Node, discount: float) -> None:
 
 
 def _answer(tree: _Tree) -> SearchResult:
-    """The answer ``config.answer`` asks for: the best leaf or the most visited path."""
-    if tree.config.answer == "most_visited" and tree.root.children:
-        node = tree.root
-        while node.children:  # the most visited child, its value breaking ties
-            node = max(node.children.values(), key=lambda child: (child.visits, child.value))
-        actions = node.path_actions if node.finished else node.path_actions + node.rollout_actions
-        return SearchResult(root=tree.root, actions=actions, score=node.value, from_finished_node=node.finished,
-                            simulations=tree.simulations, tokens=tree.tokens)  # fmt: skip
-    return _best_leaf(tree)
-
-
-def _best_leaf(tree: _Tree) -> SearchResult:
     """Best-valued finished node if it beats every rollout, else the best rollout."""
     candidates = list(nodes(tree.root))[1:]
     best_rollout, best_rollout_score = None, -math.inf

@@ -197,22 +197,3 @@ def test_aliases_of_one_token_share_a_node(merge: bool) -> None:
     else:  # the release's search: eight nodes, each token twice
         assert [c.token for c in children] == [0, 0, 1, 1, 2, 2, 3, 3] and not any(c.aliases for c in children)
         assert result.simulations == 8 and result.tokens == 8
-
-
-def test_the_most_visited_answer_follows_the_visits() -> None:
-    bandit = _deep_bandit(2)
-    config = MCTSConfig(num_simulations=12, root_width=4, node_width=2, leaf_value="oracle",
-                        stop_on_finished_answer=False, answer="most_visited")  # fmt: skip
-    (result,) = search(bandit, [bandit.root()], config)
-    node, path = result.root, []
-    while node.children:
-        visits = sorted((child.visits for child in node.children.values()), reverse=True)
-        node = next(c for c in node.children.values() if c.visits == visits[0] and
-                    c.value == max(d.value for d in node.children.values() if d.visits == visits[0]))  # fmt: skip
-        path += node.actions
-    assert result.actions[: len(path)] == path and result.actions == path + node.rollout_actions
-    assert len(result.actions) == bandit.depth and result.score == node.value
-    best_leaf = search(bandit, [bandit.root()], MCTSConfig(**{**config.__dict__, "answer": "best_leaf"}))[0]
-    assert best_leaf.score >= result.score  # the best leaf is the highest single value; visits trade that for support
-    with pytest.raises(ValueError, match="answer must be 'best_leaf' or 'most_visited'"):
-        MCTSConfig(answer="first")  # type: ignore[arg-type]
