@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-temperature", type=float, default=1.0,
                         help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
     parser.add_argument("--merge-aliases", action=argparse.BooleanOptionalAction, default=True,
-                        help="MCTS: one child per token written (--no-merge-aliases: the release's search)")  # fmt: skip
+                        help="MCTS: one child per token (--no-merge-aliases: the release's search)")  # fmt: skip
     parser.add_argument("--leaf-q", choices=("last", "path_mean"), default="last",
                         help="how Q scores an answer, for best-of-N and MCTS-Q alike: Q of its last action or "
                              "the mean Q of all its actions")  # fmt: skip
