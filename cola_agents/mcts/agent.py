@@ -38,10 +38,31 @@ class _Plan:
     actions: list[int]
 
 
+@dataclass(frozen=True)
+class SearchRecord:
+    """One search, without its tree (a tree's nodes hold decoding states, KV caches included:
+    keeping every tree of a long evaluation would keep all their memory).
+
+    Attributes:
+        actions: the answer's latent actions.
+        score: its value.
+        from_finished_node: whether the answer is a finished node (else the best rollout).
+        simulations: nodes created.
+        tokens: decoder tokens spent.
+    """
+
+    actions: list[int]
+    score: float
+    from_finished_node: bool
+    simulations: int
+    tokens: int
+
+
 @dataclass
 class PlanningStats:
     """What the agent spent and how fast: searches run, tree nodes created, decoder tokens
-    (expansions and rollouts), wall time, and the decoder calls with the rows they batched."""
+    (expansions and rollouts), wall time, the decoder calls with the rows they batched, and a
+    :class:`SearchRecord` per search (``results``)."""
 
     searches: int = 0
     tokens: int = 0
@@ -49,7 +70,7 @@ class PlanningStats:
     seconds: float = 0.0
     decoder_calls: int = 0
     decoder_rows: int = 0
-    results: list[Any] = field(default_factory=list)
+    results: list[SearchRecord] = field(default_factory=list)
 
     @property
     def nodes_per_s(self) -> float:
@@ -184,7 +205,8 @@ class MCTSAgent(PlanningAgentBase):
         self.stats.searches += len(results)
         self.stats.tokens += sum(result.tokens for result in results)
         self.stats.nodes += sum(result.simulations for result in results)
-        self.stats.results.extend(results)
+        self.stats.results.extend(SearchRecord(r.actions, r.score, r.from_finished_node, r.simulations, r.tokens)
+                                  for r in results)  # fmt: skip
         # a root with nothing to search from falls back to the prior's best allowed action
         return [result.actions or [_argmax_allowed(root[1])] for result, root in zip(results, roots, strict=True)]
 
