@@ -10,10 +10,11 @@ One *simulation* creates one node:
    (the state after them is the same): with ``merge_aliases`` a node's actions are grouped
    by the token they write when it is first expanded (one world-model call over the K
    codes, no decoder step), one action per token is tried, and its child's ``P`` is the
-   token's probability, not a copy of the same subtree per alias. If the Q-network's one-step TD error
-   ``(Q(s, a) - gamma * max Q(s', .))^2`` is below ``macro_td_threshold`` the new node is
-   a *macro step*, extended by the rollout policy up to ``macro_max_tokens`` tokens.
-   ``P`` of the node is the mean policy probability of its actions.
+   token's probability, not a copy of the same subtree per alias. If the Q-network's
+   one-step TD error ``(Q(s, a) - gamma * max Q(s', .))^2`` is below ``macro_td_threshold``
+   the new node is a *macro step*, extended by the rollout policy up to ``macro_max_tokens``
+   tokens. ``P`` of the node is the mean policy probability of its actions (the first one's
+   with its aliases').
 3. **Evaluation**: a policy rollout from the new node, scored by the Q-network (honest: Q
    of its last action, or with ``leaf_q="path_mean"`` the mean Q of every action from the
    root) or by the env's reward (oracle): ``R``.
