@@ -24,7 +24,7 @@ from cola_agents.agents import EnvOrVectorEnv, base_env
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
 from cola_agents.mcts.interface import StateView, policy_action
-from cola_agents.mcts.search import SearchResult, search
+from cola_agents.mcts.search import SearchRecord, SearchResult, search
 from cola_gym.envs.episode import Episode
 from cola_gym.model import CoLAModel
 
@@ -36,26 +36,6 @@ class _Plan:
     episode: int
     start_tokens: int
     actions: list[int]
-
-
-@dataclass(frozen=True)
-class SearchRecord:
-    """One search, without its tree (a tree's nodes hold decoding states, KV caches included:
-    keeping every tree of a long evaluation would keep all their memory).
-
-    Attributes:
-        actions: the answer's latent actions.
-        score: its value.
-        from_finished_node: whether the answer is a finished node (else the best rollout).
-        simulations: nodes created.
-        tokens: decoder tokens spent.
-    """
-
-    actions: list[int]
-    score: float
-    from_finished_node: bool
-    simulations: int
-    tokens: int
 
 
 @dataclass
@@ -205,8 +185,7 @@ class MCTSAgent(PlanningAgentBase):
         self.stats.searches += len(results)
         self.stats.tokens += sum(result.tokens for result in results)
         self.stats.nodes += sum(result.simulations for result in results)
-        self.stats.results.extend(SearchRecord(r.actions, r.score, r.from_finished_node, r.simulations, r.tokens)
-                                  for r in results)  # fmt: skip
+        self.stats.results.extend(result.record() for result in results)  # the trees hold KV caches
         # a root with nothing to search from falls back to the prior's best allowed action
         return [result.actions or [_argmax_allowed(root[1])] for result, root in zip(results, roots, strict=True)]
 

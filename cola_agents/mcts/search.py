@@ -117,12 +117,11 @@ class Node:
                 and self.depth < config.max_depth_tokens)  # fmt: skip
 
 
-@dataclass
-class SearchResult:
-    """The outcome of one search.
+@dataclass(frozen=True)
+class SearchRecord:
+    """What one search found and spent, without its tree.
 
     Attributes:
-        root: the tree.
         actions: the chosen answer's latent actions from the root.
         score: its value (finished node) or rollout score.
         from_finished_node: whether the answer is a finished node (else the best rollout).
@@ -130,12 +129,23 @@ class SearchResult:
         tokens: decoder tokens spent (expansions and rollouts).
     """
 
-    root: Node
     actions: list[int]
     score: float
     from_finished_node: bool
     simulations: int
     tokens: int
+
+
+@dataclass(frozen=True)
+class SearchResult(SearchRecord):
+    """The outcome of one search: its :class:`SearchRecord` and ``root``, the tree (whose nodes
+    hold decoding states, KV caches included: keep :meth:`record` where many searches pile up)."""
+
+    root: Node
+
+    def record(self) -> SearchRecord:
+        """The outcome without the tree."""
+        return SearchRecord(self.actions, self.score, self.from_finished_node, self.simulations, self.tokens)
 
 
 def nodes(root: Node) -> Iterator[Node]:
