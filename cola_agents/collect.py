@@ -1,12 +1,18 @@
-"""Logging CoLA episodes for offline Q-learning: best-of-N policy samples with their actions.
+"""Logging CoLA episodes for offline Q-learning: policy samples, or a search tree's answers.
 
 cola-gym collect-episodes --env CoLA-GSM8K-Train-v0 --problems 256 --samples 4 --out runs/episodes.jsonl
+
+A Q-network that ranks independent policy samples need not rank the answers a tree search
+compares (greedy completions from branch points, many sharing a prefix); with ``--search``
+the episodes are every distinct answer of MCTS trees, each node's path then its rollout,
+with the env's reward: data for a verifier of the search's own candidates.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -15,7 +21,8 @@ from tqdm import tqdm
 
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents.mcts.config import MCTSConfig
-from cola_agents.mcts.env_model import CoLASearchModel
+from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
+from cola_agents.mcts.search import SearchResult, nodes, search
 from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.training.q_records import episode_record, write_episodes
 
@@ -70,9 +77,99 @@ def collect_episodes(
     }
 
 
-def _vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> LatentActionVectorEnv:
+def collect_search_episodes(
+    env_id: str,
+    task_indices: Sequence[int],
+    out: str | os.PathLike[str],
+    config: MCTSConfig,
+    searches: int = 1,
+    batch_problems: int = 8,
+    show_progress: bool = True,
+    **env_kwargs: Any,
+) -> dict[str, float]:
+    """Searches each task instance ``searches`` times (seeds ``config.seed``, ``+1``, ...) and appends
+    every distinct answer of each tree (:func:`tree_episodes`) to ``out``.
+
+    Single-turn tasks only. With ``config.leaf_value="q_network"`` the env's model needs a
+    Q-network and the trees are the ones MCTS-Q grows (the candidates its verifier must rank).
+
+    Returns:
+        ``{"episodes", "success_rate", "mean_tokens", "episodes_per_search", "searches_with_a_right_answer"}``.
+    """
+    if searches < 1:
+        raise ValueError(f"searches must be >= 1, got {searches}")
+    records_written, successes, tokens, found = 0, 0.0, 0, 0
+    bar = tqdm(total=len(task_indices) * searches, desc="searching", unit="search", disable=not show_progress)
+    for first in range(0, len(task_indices), batch_problems):
+        chunk = list(task_indices[first : first + batch_problems])
+        vector = _vector_env(env_id, len(chunk), env_kwargs, track_q=config.leaf_value == "q_network")
+        vector.reset(options=[{"task_index": index} for index in chunk])
+        state = vector.decoding_state
+        assert state is not None
+        search_model = CoLASearchModel.for_env(vector)
+        roots = [search_model.root(episode, state.select([row])) for row, episode in enumerate(vector.episodes)]
+        for round_ in range(searches):
+            results = search(search_model, roots, replace(config, seed=config.seed + round_))
+            records = []
+            for index, result in zip(chunk, results, strict=True):
+                episodes = tree_episodes(index, result)
+                records += episodes
+                successes += sum(record["reward"] for record in episodes)
+                tokens += sum(len(record["actions"]) for record in episodes)
+                found += any(record["reward"] > 0.5 for record in episodes)
+            records_written += write_episodes(out, records)
+            bar.update(len(chunk))
+        vector.close()
+    bar.close()
+    total_searches = len(task_indices) * searches
+    return {
+        "episodes": records_written,
+        "success_rate": successes / max(records_written, 1),
+        "mean_tokens": tokens / max(records_written, 1),
+        "episodes_per_search": records_written / max(total_searches, 1),
+        "searches_with_a_right_answer": found / max(total_searches, 1),
+    }
+
+
+def tree_episodes(problem_index: int, result: SearchResult) -> list[dict[str, Any]]:
+    """Every distinct answer of a search tree over a single-turn task, as episode records: each
+    node's path from the root, then the rollout that evaluated it, with the env's reward.
+
+    The search must start where the answer starts (no token of the turn written yet). As in
+    sampled episodes, ``ids`` hold the tokens the decoder read: an answer's last token, which
+    ended it, is written but not read.
+
+    Raises:
+        ValueError: for a multi-turn episode or a search started inside an answer.
+    """
+    root = result.root.handle
+    if not isinstance(root, EpisodeHandle):
+        raise TypeError("tree episodes need a search over cola-gym episodes (CoLASearchModel)")
+    if root.episode.turn_ids or root.episode.turns:
+        raise ValueError("tree episodes are written for searches from the start of a single-turn answer")
+    prompt = list(root.episode.prompt_ids)
+    records, seen = [], set()
+    for node in nodes(result.root):
+        if node.rollout is None:
+            continue
+        path, rollout = node.path_tokens, node.rollout
+        read = path[:-1] if node.finished else path  # the token that ended the answer is not read
+        one_read_per_action = rollout.positions == list(range(len(rollout.actions)))
+        if node.handle.episode.positions != len(prompt) + len(read) or not one_read_per_action:
+            raise ValueError("tree episodes are written for single-turn tasks (one token read per latent action)")
+        ids = read + rollout.tokens
+        if tuple(ids) in seen:
+            continue
+        seen.add(tuple(ids))
+        actions = node.path_actions + rollout.actions
+        records.append(episode_record(problem_index, prompt, ids, actions, list(range(len(actions))),
+                                      rollout.reward, rollout.finished))  # fmt: skip
+    return records
+
+
+def _vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any], track_q: bool = False) -> LatentActionVectorEnv:
     vector = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", track_policy=True,
-                          **env_kwargs).unwrapped  # fmt: skip
+                          track_q=track_q, **env_kwargs).unwrapped  # fmt: skip
     if not isinstance(vector, LatentActionVectorEnv):
         raise TypeError(f"{env_id} is not a cola-gym env")
     return vector

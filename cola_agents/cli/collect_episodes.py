@@ -1,4 +1,5 @@
-"""``cola-gym collect-episodes``: best-of-N policy episodes (actions, rewards) logged for Q-learning."""
+"""``cola-gym collect-episodes``: policy samples, or with ``--search`` every distinct answer of
+MCTS trees, logged with their actions and rewards for Q-learning."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from cola_agents.config_args import add_config_arguments, config_values
 
 _SAMPLING_FIELDS = ("rollout_max_tokens", "rollout_policy", "rollout_top_k", "rollout_temperature", "seed")
 """The :class:`~cola_agents.mcts.MCTSConfig` fields an episode's sampling reads."""
+_SEARCH_FIELDS = ("token_budget", "num_simulations", "leaf_value", "leaf_q", "merge_aliases", "root_width",
+                  "node_width", "exploration_constant", "parallel_expansions", "macro_max_tokens",
+                  "stop_on_finished_answer")  # fmt: skip
+"""The fields a ``--search`` run reads too."""
 
 
 def add_parser(commands: Any) -> None:
@@ -22,7 +27,9 @@ def add_parser(commands: Any) -> None:
     collect.add_argument("--model", help="CoLA checkpoint (default: the default model)")
     collect.add_argument("--problems", type=int, default=64, help="how many problems, from --first-problem on")
     collect.add_argument("--first-problem", type=int, default=0)
-    collect.add_argument("--samples", type=int, default=4, help="episodes per problem")
+    collect.add_argument("--samples", type=int, default=4, help="episodes per problem (with --search: searches)")
+    collect.add_argument("--search", action="store_true",
+                         help="log every distinct answer of MCTS trees (single-turn tasks)")  # fmt: skip
     collect.add_argument("--batch-problems", type=int, default=8, help="problems decoded together")
     add_data_dir_option(collect)
     add_decoder_options(collect)
@@ -30,12 +37,15 @@ def add_parser(commands: Any) -> None:
     sampling = collect.add_argument_group("sampling (MCTSConfig)")
     add_config_arguments(sampling, MCTSConfig, aliases={"--rollout-max-tokens": ("--max-tokens",)},
                          fields=_SAMPLING_FIELDS, defaults={"rollout_max_tokens": 512})  # fmt: skip
+    searching = collect.add_argument_group("search, with --search (MCTSConfig)")
+    add_config_arguments(searching, MCTSConfig, fields=_SEARCH_FIELDS, defaults={"leaf_value": "oracle"},
+                         notes={"leaf_value": "Rewards are the env's either way."})  # fmt: skip
     collect.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Collects the episodes and prints their summary."""
-    from cola_agents.collect import collect_episodes
+    from cola_agents.collect import collect_episodes, collect_search_episodes
     from cola_agents.mcts import MCTSConfig
     from cola_gym.model import DecoderSettings
 
@@ -45,8 +55,19 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         env_kwargs["data_dir"] = args.data_dir
     problems = range(args.first_problem, args.first_problem + args.problems)
-    config = MCTSConfig(leaf_value="oracle", **config_values(args, MCTSConfig))
-    summary = collect_episodes(args.env, problems, args.out, samples=args.samples,
-                               batch_problems=args.batch_problems, config=config, **env_kwargs)  # fmt: skip
+    values = config_values(args, MCTSConfig)
+    if args.search:
+        if values.get("token_budget") is None:
+            raise ValueError("--search needs --token-budget (decoder tokens per search)")
+        config = MCTSConfig(**values)
+        summary = collect_search_episodes(args.env, problems, args.out, config, searches=args.samples,
+                                          batch_problems=args.batch_problems, **env_kwargs)  # fmt: skip
+    else:
+        searched = sorted(name for name in set(values) & set(_SEARCH_FIELDS) if values[name] != "oracle")
+        if searched:
+            raise ValueError(f"{', '.join(searched)} only apply with --search")
+        config = MCTSConfig(**values)
+        summary = collect_episodes(args.env, problems, args.out, samples=args.samples,
+                                   batch_problems=args.batch_problems, config=config, **env_kwargs)  # fmt: skip
     print(json.dumps(summary, indent=2))
     return 0

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from cola_agents.mcts.config import MCTSConfig
-from cola_agents.mcts.interface import SearchModel, StateView, Step, policy_action
+from cola_agents.mcts.interface import Rollout, SearchModel, StateView, Step, policy_action
 
 ROOT_PRIOR = 0.5  # P of the root in PUCT, as in the release (it never competes with siblings)
 
@@ -58,11 +58,11 @@ class Node:
         value: V(n).
         leaf_score: R, the score of the rollout that evaluated this node (the Q-network's
             value or the env's reward; 0 at the root).
-        token: the token the step's first action wrote (``None`` at the root).
+        tokens: the tokens the step's actions wrote, one per action.
         aliases: the parent's other actions that write the same first token (merged here).
         alias_groups: with ``merge_aliases``, each action tried from this node and its
             aliases, found when the node is first expanded (``None`` before).
-        rollout_actions: that rollout's latent actions.
+        rollout: that rollout (its actions, tokens, reward; ``None`` at the root).
         children: the nodes below, by their first action.
         q: Q(n, a) of each child's first action.
         untried: allowed actions not expanded yet, in the prior's order.
@@ -78,10 +78,10 @@ class Node:
     visits: int = 0
     value: float = 0.0
     leaf_score: float = 0.0
-    token: int | None = None
+    tokens: list[int] = field(default_factory=list)
     aliases: list[int] = field(default_factory=list)
     alias_groups: dict[int, list[int]] | None = None
-    rollout_actions: list[int] = field(default_factory=list)
+    rollout: Rollout | None = None
     children: dict[int, Node] = field(default_factory=dict)
     q: dict[int, float] = field(default_factory=dict)
     untried: list[int] = field(default_factory=list)
@@ -96,6 +96,26 @@ class Node:
     def finished(self) -> bool:
         """The episode ended inside this node's step."""
         return self.view.finished
+
+    @property
+    def token(self) -> int | None:
+        """The token the step's first action wrote (``None`` at the root)."""
+        return self.tokens[0] if self.tokens else None
+
+    @property
+    def path_tokens(self) -> list[int]:
+        """All tokens written from the root to the end of this node's step."""
+        steps = []
+        node: Node | None = self
+        while node is not None:
+            steps.append(node.tokens)
+            node = node.parent
+        return [t for step in reversed(steps) for t in step]
+
+    @property
+    def rollout_actions(self) -> list[int]:
+        """The latent actions of the rollout that evaluated this node."""
+        return [] if self.rollout is None else self.rollout.actions
 
     @property
     def path_actions(self) -> list[int]:
@@ -219,8 +239,7 @@ def search(model: SearchModel, roots: Sequence[tuple[Any, StateView]], config: M
         children = _expand(model, selected, config, generator)
         rollouts = model.rollout([child.handle for child in children], config, generator)
         for (tree, _), child, rollout in zip(selected, children, rollouts, strict=True):
-            child.leaf_score = rollout.score
-            child.rollout_actions = rollout.actions
+            child.leaf_score, child.rollout = rollout.score, rollout
             tree.tokens += len(child.actions) + len(rollout.actions)
             tree.simulations += 1
             _backup(child, config.discount)
@@ -244,7 +263,7 @@ def _expand(
     for (_, parent), action, step in zip(selected, actions, steps, strict=True):
         aliases = (parent.alias_groups or {}).get(action, [])
         child = Node(handle=step.handle, view=step.view, parent=parent, actions=[action], depth=parent.depth + 1,
-                     prior=float(parent.view.prior[[action, *aliases]].sum()), token=step.token,
+                     prior=float(parent.view.prior[[action, *aliases]].sum()), tokens=[step.token],
                      aliases=aliases)  # fmt: skip
         parent.children[action] = child
         children.append(child)
@@ -283,6 +302,7 @@ def _group_aliases(node: Node, tokens: np.ndarray) -> None:
 def _advance(node: Node, step: Step, action: int) -> None:
     node.handle, node.view = step.handle, step.view
     node.actions.append(action)
+    node.tokens.append(step.token)
     node.depth += 1
 
 

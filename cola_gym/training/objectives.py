@@ -185,11 +185,13 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
     the first two are what matter; the last is a sanity check. Best-of-N ranks one problem's own
     answers: ``q/auc_within_problem`` is the mean, over the prompts whose episodes have both
     outcomes, of the last step's AUC among that prompt's episodes (``q/problems_within`` of them;
-    ``nan`` when none has both).
+    ``nan`` when none has both); ``q/auc_within_problem_path_mean`` ranks them by the mean Q over
+    all their steps instead (how MCTS-Q and best-of-N score answers with ``leaf_q="path_mean"``).
     """
     if model.q_network is None:
         raise ValueError("the model has no Q-network to rank episodes with (cola-gym train --stage q)")
     where: dict[str, list[float]] = {"first_step": [], "mid_episode": [], "last_step": []}
+    path_means: list[float] = []
     rewards: list[float] = []
     by_prompt: dict[bytes, list[int]] = {}
     for number, example in enumerate(episodes):
@@ -208,13 +210,16 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
             for name, step in (("first_step", 0), ("mid_episode", count // 2), ("last_step", count - 1)):
                 position, action = batch.action_positions[row, step], batch.actions[row, step]
                 where[name].append(float(q_all[rows[row], position, action]))
+            taken = q_all[row, batch.action_positions[row, :count], batch.actions[row, :count]]
+            path_means.append(float(taken.mean()))
         rewards += [float(r) for r in batch.rewards]
     right = np.asarray(rewards) > 0.5
     metrics = {f"q/auc_{name}": ranking_auc(values, right) for name, values in where.items()}
     last = np.asarray(where["last_step"])
-    within = [ranking_auc(last[rows], right[rows]) for rows in map(np.asarray, by_prompt.values())]
-    mixed = [auc for auc in within if not math.isnan(auc)]
-    metrics["q/auc_within_problem"] = float(np.mean(mixed)) if mixed else math.nan
+    for name, scores in (("q/auc_within_problem", last), ("q/auc_within_problem_path_mean", np.asarray(path_means))):
+        within = [ranking_auc(scores[rows], right[rows]) for rows in map(np.asarray, by_prompt.values())]
+        mixed = [auc for auc in within if not math.isnan(auc)]
+        metrics[name] = float(np.mean(mixed)) if mixed else math.nan
     metrics["q/problems_within"] = float(len(mixed))
     metrics["q/episodes"] = float(len(rewards))
     metrics["q/success_rate"] = float(right.mean()) if len(right) else math.nan

@@ -200,8 +200,10 @@ def _shown(default: object) -> str:
         (["train"], CoLAConfig, {"init_seed", "q_network_num_layers"}, {}),
         (["train"], DecoderSettings, set(), {}),
         (["collect-episodes"], MCTSConfig, {f.name for f in dataclasses.fields(MCTSConfig)} - {
-            "rollout_max_tokens", "rollout_policy", "rollout_top_k", "rollout_temperature", "seed"},
-         {"rollout_max_tokens": 512}),
+            "rollout_max_tokens", "rollout_policy", "rollout_top_k", "rollout_temperature", "seed", "token_budget",
+            "num_simulations", "leaf_value", "leaf_q", "merge_aliases", "root_width", "node_width",
+            "exploration_constant", "parallel_expansions", "macro_max_tokens", "stop_on_finished_answer"},
+         {"rollout_max_tokens": 512, "leaf_value": "oracle"}),
         (["benchmark", "run"], Suite, {"tasks", "algorithms", "env_kwargs"}, {}),
         (["init-decoder"], MicroShape, set(), {}),
     ],
@@ -238,7 +240,7 @@ def test_absent_options_keep_the_config_defaults_and_old_option_names_still_work
     assert config_values(episode, MCTSConfig) == {"num_simulations": 3, "rollout_max_tokens": 5,
                                                   "parallel_expansions": 2, "seed": 0}  # fmt: skip
     collect = parser.parse_args(["collect-episodes", "--out", "x.jsonl"])
-    assert config_values(collect, MCTSConfig) == {"rollout_max_tokens": 512}  # the command's own default
+    assert config_values(collect, MCTSConfig) == {"rollout_max_tokens": 512, "leaf_value": "oracle"}  # its defaults
     bench = parser.parse_args(["benchmark", "run", "--out", "x", "--seeds", "4", "5", "--budget", "64"])
     assert config_values(bench, Suite) == {"seeds": (4, 5), "budget": 64}
     micro = parser.parse_args(["init-decoder", "--data", "countdown-easy:train", "--out", "x", "--layers", "2"])

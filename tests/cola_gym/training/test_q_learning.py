@@ -90,6 +90,7 @@ def test_q_learning_learns_which_action_pays(magic, tmp_path: Path, q_targets: s
     assert metrics["q/episodes"] == 48 and 0 < metrics["q/success_rate"] < 1
     # one problem: ranking within it is the whole ranking
     assert metrics["q/problems_within"] == 1 and metrics["q/auc_within_problem"] == metrics["q/auc_last_step"]
+    assert metrics["q/auc_within_problem_path_mean"] == metrics["q/auc_within_problem"]  # one step: its own mean
     assert "q/auc_first_step" in (tmp_path / "q" / "final" / "README.md").read_text()
     env = gym.make("Test-MagicWord-v0", model=learner, track_policy=True, track_q=True)
     env.reset()

@@ -1,0 +1,78 @@
+"""A search tree's answers as Q-learning episodes, on the shipped micro Countdown model."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+from cola_agents.cli import main
+from cola_agents.collect import collect_search_episodes, tree_episodes
+from cola_agents.mcts import CoLASearchModel, MCTSConfig, search
+
+ENV_ID = "CoLA-Micro-Countdown-Medium-Train-v0"
+CONFIG = MCTSConfig(leaf_value="oracle", rollout_policy="greedy", token_budget=160, num_simulations=64,
+                    rollout_max_tokens=64, stop_on_finished_answer=False, parallel_expansions=4)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], list[dict]]:
+    path = tmp_path_factory.mktemp("tree") / "episodes.jsonl"
+    summary = collect_search_episodes(ENV_ID, range(8192, 8198), path, CONFIG, batch_problems=3,
+                                      show_progress=False)  # fmt: skip
+    return summary, [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_tree_episode_replays_in_the_env_to_its_tokens_and_reward(collected) -> None:
+    summary, rows = collected
+    env = gym.make(ENV_ID, max_episode_steps=64)
+    tokenizer = env.unwrapped.model.tokenizer
+    for row in rows:
+        env.reset(options={"task_index": row["problem_index"]})
+        for action in row["actions"]:
+            _, reward, terminated, truncated, info = env.step(action)
+        read = row["ids"][row["response_start"] :]
+        assert env.unwrapped.episode.positions == len(row["ids"])  # the tokens the decoder read
+        text = tokenizer.decode(read, skip_special_tokens=True)  # all but the token that ended the answer
+        assert info["text"].startswith(text)
+        assert len(tokenizer(info["text"][len(text) :], add_special_tokens=False)["input_ids"]) <= 1
+        start = row["response_start"] - 1
+        assert row["positions"] == list(range(start, start + len(row["actions"])))
+        assert row["reward"] == reward and row["finished"] == (terminated or truncated)
+    assert summary["episodes"] == len(rows) and 0 < summary["success_rate"] < 1
+
+
+def test_a_tree_gives_distinct_answers_that_share_prefixes(collected) -> None:
+    summary, rows = collected
+    by_problem = defaultdict(list)
+    for row in rows:
+        by_problem[row["problem_index"]].append(tuple(row["ids"][row["response_start"] :]))
+    assert sorted(by_problem) == list(range(8192, 8198))
+    for answers in by_problem.values():
+        assert len(answers) == len(set(answers)) > 2
+        assert len({answer[0] for answer in answers}) < len(answers)  # branches below the root
+    right = sum(any(r["reward"] == 1.0 for r in rows if r["problem_index"] == p) for p in by_problem)
+    assert summary["searches_with_a_right_answer"] == right / len(by_problem)
+    assert summary["episodes_per_search"] == len(rows) / len(by_problem)
+
+
+def test_tree_episodes_start_at_the_start_of_an_answer() -> None:
+    env = gym.make(ENV_ID, track_policy=True)
+    env.reset(options={"task_index": 8192})
+    env.step(int(env.unwrapped.decoding_state.policy_logits.argmax()))
+    model = CoLASearchModel.for_env(env)
+    (result,) = search(model, [model.root(env.unwrapped.episode, env.unwrapped.decoding_state)], CONFIG)
+    with pytest.raises(ValueError, match="from the start of a single-turn answer"):
+        tree_episodes(8192, result)
+
+
+def test_the_command_checks_its_search_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "e.jsonl")
+    assert main(["collect-episodes", "--env", ENV_ID, "--search", "--out", out]) == 2
+    assert "--search needs --token-budget" in capsys.readouterr().err
+    assert main(["collect-episodes", "--env", ENV_ID, "--leaf-q", "path_mean", "--out", out]) == 2
+    assert "leaf_q only apply with --search" in capsys.readouterr().err
+    assert not Path(out).exists()
