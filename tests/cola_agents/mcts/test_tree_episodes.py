@@ -76,3 +76,12 @@ def test_the_command_checks_its_search_options(tmp_path: Path, capsys: pytest.Ca
     assert main(["collect-episodes", "--env", ENV_ID, "--leaf-q", "path_mean", "--out", out]) == 2
     assert "leaf_q only apply with --search" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_multi_turn_trees_are_refused(tmp_path: Path) -> None:
+    config = MCTSConfig(leaf_value="oracle", rollout_policy="greedy", token_budget=48, rollout_max_tokens=48,
+                        stop_on_finished_answer=False)  # fmt: skip
+    with pytest.raises(ValueError, match="single-turn"):  # a rollout reads the room's answer between commands
+        collect_search_episodes("CoLA-Micro-ALFWorld-Train-v0", [0], tmp_path / "e.jsonl", config,
+                                show_progress=False, max_commands=3)  # fmt: skip
+    assert not (tmp_path / "e.jsonl").exists()
