@@ -105,12 +105,7 @@ class Node:
     @property
     def path_tokens(self) -> list[int]:
         """All tokens written from the root to the end of this node's step."""
-        steps = []
-        node: Node | None = self
-        while node is not None:
-            steps.append(node.tokens)
-            node = node.parent
-        return [t for step in reversed(steps) for t in step]
+        return [token for node in self._path() for token in node.tokens]
 
     @property
     def rollout_actions(self) -> list[int]:
@@ -120,12 +115,16 @@ class Node:
     @property
     def path_actions(self) -> list[int]:
         """All actions from the root to the end of this node's step."""
-        steps = []
+        return [action for node in self._path() for action in node.actions]
+
+    def _path(self) -> list[Node]:
+        """The nodes from the root down to this one."""
+        path: list[Node] = []
         node: Node | None = self
         while node is not None:
-            steps.append(node.actions)
+            path.append(node)
             node = node.parent
-        return [a for step in reversed(steps) for a in step]
+        return path[::-1]
 
     def width(self, config: MCTSConfig) -> int:
         """How many children this node may have."""
