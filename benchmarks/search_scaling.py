@@ -31,6 +31,7 @@ tokens spent) are kept for every search.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -227,16 +228,28 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
 
 
 def bootstrap_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[float]:
-    """95 % percentile bootstrap CI of the mean of ``values`` (problems x seeds, resampled together)."""
+    """95 % percentile bootstrap CI of the mean of ``values`` (``[seeds, problems]``), resampling
+    problems: every seed poses the same problems, and a deterministic method (greedy, MCTS with
+    greedy rollouts) repeats its answers, so seeds are not independent draws."""
+    per_problem = np.asarray(values, dtype=float).reshape(len(values), -1).mean(axis=0)
     rng = np.random.default_rng(seed)
-    flat = values.reshape(-1)
-    means = rng.choice(flat, size=(reps, flat.size), replace=True).mean(axis=1)
+    means = rng.choice(per_problem, size=(reps, per_problem.size), replace=True).mean(axis=1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def resummarize(path: Path) -> None:
+    """Recomputes a saved report's summary and figure from its per-seed runs (``--summarize``)."""
+    report = json.loads(path.read_text())
+    budgets = sorted({*report["settings"]["budgets"], *report["settings"].get("rl_budgets", [])})
+    report["summary"] = summarize(report["runs"], budgets)
+    write_report(report, path, _plot)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="CoLA checkpoint with a Q-network (cola-gym train --stage q)")
+    parser.add_argument("--summarize", nargs="+", type=Path, metavar="REPORT",
+                        help="only recompute saved reports' summaries and figures from their runs")  # fmt: skip
+    parser.add_argument("--model", help="CoLA checkpoint with a Q-network (cola-gym train --stage q)")
     parser.add_argument("--env", default="CoLA-Micro-Countdown-Medium-v0", help="held-out id")
     parser.add_argument("--problems", type=int, default=128)
     parser.add_argument("--first-problem", type=int, default=0,
@@ -269,6 +282,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="budgets of the RL agent's sampling methods (draws 2x the largest)")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/search-scaling.json")
     args = parser.parse_args(argv)
+    if args.summarize:
+        missing = [str(path) for path in args.summarize if not path.is_file()]
+        if missing:
+            parser.error(f"no report at {', '.join(missing)}")
+        for path in args.summarize:
+            resummarize(path)
+        return
+    if args.model is None:
+        parser.error("--model is required (or --summarize REPORT ...)")
     if shared_model(args.model).q_network is None:
         parser.error(f"{args.model} has no Q-network: train one with cola-gym train --stage q")
     missing = [path for path in args.rl_agents if not Path(path).is_file()]

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
@@ -71,3 +72,21 @@ def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Pat
     assert report["runs"][0]["rl_agent"].endswith("agent.zip") and out.with_suffix(".png").is_file()
     with pytest.raises(SystemExit):  # a missing agent file is an error before any work
         script.main([*common, "--rl-agents", str(tmp_path / "missing.zip")])
+    # --summarize recomputes the summary from the runs alone: the same report comes back
+    before = out.read_text()
+    out.with_suffix(".png").unlink()
+    script.main(["--summarize", str(out)])
+    assert json.loads(out.read_text()) == json.loads(before) and out.with_suffix(".png").is_file()
+    with pytest.raises(SystemExit):
+        script.main(["--summarize", str(tmp_path / "missing.json")])
+
+
+def test_the_ci_resamples_problems_not_seeds(benchmark_script) -> None:
+    """Three seeds of a deterministic method repeat one seed's answers: the CI must not narrow."""
+    script = benchmark_script("search_scaling")
+    answers = [True, False] * 32
+    one, three = script.bootstrap_ci(np.array([answers])), script.bootstrap_ci(np.array([answers] * 3))
+    assert one == three and one[0] < 0.5 - 0.08 and one[1] > 0.5 + 0.08  # +-12 points at 64 problems
+    varied = np.array([answers, answers[::-1], answers])  # seeds that disagree average per problem
+    low, high = script.bootstrap_ci(varied)
+    assert low < 0.5 < high and high - low < one[1] - one[0]
