@@ -137,7 +137,7 @@ def tree_episodes(problem_index: int, result: SearchResult) -> list[dict[str, An
 
     The search must start where the answer starts (no token of the turn written yet). As in
     sampled episodes, ``ids`` hold the tokens the decoder read: an answer's last token, which
-    ended it, is written but not read.
+    ended it, is written but not read; answers are distinct by those tokens and their reward.
 
     Raises:
         ValueError: for a multi-turn episode or a search started inside an answer.
@@ -148,7 +148,8 @@ def tree_episodes(problem_index: int, result: SearchResult) -> list[dict[str, An
     if root.episode.turn_ids or root.episode.turns:
         raise ValueError("tree episodes are written for searches from the start of a single-turn answer")
     prompt = list(root.episode.prompt_ids)
-    records, seen = [], set()
+    records: list[dict[str, Any]] = []
+    seen: set[tuple[tuple[int, ...], float]] = set()
     for node in nodes(result.root):
         if node.rollout is None:
             continue
@@ -158,9 +159,10 @@ def tree_episodes(problem_index: int, result: SearchResult) -> list[dict[str, An
         if node.handle.episode.positions != len(prompt) + len(read) or not one_read_per_action:
             raise ValueError("tree episodes are written for single-turn tasks (one token read per latent action)")
         ids = read + rollout.tokens
-        if tuple(ids) in seen:
+        key = (tuple(ids), rollout.reward)  # answers whose unread last tokens differ may differ in reward
+        if key in seen:
             continue
-        seen.add(tuple(ids))
+        seen.add(key)
         actions = node.path_actions + rollout.actions
         records.append(episode_record(problem_index, prompt, ids, actions, list(range(len(actions))),
                                       rollout.reward, rollout.finished))  # fmt: skip

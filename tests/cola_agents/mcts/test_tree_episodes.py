@@ -49,11 +49,11 @@ def test_a_tree_gives_distinct_answers_that_share_prefixes(collected) -> None:
     summary, rows = collected
     by_problem = defaultdict(list)
     for row in rows:
-        by_problem[row["problem_index"]].append(tuple(row["ids"][row["response_start"] :]))
+        by_problem[row["problem_index"]].append((tuple(row["ids"][row["response_start"] :]), row["reward"]))
     assert sorted(by_problem) == list(range(8192, 8198))
     for answers in by_problem.values():
         assert len(answers) == len(set(answers)) > 2
-        assert len({answer[0] for answer in answers}) < len(answers)  # branches below the root
+        assert len({tokens[0] for tokens, _ in answers}) < len(answers)  # branches below the root
     right = sum(any(r["reward"] == 1.0 for r in rows if r["problem_index"] == p) for p in by_problem)
     assert summary["searches_with_a_right_answer"] == right / len(by_problem)
     assert summary["episodes_per_search"] == len(rows) / len(by_problem)
