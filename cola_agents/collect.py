@@ -11,7 +11,7 @@ with the env's reward: data for a verifier of the search's own candidates.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from tqdm import tqdm
 import cola_gym  # noqa: F401 - registers the ids
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
+from cola_agents.mcts.interface import StateView
 from cola_agents.mcts.search import SearchResult, nodes, search
 from cola_gym.envs.vector import LatentActionVectorEnv
 from cola_gym.training.q_records import episode_record, write_episodes
@@ -51,18 +52,12 @@ def collect_episodes(
     episodes, successes, tokens = 0, 0.0, 0
     bar = tqdm(total=len(task_indices) * samples, desc="collecting episodes", unit="episode",
                disable=not show_progress)  # fmt: skip
-    for first in range(0, len(task_indices), batch_problems):
-        chunk = list(task_indices[first : first + batch_problems])
-        vector = _vector_env(env_id, len(chunk), env_kwargs)
-        vector.reset(options=[{"task_index": index} for index in chunk])
-        state = vector.decoding_state
-        assert state is not None
-        search_model = CoLASearchModel.for_env(vector)
-        roots = [search_model.root(episode, state.select([row]))[0] for row, episode in enumerate(vector.episodes)]
+    for chunk, search_model, roots in _problem_batches(env_id, task_indices, batch_problems, env_kwargs):
+        handles = [handle for handle, _ in roots]
         records = []
         for _ in range(samples):
-            rollouts = search_model.rollout(roots, config, generator)
-            for root, index, rollout in zip(roots, chunk, rollouts, strict=True):
+            rollouts = search_model.rollout(handles, config, generator)
+            for root, index, rollout in zip(handles, chunk, rollouts, strict=True):
                 records.append(episode_record(index, list(root.episode.prompt_ids), rollout.tokens, rollout.actions,
                                               rollout.positions, rollout.reward, rollout.finished))  # fmt: skip
                 successes += rollout.reward
@@ -100,14 +95,8 @@ def collect_search_episodes(
         raise ValueError(f"searches must be >= 1, got {searches}")
     records_written, successes, tokens, found = 0, 0.0, 0, 0
     bar = tqdm(total=len(task_indices) * searches, desc="searching", unit="search", disable=not show_progress)
-    for first in range(0, len(task_indices), batch_problems):
-        chunk = list(task_indices[first : first + batch_problems])
-        vector = _vector_env(env_id, len(chunk), env_kwargs, track_q=config.leaf_value == "q_network")
-        vector.reset(options=[{"task_index": index} for index in chunk])
-        state = vector.decoding_state
-        assert state is not None
-        search_model = CoLASearchModel.for_env(vector)
-        roots = [search_model.root(episode, state.select([row])) for row, episode in enumerate(vector.episodes)]
+    track_q = config.leaf_value == "q_network"
+    for chunk, search_model, roots in _problem_batches(env_id, task_indices, batch_problems, env_kwargs, track_q):
         for round_ in range(searches):
             results = search(search_model, roots, replace(config, seed=config.seed + round_))
             records = []
@@ -119,7 +108,6 @@ def collect_search_episodes(
                 found += any(record["reward"] > 0.5 for record in episodes)
             records_written += write_episodes(out, records)
             bar.update(len(chunk))
-        vector.close()
     bar.close()
     total_searches = len(task_indices) * searches
     return {
@@ -169,9 +157,23 @@ def tree_episodes(problem_index: int, result: SearchResult) -> list[dict[str, An
     return records
 
 
-def _vector_env(env_id: str, num_envs: int, env_kwargs: dict[str, Any], track_q: bool = False) -> LatentActionVectorEnv:
-    vector = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", track_policy=True,
-                          track_q=track_q, **env_kwargs).unwrapped  # fmt: skip
-    if not isinstance(vector, LatentActionVectorEnv):
-        raise TypeError(f"{env_id} is not a cola-gym env")
-    return vector
+def _problem_batches(
+    env_id: str, task_indices: Sequence[int], batch_problems: int, env_kwargs: dict[str, Any], track_q: bool = False
+) -> Iterator[tuple[list[int], CoLASearchModel, list[tuple[EpisodeHandle, StateView]]]]:
+    """``batch_problems`` task instances at a time: their indices, a search model over a vector env
+    reset to them, and each one's search root (the env is closed when the batch is done)."""
+    for first in range(0, len(task_indices), batch_problems):
+        chunk = list(task_indices[first : first + batch_problems])
+        vector = gym.make_vec(env_id, num_envs=len(chunk), vectorization_mode="vector_entry_point", track_policy=True,
+                              track_q=track_q, **env_kwargs).unwrapped  # fmt: skip
+        if not isinstance(vector, LatentActionVectorEnv):
+            raise TypeError(f"{env_id} is not a cola-gym env")
+        try:
+            vector.reset(options=[{"task_index": index} for index in chunk])
+            state = vector.decoding_state
+            assert state is not None
+            search_model = CoLASearchModel.for_env(vector)
+            yield chunk, search_model, [search_model.root(episode, state.select([row]))
+                                        for row, episode in enumerate(vector.episodes)]  # fmt: skip
+        finally:
+            vector.close()

@@ -16,6 +16,8 @@ _SEARCH_FIELDS = ("token_budget", "num_simulations", "leaf_value", "leaf_q", "me
                   "node_width", "exploration_constant", "parallel_expansions", "macro_max_tokens",
                   "stop_on_finished_answer")  # fmt: skip
 """The fields a ``--search`` run reads too."""
+_SEARCH_DEFAULTS = {"leaf_value": "oracle"}
+"""The command's own defaults of those fields (training data is scored by the env's reward)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -38,7 +40,7 @@ def add_parser(commands: Any) -> None:
     add_config_arguments(sampling, MCTSConfig, aliases={"--rollout-max-tokens": ("--max-tokens",)},
                          fields=_SAMPLING_FIELDS, defaults={"rollout_max_tokens": 512})  # fmt: skip
     searching = collect.add_argument_group("search, with --search (MCTSConfig)")
-    add_config_arguments(searching, MCTSConfig, fields=_SEARCH_FIELDS, defaults={"leaf_value": "oracle"},
+    add_config_arguments(searching, MCTSConfig, fields=_SEARCH_FIELDS, defaults=_SEARCH_DEFAULTS,
                          notes={"leaf_value": "Rewards are the env's either way."})  # fmt: skip
     collect.set_defaults(run=run)
 
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         summary = collect_search_episodes(args.env, problems, args.out, config, searches=args.samples,
                                           batch_problems=args.batch_problems, **env_kwargs)  # fmt: skip
     else:
-        searched = sorted(name for name in set(values) & set(_SEARCH_FIELDS) if values[name] != "oracle")
+        searched = sorted(name for name in set(values) & set(_SEARCH_FIELDS)
+                          if name not in _SEARCH_DEFAULTS or values[name] != _SEARCH_DEFAULTS[name])  # fmt: skip
         if searched:
             raise ValueError(f"{', '.join(searched)} only apply with --search")
         config = MCTSConfig(**values)

@@ -7,11 +7,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
+import torch
 
 from cola_agents.cli import main
 from cola_agents.collect import collect_search_episodes, tree_episodes
 from cola_agents.mcts import CoLASearchModel, MCTSConfig, search
+from cola_agents.mcts.search import nodes
+from cola_gym.model import CoLAModel
+from cola_gym.registration import pretrained_path
+from cola_gym.training.objectives import q_ranking_metrics, ranking_auc
+from cola_gym.training.q_records import load_episodes, write_episodes
 
 ENV_ID = "CoLA-Micro-Countdown-Medium-Train-v0"
 CONFIG = MCTSConfig(leaf_value="oracle", rollout_policy="greedy", token_budget=160, num_simulations=64,
@@ -85,3 +92,34 @@ def test_multi_turn_trees_are_refused(tmp_path: Path) -> None:
         collect_search_episodes("CoLA-Micro-ALFWorld-Train-v0", [0], tmp_path / "e.jsonl", config,
                                 show_progress=False, max_commands=3)  # fmt: skip
     assert not (tmp_path / "e.jsonl").exists()
+
+
+def test_stage_qs_path_mean_ranking_is_the_searchs_leaf_score(tmp_path: Path) -> None:
+    """``q/auc_within_problem_path_mean`` ranks a tree's answers by the same values MCTS-Q scores
+    its leaves with (mean Q over the answer's actions, here from the cached search, there from a
+    full forward pass of the logged episode)."""
+    model = CoLAModel.from_pretrained(pretrained_path("micro-countdown"))
+    model.add_q_network(1, seed=3)
+    with torch.no_grad():
+        model.q_network.out.weight.mul_(20.0)  # spread the values: no near ties to flip
+    config = MCTSConfig(leaf_value="q_network", leaf_q="path_mean", rollout_policy="greedy", token_budget=160,
+                        rollout_max_tokens=64, stop_on_finished_answer=False, parallel_expansions=4)  # fmt: skip
+    vector = gym.make_vec(ENV_ID, num_envs=8, vectorization_mode="vector_entry_point", model=model, track_policy=True,
+                          track_q=True).unwrapped  # fmt: skip
+    problems = list(range(8192, 8200))
+    vector.reset(options=[{"task_index": index} for index in problems])
+    search_model = CoLASearchModel.for_env(vector)
+    state = vector.decoding_state
+    roots = [search_model.root(episode, state.select([row])) for row, episode in enumerate(vector.episodes)]
+    aucs, records = [], []
+    for index, result in zip(problems, search(search_model, roots, config), strict=True):
+        episodes = tree_episodes(index, result)
+        scores = {(tuple(n.path_actions + n.rollout_actions)): n.leaf_score for n in nodes(result.root) if n.rollout}
+        auc = ranking_auc([scores[tuple(e["actions"])] for e in episodes], [e["reward"] > 0.5 for e in episodes])
+        aucs += [] if np.isnan(auc) else [auc]
+        records += episodes
+    write_episodes(tmp_path / "tree.jsonl", records)
+    metrics = q_ranking_metrics(model, load_episodes(tmp_path / "tree.jsonl"))
+    assert metrics["q/problems_within"] == len(aucs) >= 2
+    assert metrics["q/auc_within_problem_path_mean"] == pytest.approx(np.mean(aucs), abs=1e-6)
+    assert metrics["q/auc_within_problem_path_mean"] != metrics["q/auc_within_problem"]  # not the last step's
