@@ -71,6 +71,11 @@ class TrainConfig:
             target network's value of the next step) or ``"monte_carlo"`` (the episode's own
             discounted reward, ``discount ** (steps left) * reward``: no bootstrap, so no
             overestimation of actions the logged policy seldom took).
+        q_ranking_weight: stage q: weight of a pairwise loss that orders each prompt's rewarded
+            episodes above its unrewarded ones by their mean Q over their actions (the score
+            best-of-N and MCTS-Q rank one problem's answers by with ``leaf_q="path_mean"``);
+            batches then hold each prompt's episodes together. Regression alone learns which
+            problems are hard more than which of one problem's answers is right (0 disables).
         seed: seed of data order, Gumbel noise and head initialisation.
         log_every: steps between logged (and printed) metrics.
         eval_every: steps between held-out evaluations (0: only at the end).
@@ -101,6 +106,7 @@ class TrainConfig:
     discount: float = 0.99
     target_sync_every: int = 50
     q_targets: Literal["double_dqn", "monte_carlo"] = "double_dqn"
+    q_ranking_weight: float = 0.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0
@@ -130,6 +136,10 @@ class TrainConfig:
             raise ValueError("lora_rank applies to stage 2 only (stages 1a/1b train the heads, not the decoder)")
         if self.q_targets not in ("double_dqn", "monte_carlo"):
             raise ValueError(f"q_targets must be 'double_dqn' or 'monte_carlo', got {self.q_targets!r}")
+        if self.q_ranking_weight < 0:
+            raise ValueError(f"q_ranking_weight must be >= 0 (0 disables it), got {self.q_ranking_weight}")
+        if self.q_ranking_weight and self.stage != "q":
+            raise ValueError("q_ranking_weight applies to stage q only (it ranks logged episodes by their Q)")
         if not 0.0 <= self.discount <= 1.0 or self.target_sync_every < 1:
             raise ValueError("discount must be in [0, 1] and target_sync_every >= 1")
         if self.peak_learning_rate <= 0 or self.final_learning_rate < 0:

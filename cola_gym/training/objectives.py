@@ -35,6 +35,8 @@ class Batch:
         action_positions: ``[B, A]`` the position of each action's state in ``ids``.
         action_mask: ``[B, A]`` which actions exist (episodes differ in length).
         rewards: ``[B]`` each episode's terminal reward.
+        groups: ``[B]`` which prompt each episode answers (rows with equal ids share a prompt),
+            or ``None`` when batches do not keep prompts together.
     """
 
     ids: torch.Tensor
@@ -45,6 +47,7 @@ class Batch:
     action_positions: torch.Tensor | None = None
     action_mask: torch.Tensor | None = None
     rewards: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
 
     @property
     def targets(self) -> torch.Tensor:
@@ -83,6 +86,39 @@ def gumbel_softmax_st(
 def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy that is 0 (not NaN) for an empty batch of targets."""
     return F.cross_entropy(logits.float(), targets, reduction="sum") / max(targets.numel(), 1)
+
+
+RANKING_SCALE = 10.0
+"""Logit per unit of Q in :func:`pairwise_ranking_loss`: a right answer 0.1 above a wrong one of
+the same prompt costs log(1 + e^-1) = 0.31, 0.3 above it 0.05."""
+
+
+def pairwise_ranking_loss(
+    scores: torch.Tensor, rewards: torch.Tensor, groups: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """RankNet's loss over the pairs of one prompt's episodes with different outcomes.
+
+    Args:
+        scores: ``[B]`` each episode's score (its mean Q).
+        rewards: ``[B]`` terminal rewards (right: > 0.5).
+        groups: ``[B]`` prompt of each episode; only episodes of the same prompt are compared.
+
+    Returns:
+        ``(loss, pairs)``: the mean of ``softplus(-RANKING_SCALE * (s_right - s_wrong))`` over the
+        ``pairs`` (right, wrong) pairs of a prompt; 0 (with a gradient path) when there are none.
+
+    >>> loss, pairs = pairwise_ranking_loss(torch.tensor([0.9, 0.1, 0.5]), torch.tensor([1.0, 0.0, 0.0]),
+    ...                                     torch.tensor([0, 0, 1]))
+    >>> pairs, round(float(loss), 4)
+    (1, 0.0003)
+    """
+    right = rewards > 0.5
+    pairs = (groups[:, None] == groups[None, :]) & right[:, None] & ~right[None, :]
+    count = int(pairs.sum())
+    if count == 0:
+        return scores.sum() * 0.0, 0
+    margins = scores[:, None] - scores[None, :]
+    return F.softplus(-RANKING_SCALE * margins[pairs].float()).mean(), count
 
 
 def code_usage_metrics(actions: torch.Tensor, num_actions: int) -> dict[str, torch.Tensor]:

@@ -28,7 +28,13 @@ from torch import nn
 
 from cola_gym.model import CoLAModel
 from cola_gym.training.config import TrainConfig
-from cola_gym.training.objectives import Batch, code_usage_metrics, gumbel_softmax_st, mean_cross_entropy
+from cola_gym.training.objectives import (
+    Batch,
+    code_usage_metrics,
+    gumbel_softmax_st,
+    mean_cross_entropy,
+    pairwise_ranking_loss,
+)
 
 Metrics = dict[str, torch.Tensor]
 
@@ -328,13 +334,15 @@ class QLearningStage(StageObjective):
     """Stage q: the Q-network tree search uses, by Double DQN on logged episodes.
 
     y = r + gamma * (1 - done) * Q_target(s', argmax_a Q(s', a)); terminal 1/0 rewards. With
-    ``q_targets="monte_carlo"``: y = gamma ** (steps left) * R, the episode's own outcome.
+    ``q_targets="monte_carlo"``: y = gamma ** (steps left) * R, the episode's own outcome. With
+    ``q_ranking_weight``, plus that weight times :func:`pairwise_ranking_loss` of the episodes'
+    mean Q within each prompt of the batch.
     """
 
     name = "q"
     data = "episodes"
     q_network: nn.Module
-    metrics = ("loss/td", "q/mean", "q/final_right_answers", "q/final_wrong_answers")
+    metrics = ("loss/td", "loss/ranking", "q/mean", "q/final_right_answers", "q/final_wrong_answers")
 
     def __init__(self, model: CoLAModel, config: TrainConfig) -> None:
         super().__init__(model, config)
@@ -393,6 +401,14 @@ class QLearningStage(StageObjective):
             "q/final_right_answers": final[right].mean() if right.any() else zero,
             "q/final_wrong_answers": final[~right].mean() if (~right).any() else zero,
         }
+        if self.config.q_ranking_weight:
+            if batch.groups is None:
+                raise ValueError("q_ranking_weight needs batches that name each episode's prompt (batch.groups)")
+            path_mean = (q_taken * valid).sum(-1) / counts.squeeze(-1).clamp_min(1)
+            ranking, pairs = pairwise_ranking_loss(path_mean, batch.rewards, batch.groups)
+            loss = loss + self.config.q_ranking_weight * ranking
+            metrics["loss/ranking"] = ranking.detach()
+            metrics["q/ranking_pairs"] = zero + pairs
         return loss, metrics
 
 

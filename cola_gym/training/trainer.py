@@ -274,22 +274,47 @@ class CoLATrainer:
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - one trainer per run; the cache dies with it
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.examples))
+        rng = np.random.default_rng([self.config.seed, epoch])
+        if not self.config.q_ranking_weight:
+            return rng.permutation(len(self.examples))
+        # the pairwise loss compares one prompt's episodes: keep each prompt's together, in a random order
+        groups = [members[rng.permutation(len(members))] for members in self._prompt_members]
+        return np.concatenate([groups[g] for g in rng.permutation(len(groups))])
+
+    @functools.cached_property
+    def _prompt_members(self) -> list[np.ndarray]:
+        """The indices of the examples of each prompt (ids before the response), prompts in first-seen order."""
+        members: dict[bytes, list[int]] = {}
+        for index, example in enumerate(self.examples):
+            members.setdefault(np.asarray(example.ids[: example.response_start]).tobytes(), []).append(index)
+        return [np.asarray(indices) for indices in members.values()]
+
+    @functools.cached_property
+    def _prompt_of(self) -> np.ndarray:
+        """``[N]`` the prompt number of each example (:attr:`_prompt_members`' order)."""
+        prompt = np.zeros(len(self.examples), dtype=np.int64)
+        for number, indices in enumerate(self._prompt_members):
+            prompt[indices] = number
+        return prompt
 
     def _batch(self, step: int) -> Batch:
         config, accelerator = self.config, self.accelerator
         first = (step * accelerator.num_processes + accelerator.process_index) * config.batch_size
-        rows = []
+        rows, indices = [], []
         for position in range(first, first + config.batch_size):
             epoch, offset = divmod(position, len(self.examples))
             index = int(self._permutation(epoch)[offset])
+            indices.append(index)
             example = self.examples[index]
             if self.cache is not None:
                 ids, hidden, _ = self.cache.example(index)
             else:
                 ids, hidden = example.ids, None
             rows.append((ids, hidden, example.response_spans, example.transitions))
-        return collate(rows, only_responses=config.counts_only_responses)
+        batch = collate(rows, only_responses=config.counts_only_responses)
+        if config.q_ranking_weight:
+            batch.groups = torch.from_numpy(self._prompt_of[indices])
+        return batch
 
     def _heads_to(self, dtype: torch.dtype) -> None:
         for part in self.model.heads().values():

@@ -19,8 +19,9 @@ from cola_gym.errors import DataFormatError
 from cola_gym.model import CoLAModel
 from cola_gym.registration import ENV_ENTRY_POINT, VECTOR_ENTRY_POINT
 from cola_gym.training import CoLATrainer, TrainConfig
-from cola_gym.training.objectives import q_ranking_metrics, ranking_auc
+from cola_gym.training.objectives import RANKING_SCALE, pairwise_ranking_loss, q_ranking_metrics, ranking_auc
 from cola_gym.training.q_records import load_episodes
+from cola_gym.training.stages import stage_objective
 
 
 class MagicWordTask(Task[None]):
@@ -99,6 +100,83 @@ def test_q_learning_learns_which_action_pays(magic, tmp_path: Path, q_targets: s
     assert q_values[magic_action] > 0.5 and q_values.median() < 0.2
     reloaded = CoLAModel.from_pretrained(tmp_path / "q" / "final")
     assert torch.equal(reloaded.q_network.out.weight, learner.q_network.out.weight)
+
+
+def test_ranking_loss_orders_one_prompts_answers(magic, tmp_path: Path) -> None:
+    model, _ = magic
+    path = tmp_path / "episodes.jsonl"
+    collect_episodes("Test-MagicWord-v0", [0], path, samples=96, show_progress=False,
+                     config=MCTSConfig(leaf_value="oracle", rollout_top_k=64, seed=1), model=model)  # fmt: skip
+    learner = CoLAModel(model.config, model.decoder, model.tokenizer)
+    for name, part in model.heads().items():
+        getattr(learner, name).load_state_dict(part.state_dict())
+    learner.add_q_network(1)
+    # the ranking term dominates: were its sign wrong, the magic word would end up ranked last
+    config = TrainConfig(stage="q", steps=60, batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=5,
+                         log_every=10, q_targets="monte_carlo", q_ranking_weight=10.0)  # fmt: skip
+    episodes = load_episodes(path)
+    metrics = CoLATrainer(learner, config, episodes, tmp_path / "q", eval_examples=episodes,
+                          show_progress=False).train()  # fmt: skip
+    assert metrics["q/auc_within_problem_path_mean"] > 0.95, metrics
+
+
+@pytest.mark.parametrize(
+    ("scores", "rewards", "groups", "pairs", "loss"),
+    [
+        ([0.9, 0.1], [1.0, 0.0], [0, 0], 1, math.log1p(math.exp(-0.8 * RANKING_SCALE))),  # in order: small
+        ([0.1, 0.9], [1.0, 0.0], [0, 0], 1, math.log1p(math.exp(0.8 * RANKING_SCALE))),  # reversed: large
+        ([0.5, 0.5, 0.5], [1.0, 0.0, 0.0], [0, 0, 0], 2, math.log(2.0)),  # ties: log 2 each
+        ([0.9, 0.1], [1.0, 0.0], [0, 1], 0, 0.0),  # different prompts are never compared
+        ([0.9, 0.1, 0.3], [1.0, 1.0, 1.0], [0, 0, 0], 0, 0.0),  # one outcome: no pairs
+    ],
+)
+def test_pairwise_ranking_loss(scores, rewards, groups, pairs, loss) -> None:
+    scores_t = torch.tensor(scores, requires_grad=True)
+    value, count = pairwise_ranking_loss(scores_t, torch.tensor(rewards), torch.tensor(groups))
+    assert count == pairs and float(value.detach()) == pytest.approx(loss, rel=1e-5)
+    value.backward()  # differentiable with or without pairs
+    if pairs:
+        assert float(scores_t.grad[0]) <= 0  # raising the right answer's score lowers the loss
+
+
+def test_ranking_batches_keep_each_prompts_episodes_together(tiny_cola: CoLAModel, data_dir: Path,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    path = tmp_path / "episodes.jsonl"
+    collect_episodes("CoLA-GSM8K-Train-v0", [0, 1, 2], path, samples=4, show_progress=False,
+                     config=MCTSConfig(leaf_value="oracle", rollout_max_tokens=3), model=tiny_cola,
+                     data_dir=str(data_dir))  # fmt: skip
+    episodes = load_episodes(path)
+    model = CoLAModel(tiny_cola.config, tiny_cola.decoder, tiny_cola.tokenizer)
+    model.add_q_network(1)
+    config = TrainConfig(stage="q", steps=3, batch_size=4, seq_len=512, q_ranking_weight=1.0)
+    trainer = CoLATrainer(model, config, episodes, tmp_path / "q", show_progress=False)
+    prompts = {tuple(e.ids[: e.response_start].tolist()) for e in episodes}
+    assert len(prompts) == 3
+
+    def prompt_of(row: torch.Tensor) -> tuple[int, ...]:
+        (found,) = [p for p in prompts if tuple(row[: len(p)].tolist()) == p]
+        return found
+
+    seen = set()
+    for step in range(3):  # 12 episodes, 3 prompts of 4, batches of 4: each batch one prompt
+        batch = trainer._batch(step)
+        assert batch.groups is not None and len(set(batch.groups.tolist())) == 1
+        assert len({prompt_of(row) for row in batch.ids}) == 1
+        seen.add(prompt_of(batch.ids[0]))
+    assert seen == prompts  # every prompt once per epoch
+    batch = trainer._batch(0)
+    batch.rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])  # two right, two wrong: four pairs
+    objective = stage_objective(model, config)
+    hidden = model.hidden_states(batch.ids, batch.attention_mask)
+    _, logged = objective.loss(batch, hidden, torch.Generator())
+    assert int(logged["q/ranking_pairs"]) == 4 and float(logged["loss/ranking"]) > 0
+    batch.groups = None
+    with pytest.raises(ValueError, match=r"batch\.groups"):
+        objective.loss(batch, hidden, torch.Generator())
+    with pytest.raises(ValueError, match="q_ranking_weight must be >= 0"):
+        TrainConfig(stage="q", q_ranking_weight=-1.0)
+    with pytest.raises(ValueError, match="stage q only"):
+        TrainConfig(stage="1a", q_ranking_weight=1.0)
 
 
 def test_stage_q_resumes_exactly(tiny_cola: CoLAModel, data_dir: Path, tmp_path: Path) -> None:
