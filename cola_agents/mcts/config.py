@@ -43,8 +43,10 @@ class MCTSConfig:
             ``False`` is the release's search.
         stop_on_finished_answer: end a search as soon as an expansion finishes an answer.
         parallel_expansions: nodes one tree expands per wave, batched in one decoder step
-            (1 = the paper's sequential search; more uses virtual visits to diversify).
+            (1 = the paper's sequential search; more uses virtual visits to diversify). Under a
+            ``token_budget`` a wave holds only as many as the budget left pays for.
         token_budget: decoder tokens (expansions + rollouts) a search may spend; ``None`` = no cap.
+            The search stops once it is spent, past it by less than one simulation's tokens.
         seed: seed of the rollouts' sampling.
     """
 

@@ -197,9 +197,23 @@ class _Tree:
         budget_left = self.config.token_budget is None or self.tokens < self.config.token_budget
         return not self.stopped and self.simulations < self.config.num_simulations and budget_left
 
-    def select(self) -> list[Node]:
-        """Up to ``parallel_expansions`` distinct nodes to expand now (best PUCT first)."""
+    def wave_size(self) -> int:
+        """How many nodes to expand in the next wave: ``parallel_expansions``, less the simulations
+        left, and under a token budget as many as the budget left pays for at this tree's mean
+        cost per simulation so far (rounded up; one before any cost is known), so that a wave
+        overshoots the budget no more than the sequential search would (by under one simulation)."""
         wanted = min(self.config.parallel_expansions, self.config.num_simulations - self.simulations)
+        budget = self.config.token_budget
+        if budget is None:
+            return wanted
+        if self.simulations == 0:
+            return 1
+        cost = self.tokens / self.simulations
+        return max(1, min(wanted, math.ceil((budget - self.tokens) / max(cost, 1e-9))))
+
+    def select(self) -> list[Node]:
+        """Up to :meth:`wave_size` distinct nodes to expand now (best PUCT first)."""
+        wanted = self.wave_size()
         chosen: list[Node] = []
         for _ in range(wanted):
             best, best_score = None, -math.inf

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -197,3 +197,15 @@ def test_aliases_of_one_token_share_a_node(merge: bool) -> None:
     else:  # the release's search: eight nodes, each token twice
         assert [c.token for c in children] == [0, 0, 1, 1, 2, 2, 3, 3] and not any(c.aliases for c in children)
         assert result.simulations == 8 and result.tokens == 8
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_wave_spends_no_more_of_the_budget_than_the_sequential_search(parallel: int) -> None:
+    """Depth 4: a simulation below the root costs 4 tokens (its step, then a 3-token rollout)."""
+    bandit = TreeBandit(3, 4, {(0, 1, 2, 0): 1.0}, np.zeros(3))
+    config = MCTSConfig(num_simulations=64, root_width=3, node_width=2, token_budget=10, leaf_value="oracle",
+                        parallel_expansions=parallel, stop_on_finished_answer=False)  # fmt: skip
+    [result] = search(bandit, [bandit.root()], config)
+    assert 10 <= result.tokens < 10 + 4 and result.simulations == 3  # under one simulation past the budget
+    [unbounded] = search(bandit, [bandit.root()], replace(config, token_budget=None, num_simulations=8))
+    assert unbounded.tokens > 12 and unbounded.simulations == 8
