@@ -18,7 +18,8 @@ tokens per problem, counted in units of the greedy answer's mean length (1x, 2x,
 - ``mcts_oracle``: MCTS with the env's reward as leaf value (an upper bound);
 - ``rl_*`` (with ``--rl-agents``): an RL-trained agent of the benchmark suites in place of the
   prior: its greedy answer (``rl_greedy``) and the four sampling methods over its own samples,
-  ranked by the same Q-network (one agent per seed, in the order given).
+  ranked by the same Q-network (one agent per seed, in the order given); with ``--rl-search``
+  also ``rl_mcts_q``, MCTS-Q with the agent's policy as the search's prior and rollout policy.
 
 The three sampling methods are read off one pool of ``max(budgets) x`` samples per problem
 (the first samples that fit each budget), so they differ only in how they choose. Each MCTS
@@ -198,8 +199,11 @@ def within_problem_auc(pool: list[list[dict[str, Any]]]) -> dict[str, float]:
     return {"mean": statistics.mean(mixed) if mixed else math.nan, "problems": len(mixed)}
 
 
-def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: LeafValue) -> dict[str, Any]:
-    """MCTS with ``budget`` decoder tokens per problem: accuracy, tokens spent and tree statistics."""
+def mcts_point(
+    args: argparse.Namespace, seed: int, budget: int, leaf_value: LeafValue, prior_agent: Agent | None = None
+) -> dict[str, Any]:
+    """MCTS with ``budget`` decoder tokens per problem (from ``prior_agent``'s policy if given, else
+    the CoLA prior's): accuracy, tokens spent and tree statistics."""
     model = shared_model(args.model)
     config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
                         macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
@@ -207,7 +211,7 @@ def mcts_point(args: argparse.Namespace, seed: int, budget: int, leaf_value: Lea
                         stop_on_finished_answer=args.stop_on_finished_answer,
                         parallel_expansions=args.parallel_expansions, seed=seed,
                         rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature)  # fmt: skip
-    agent = MCTSAgent(model, config)
+    agent = MCTSAgent(model, config, prior_agent)
     started = time.perf_counter()
     result = evaluate(agent, args.env, problem_indices(args), n_envs=args.n_envs, model=args.model,
                       max_episode_steps=args.max_tokens)  # fmt: skip
@@ -237,11 +241,17 @@ def bootstrap_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[fl
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def report_budgets(settings: dict[str, Any]) -> list[int]:
+    """Every budget a report has points at: the sampling methods', the RL agent's and, with
+    ``--rl-search``, its searches'."""
+    searched = settings.get("mcts_budgets", []) if settings.get("rl_search") else []
+    return sorted({*settings["budgets"], *settings.get("rl_budgets", []), *searched})
+
+
 def resummarize(path: Path) -> None:
     """Recomputes a saved report's summary and figure from its per-seed runs (``--summarize``)."""
     report = json.loads(path.read_text())
-    budgets = sorted({*report["settings"]["budgets"], *report["settings"].get("rl_budgets", [])})
-    report["summary"] = summarize(report["runs"], budgets)
+    report["summary"] = summarize(report["runs"], report_budgets(report["settings"]))
     write_report(report, path, _plot)
 
 
@@ -280,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rl-algorithm", default="ppo", choices=algorithm_names(), help="the agents' algorithm")
     parser.add_argument("--rl-budgets", type=int, nargs="*", default=[1, 2, 4, 8, 16],
                         help="budgets of the RL agent's sampling methods (draws 2x the largest)")  # fmt: skip
+    parser.add_argument("--rl-search", action="store_true",
+                        help="also MCTS-Q from each RL agent's policy (prior, rollouts) at --mcts-budgets")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/search-scaling.json")
     args = parser.parse_args(argv)
     if args.summarize:
@@ -291,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.model is None:
         parser.error("--model is required (or --summarize REPORT ...)")
+    if args.rl_search and not args.rl_agents:
+        parser.error("--rl-search searches from the RL agents' policies: give them with --rl-agents")
     if shared_model(args.model).q_network is None:
         parser.error(f"{args.model} has no Q-network: train one with cola-gym train --stage q")
     missing = [path for path in args.rl_agents if not Path(path).is_file()]
@@ -336,10 +350,14 @@ def main(argv: list[str] | None = None) -> None:
                     **{f"rl_{method}": [v[method] > 0.5 for v in verdicts] for method in SAMPLING},
                 })  # fmt: skip
             print(f"seed {seed} RL agent greedy {np.mean(row['rl_greedy']):.3f}", flush=True)
+            for budget in args.mcts_budgets if args.rl_search else []:
+                point = mcts_point(args, seed, max(1, round(budget * unit)), "q_network", rl_agents[which])
+                row["budgets"].setdefault(str(budget), {})["rl_mcts_q"] = point
+                print(f"seed {seed} {budget}x rl_mcts_q: {point['accuracy']:.3f}", flush=True)
         per_seed.append(row)
     write_report({"env": args.env, "model": args.model, "problems": args.problems, "seeds": args.seeds,
                   "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
-                  "summary": summarize(per_seed, sorted({*args.budgets, *args.rl_budgets})), "runs": per_seed},
+                  "summary": summarize(per_seed, report_budgets(vars(args))), "runs": per_seed},
                  args.out, _plot)  # fmt: skip
 
 
@@ -368,7 +386,7 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
                 summary.setdefault(prefix + method, []).append(
                     {"budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores), "tokens": tokens}
                 )
-        for method in ("mcts_q", "mcts_oracle"):
+        for method in ("mcts_q", "mcts_oracle", "rl_mcts_q"):
             if all(method in p for p in points):
                 scores = np.array([p[method]["successes"] for p in points], dtype=float)
                 summary.setdefault(method, []).append({
@@ -386,7 +404,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"greedy": "k*", "best_of_n_q": "o-", "majority_vote": "s-", "best_of_n_oracle": "o:",
               "greedy_then_best_of_n_q": "^-", "mcts_q": "D-", "mcts_oracle": "D:", "rl_greedy": "r*",
-              "rl_best_of_n_q": "o--", "rl_majority_vote": "s--"}  # fmt: skip
+              "rl_best_of_n_q": "o--", "rl_majority_vote": "s--", "rl_mcts_q": "D--"}  # fmt: skip
     for method, points in report["summary"].items():
         if method not in styles:  # the RL agent's pass@N and greedy-first lines would crowd the figure
             continue

@@ -1,6 +1,6 @@
 """MCTS-Q over latent actions: search core, batched CoLA search model, planning agents."""
 
-from cola_agents.mcts.agent import BestOfNAgent, MCTSAgent, PlanningAgentBase
+from cola_agents.mcts.agent import BestOfNAgent, MCTSAgent, PlanningAgentBase, sb3_policy_prior
 from cola_agents.mcts.config import MCTSConfig
 from cola_agents.mcts.env_model import CoLASearchModel
 from cola_agents.mcts.search import SearchResult, search
@@ -12,5 +12,6 @@ __all__ = [
     "MCTSConfig",
     "PlanningAgentBase",
     "SearchResult",
+    "sb3_policy_prior",
     "search",
 ]

@@ -22,10 +22,11 @@ import torch
 
 from cola_agents.agents import EnvOrVectorEnv, base_env
 from cola_agents.mcts.config import MCTSConfig
-from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
+from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle, PolicyPrior
 from cola_agents.mcts.interface import StateView, policy_action
 from cola_agents.mcts.search import SearchRecord, SearchResult, search
 from cola_gym.envs.episode import Episode
+from cola_gym.envs.observation import ObservationLayout
 from cola_gym.model import CoLAModel
 
 LOGGER = logging.getLogger(__name__)
@@ -72,6 +73,37 @@ class PlanningStats:
                 "rows_per_decoder_call": self.rows_per_call}  # fmt: skip
 
 
+def sb3_policy_prior(agent: Any, num_actions: int) -> PolicyPrior:
+    """An SB3 agent's policy as a search's prior: its action probabilities at each observation.
+
+    Args:
+        agent: a trained SB3 agent over the latent codes (PPO, A2C, MaskablePPO, ... with a
+            categorical policy; a recurrent policy needs its memory, which a tree does not keep).
+        num_actions: K, the latent codes of the model it searches with.
+
+    Raises:
+        ValueError: the agent is recurrent, has no categorical policy, or acts over another
+            number of actions (a token twin's agent).
+    """
+    policy = getattr(agent, "policy", None)
+    if policy is None or not hasattr(policy, "get_distribution"):
+        raise ValueError(f"{type(agent).__name__} has no actor-critic policy to search with (PPO, A2C, MaskablePPO)")
+    if getattr(policy, "lstm_actor", None) is not None:
+        raise ValueError("a recurrent policy needs its memory, which a search tree does not keep: use PPO or A2C")
+    actions = getattr(agent.action_space, "n", None)
+    if actions != num_actions:
+        raise ValueError(f"the agent acts over {actions} actions, the search over {num_actions} latent codes "
+                         "(an agent of a token twin cannot be a latent search's prior)")  # fmt: skip
+    policy.set_training_mode(False)
+
+    def prior(observations: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            tensor = torch.as_tensor(observations, dtype=torch.float32, device=policy.device)
+            return policy.get_distribution(tensor).distribution.probs.double().cpu().numpy()
+
+    return prior
+
+
 class PlanningAgentBase:
     """Binds to an env, plans per episode, replays plans through ``predict``.
 
@@ -79,10 +111,17 @@ class PlanningAgentBase:
         model: the CoLA model of the envs it acts in (``env.unwrapped.model``).
         config: search hyperparameters (the paper's by default; ``leaf_value="q_network"``
             needs a model with a Q-network, ``"oracle"`` scores rollouts with the env's reward).
+        prior_agent: an RL-trained SB3 agent whose policy replaces the CoLA policy head as the
+            prior (the order actions are tried, PUCT's ``P``, the rollouts and the samples);
+            its envs are then made with the observation it was trained on.
     """
 
-    def __init__(self, model: CoLAModel, config: MCTSConfig | None = None) -> None:
+    def __init__(self, model: CoLAModel, config: MCTSConfig | None = None, prior_agent: Any = None) -> None:
         self.config = config or MCTSConfig()
+        self.prior = None if prior_agent is None else sb3_policy_prior(prior_agent, model.num_actions)
+        self.prior_observation: dict[str, Any] = {}
+        if prior_agent is not None and ObservationLayout.of(prior_agent.observation_space).prior:
+            self.prior_observation = {"observation": "hidden+prior"}
         self.has_q = model.q_network is not None
         if self.config.leaf_value == "q_network" and not self.has_q:
             raise ValueError(
@@ -97,12 +136,12 @@ class PlanningAgentBase:
 
     def env_kwargs(self) -> dict[str, Any]:
         """Env arguments this agent needs (``evaluate`` and ``make_sb3_env`` merge them)."""
-        return {"track_policy": True, "track_q": self.has_q}
+        return {"track_policy": True, "track_q": self.has_q, **self.prior_observation}
 
     def bind(self, env: Any) -> None:
         """Acts in ``env`` from now on: a cola-gym env or vector env (wrappers allowed)."""
         self.env = base_env(env)
-        self.search_model = CoLASearchModel.for_env(self.env)
+        self.search_model = CoLASearchModel.for_env(self.env, self.prior)
         self.plans, self.idle_rows = {}, set()
 
     def set_idle_rows(self, rows: Iterable[int]) -> None:
@@ -177,6 +216,7 @@ class MCTSAgent(PlanningAgentBase):
         model: the CoLA model of the envs it acts in (``env.unwrapped.model``).
         config: search hyperparameters (the paper's by default; ``leaf_value="q_network"``
             needs a model with a Q-network, ``"oracle"`` scores rollouts with the env's reward).
+        prior_agent: an RL-trained SB3 agent to search from instead of the CoLA policy head.
     """
 
     def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:
@@ -200,12 +240,15 @@ class BestOfNAgent(PlanningAgentBase):
             ``rollout_max_tokens``), scoring (``leaf_value``) and ``token_budget`` (samples
             stop once it is spent), shared with MCTS so the two compare at equal budgets
             (``leaf_value="q_network"`` needs a model with a Q-network).
+        prior_agent: an RL-trained SB3 agent to sample from instead of the CoLA policy head.
     """
 
-    def __init__(self, model: CoLAModel, num_samples: int = 8, config: MCTSConfig | None = None) -> None:
+    def __init__(
+        self, model: CoLAModel, num_samples: int = 8, config: MCTSConfig | None = None, prior_agent: Any = None
+    ) -> None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        super().__init__(model, config)
+        super().__init__(model, config, prior_agent)
         self.num_samples = num_samples
 
     def _plan(self, roots: Sequence[tuple[EpisodeHandle, StateView]]) -> list[list[int]]:

@@ -9,11 +9,15 @@ step of the stepper on its cached state (never a re-encoding of the prefix), and
 of all nodes being expanded or rolled out, from every tree, are stacked into one batch: one
 decoder step serves them all. Rollouts run the envs' own loop
 (:func:`cola_gym.envs.rollout.rollout`).
+
+The search's prior (the order it tries actions, PUCT's ``P`` and the rollout policy) is the
+CoLA policy head's, or any :data:`PolicyPrior` given: a function of the env's observations,
+such as an RL-trained agent's policy (:func:`~cola_agents.mcts.agent.sb3_policy_prior`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,10 @@ from cola_gym.envs.rollout import rollout
 from cola_gym.envs.stepper import EpisodeStepper
 from cola_gym.model import DecodingState
 from cola_gym.model.decoding import stack_states
+
+PolicyPrior = Callable[[np.ndarray], np.ndarray]
+"""A prior over latent actions from observations: ``[R, size]`` as the env lays them out
+(:meth:`~cola_gym.envs.stepper.EpisodeStepper.observations`) to probabilities ``[R, K]``."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,14 @@ class CoLASearchModel:
 
     Args:
         stepper: the stepper of the env whose episodes it branches (its task scores the text).
+        prior: the search's prior from the env's observations (``None``: the CoLA policy head's).
     """
 
-    def __init__(self, stepper: EpisodeStepper) -> None:
+    def __init__(self, stepper: EpisodeStepper, prior: PolicyPrior | None = None) -> None:
         if stepper.action_kind != "latent":
             raise ValueError("tree search takes latent actions: use a latent-action env, not a token twin")
         self.stepper = stepper
+        self.prior = prior
         self.num_actions = stepper.model.num_actions
         self.decoder_calls = 0
         """Decoder calls made so far (expansion steps and rollout steps)."""
@@ -65,22 +75,23 @@ class CoLASearchModel:
         """Rows those calls batched, in all."""
 
     @classmethod
-    def for_env(cls, env: Any) -> CoLASearchModel:
+    def for_env(cls, env: Any, prior: PolicyPrior | None = None) -> CoLASearchModel:
         """The search model of ``env``: a cola-gym env or vector env (wrappers allowed)."""
-        return cls(base_env(env).stepper)
+        return cls(base_env(env).stepper, prior)
 
     def root(self, episode: Episode, state: DecodingState) -> tuple[EpisodeHandle, StateView]:
         """The search root at an episode and its decoding state (batch of one)."""
         if not state.tracks_policy:
             raise ValueError("tree search needs an env made with track_policy=True (and track_q=True with a Q-network)")
         handle = EpisodeHandle(episode=episode, state=state)
-        return handle, self._view(episode, state, 0)
+        return handle, self._views([episode], state)[0]
 
     def step(self, handles: Sequence[EpisodeHandle], actions: Sequence[int]) -> list[Step]:
         """One latent action per handle: one world-model call and one decoder call for all."""
         self.decoder_calls += 1
         self.decoder_rows += len(handles)
         result = self.stepper.step([h.episode for h in handles], stack_states([h.state for h in handles]), actions)
+        views = self._views(result.booking.episodes, result.state)
         steps = []
         for row, (handle, action) in enumerate(zip(handles, actions, strict=True)):
             outcome, q_values = result.booking.outcomes[row], handle.state.q_values
@@ -88,8 +99,7 @@ class CoLASearchModel:
             new = EpisodeHandle(episode=result.booking.episodes[row], state=result.state.select([row]),
                                 reward=outcome.reward if outcome.terminated else 0.0,
                                 q_path=handle.q_path.then(q))  # fmt: skip
-            view = self._view(new.episode, new.state, 0)
-            steps.append(Step(handle=new, token=int(result.booking.tokens[row]), view=view))
+            steps.append(Step(handle=new, token=int(result.booking.tokens[row]), view=views[row]))
         return steps
 
     def action_tokens(self, handles: Sequence[EpisodeHandle]) -> np.ndarray:
@@ -113,8 +123,7 @@ class CoLASearchModel:
             def choose(rows: Sequence[int], episodes: Sequence[Episode], state: DecodingState) -> list[int]:
                 self.decoder_calls += 1  # the step of these rows that follows
                 self.decoder_rows += len(rows)
-                chosen = [policy_action(self._view(episode, state, position), config, generator)
-                          for position, episode in enumerate(episodes)]  # fmt: skip
+                chosen = [policy_action(view, config, generator) for view in self._views(episodes, state)]
                 if state.q_values is not None:  # Q(s, a) of each row's steps score its leaf
                     for position, (row, action) in enumerate(zip(rows, chosen, strict=True)):
                         q_paths[row] = q_paths[row].then(float(state.q_values[position, action]))
@@ -128,11 +137,21 @@ class CoLASearchModel:
                                      path.reward, path.tokens, path.positions)  # fmt: skip
         return [r for r in results if r is not None]
 
-    def _view(self, episode: Episode, state: DecodingState, row: int) -> StateView:
-        """What the search sees of row ``row`` of ``state``, where ``episode`` stands."""
-        assert state.policy_logits is not None
-        prior = torch.softmax(state.policy_logits[row].float(), -1).cpu().numpy()
-        q_values = None if state.q_values is None else state.q_values[row].float().cpu().numpy()
-        allowed = self.stepper.action_mask(episode)[: self.num_actions]
-        return StateView(prior=prior.astype(np.float64), allowed=allowed, q_values=q_values,
-                         finished=episode.done)  # fmt: skip
+    def _views(self, episodes: Sequence[Episode], state: DecodingState) -> list[StateView]:
+        """What the search sees of every row of ``state``, where ``episodes`` stand (one prior call)."""
+        if self.prior is None:
+            assert state.policy_logits is not None
+            priors = torch.softmax(state.policy_logits.float(), -1).cpu().numpy()
+        else:
+            priors = np.asarray(self.prior(self.stepper.observations(state)))
+            if priors.shape != (len(episodes), self.num_actions):
+                raise ValueError(f"the search's prior gave shape {priors.shape}, expected "
+                                 f"{(len(episodes), self.num_actions)}: one probability per latent action")  # fmt: skip
+        q_values = None if state.q_values is None else state.q_values.float().cpu().numpy()
+        views = []
+        for row, episode in enumerate(episodes):
+            allowed = self.stepper.action_mask(episode)[: self.num_actions]
+            views.append(StateView(prior=priors[row].astype(np.float64), allowed=allowed,
+                                   q_values=None if q_values is None else q_values[row],
+                                   finished=episode.done))  # fmt: skip
+        return views

@@ -81,6 +81,35 @@ def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Pat
         script.main(["--summarize", str(tmp_path / "missing.json")])
 
 
+def test_the_script_searches_from_an_rl_agents_policy(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
+    script = benchmark_script("search_scaling")
+    agent = PPO(CoLAPriorPolicy, make_sb3_env(ENV, n_envs=2, model=str(q_model_dir), max_episode_steps=10,
+                                            observation="hidden+prior"),
+                n_steps=4, batch_size=4, seed=0)  # fmt: skip
+    agent.save(tmp_path / "agent.zip")
+    out = tmp_path / "scaling.json"
+    common = ["--model", str(q_model_dir), "--env", ENV, "--problems", "2", "--seeds", "0", "--budgets", "1",
+              "--mcts-budgets", "2", "--max-tokens", "10", "--n-envs", "2", "--rl-budgets", "1",
+              "--rollout-policy", "greedy", "--out", str(out)]  # fmt: skip
+    with pytest.raises(SystemExit):  # nothing to search from
+        script.main([*common, "--rl-search"])
+    script.main([*common, "--rl-agents", str(tmp_path / "agent.zip"), "--rl-search"])
+    report = json.loads(out.read_text())
+    (point,) = report["summary"]["rl_mcts_q"]
+    assert point["budget"] == 2 and point["tokens"] > 0 and 0.0 <= point["accuracy"] <= 1.0
+    assert "mcts_q" not in report["summary"]  # 2x is not a sampling budget here: only the RL search ran there
+    # an untrained prior policy is the CoLA prior: its search is the prior's search
+    run = report["runs"][0]
+    prior_point = script.mcts_point(argparse.Namespace(**report["settings"]), 0, round(2 * run["greedy_tokens"]),
+                                    "q_network")  # fmt: skip
+    searched = run["budgets"]["2"]["rl_mcts_q"]
+    assert prior_point["successes"] == searched["successes"]
+    assert prior_point["tokens_per_problem"] == searched["tokens_per_problem"]
+    before = out.read_text()
+    script.main(["--summarize", str(out)])  # the searched budget survives a recomputed summary
+    assert json.loads(out.read_text()) == json.loads(before)
+
+
 def test_the_ci_resamples_problems_not_seeds(benchmark_script) -> None:
     """Three seeds of a deterministic method repeat one seed's answers: the CI must not narrow."""
     script = benchmark_script("search_scaling")

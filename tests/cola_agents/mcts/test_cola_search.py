@@ -9,13 +9,24 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
 
 from cola_agents.agents import PlanningAgent, agent_env_kwargs, merge_agent_env_kwargs
 from cola_agents.evaluation import evaluate
-from cola_agents.mcts import BestOfNAgent, CoLASearchModel, MCTSAgent, MCTSConfig, PlanningAgentBase, search
+from cola_agents.mcts import (
+    BestOfNAgent,
+    CoLASearchModel,
+    MCTSAgent,
+    MCTSConfig,
+    PlanningAgentBase,
+    sb3_policy_prior,
+    search,
+)
 from cola_agents.mcts.config import LeafQ
 from cola_agents.mcts.reference import ReencodingSearchModel
 from cola_agents.mcts.search import nodes
+from cola_agents.policies import CoLAPriorPolicy, CoLARecurrentPriorPolicy
 from cola_agents.sb3 import make_sb3_env
 from cola_gym.envs.stepper import EpisodeStepper
 from cola_gym.model import CoLAConfig, CoLAModel
@@ -228,3 +239,45 @@ def test_a_contradicting_env_argument_is_an_error(q_model: CoLAModel, data_dir: 
     env = make_sb3_env("CoLA-GSM8K-v0", n_envs=2, agent=agent, model=q_model, data_dir=str(data_dir))
     stepper = env.unwrapped.vector_env.stepper
     assert stepper.track_policy and stepper.track_q
+
+
+def _ppo(model: CoLAModel, data_dir: Path, algorithm=PPO, policy=CoLAPriorPolicy):
+    env = make_sb3_env("CoLA-GSM8K-v0", n_envs=2, model=model, data_dir=str(data_dir), observation="hidden+prior",
+                       max_episode_steps=6)  # fmt: skip
+    return algorithm(policy, env, n_steps=4, batch_size=4, seed=0)
+
+
+def test_an_rl_agents_policy_is_the_searchs_prior(q_model: CoLAModel, data_dir: Path) -> None:
+    config = MCTSConfig(num_simulations=5, root_width=3, rollout_max_tokens=4, macro_max_tokens=2, seed=3,
+                        rollout_policy="greedy", stop_on_finished_answer=False)  # fmt: skip
+    kwargs = {"model": q_model, "data_dir": str(data_dir), "max_episode_steps": 6}
+    agent = _ppo(q_model, data_dir)  # an untrained prior policy is the CoLA prior: the same search
+    plain, from_agent = MCTSAgent(q_model, config), MCTSAgent(q_model, config, prior_agent=agent)
+    assert from_agent.env_kwargs()["observation"] == "hidden+prior"  # the observation the agent reads
+    first = evaluate(plain, "CoLA-GSM8K-v0", [4, 2], n_envs=2, keep_text=True, **kwargs)
+    second = evaluate(from_agent, "CoLA-GSM8K-v0", [4, 2], n_envs=2, keep_text=True, **kwargs)
+    assert plain.stats.searches >= 2 and all(r.simulations == 5 for r in plain.stats.results)
+    assert [r.actions for r in plain.stats.results] == [r.actions for r in from_agent.stats.results]
+    assert first.texts == second.texts
+    with torch.no_grad():  # a policy that differs from the prior: the search sees its probabilities
+        agent.policy.action_net.weight.normal_(0.0, 1.0)
+    env = _env(q_model, data_dir, observation="hidden+prior")
+    obs, _ = env.reset(options={"problem_index": 4})
+    base = env.unwrapped
+    model = CoLASearchModel.for_env(env, sb3_policy_prior(agent, q_model.num_actions))
+    _, view = model.root(base.episode, base.decoding_state)
+    expected = agent.policy.get_distribution(torch.as_tensor(obs[None])).distribution.probs[0].detach().numpy()
+    assert np.allclose(view.prior, expected, atol=1e-6)
+    cola_prior = torch.softmax(base.decoding_state.policy_logits[0].float(), -1).numpy()
+    assert not np.allclose(view.prior, cola_prior, atol=1e-3)
+    step = model.step([model.root(base.episode, base.decoding_state)[0]], [int(np.argmax(view.prior))])[0]
+    assert np.isclose(step.view.prior.sum(), 1.0) and not np.allclose(step.view.prior, view.prior)
+
+
+def test_a_search_prior_must_be_a_latent_feed_forward_policy(q_model: CoLAModel, data_dir: Path) -> None:
+    with pytest.raises(ValueError, match="recurrent policy needs its memory"):
+        sb3_policy_prior(_ppo(q_model, data_dir, RecurrentPPO, CoLARecurrentPriorPolicy), q_model.num_actions)
+    with pytest.raises(ValueError, match="acts over 64 actions, the search over 65"):
+        sb3_policy_prior(_ppo(q_model, data_dir), 65)
+    with pytest.raises(ValueError, match="no actor-critic policy"):
+        sb3_policy_prior(object(), q_model.num_actions)
