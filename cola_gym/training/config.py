@@ -72,8 +72,8 @@ class TrainConfig:
             discounted reward, ``discount ** (steps left) * reward``: no bootstrap, so no
             overestimation of actions the logged policy seldom took).
         q_ranking_weight: stage q: weight of a pairwise loss that orders each prompt's rewarded
-            episodes above its unrewarded ones by their mean Q over their actions (the score
-            best-of-N and MCTS-Q rank one problem's answers by with ``leaf_q="path_mean"``);
+            episodes above its unrewarded ones by their mean Q over their actions (how a search
+            and its sampling baseline score one problem's answers with ``leaf_q="path_mean"``);
             batches then hold each prompt's episodes together. Regression alone learns which
             problems are hard more than which of one problem's answers is right (0 disables).
         seed: seed of data order, Gumbel noise and head initialisation.
