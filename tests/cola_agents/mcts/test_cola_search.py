@@ -281,3 +281,8 @@ def test_a_search_prior_must_be_a_latent_feed_forward_policy(q_model: CoLAModel,
         sb3_policy_prior(_ppo(q_model, data_dir), 65)
     with pytest.raises(ValueError, match="no actor-critic policy"):
         sb3_policy_prior(object(), q_model.num_actions)
+    env = _env(q_model, data_dir)
+    env.reset(options={"problem_index": 4})
+    model = CoLASearchModel.for_env(env, lambda observations: np.full((len(observations), 3), 1 / 3))
+    with pytest.raises(ValueError, match="one probability per latent action"):
+        model.root(env.unwrapped.episode, env.unwrapped.decoding_state)
