@@ -34,6 +34,12 @@ def _args(model: Path, problems: int = 3, leaf_q: str = "last") -> argparse.Name
                               leaf_q=leaf_q)  # fmt: skip
 
 
+def _save_prior_agent(model_dir: Path, path: Path) -> None:
+    """An untrained PPO agent with the CoLA prior policy (it plays as the prior), saved to ``path``."""
+    env = make_sb3_env(ENV, n_envs=2, model=str(model_dir), max_episode_steps=10, observation="hidden+prior")
+    PPO(CoLAPriorPolicy, env, n_steps=4, batch_size=4, seed=0).save(path)
+
+
 @pytest.mark.parametrize("leaf_q", ["last", "path_mean"])
 def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Path, leaf_q: str) -> None:
     """The prior played as an SB3 agent gives the search model's own greedy answer, Q score included."""
@@ -55,10 +61,7 @@ def test_an_agents_greedy_answer_is_the_priors(benchmark_script, q_model_dir: Pa
 
 def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
     script = benchmark_script("search_scaling")
-    agent = PPO(CoLAPriorPolicy, make_sb3_env(ENV, n_envs=2, model=str(q_model_dir), max_episode_steps=10,
-                                            observation="hidden+prior"),
-                n_steps=4, batch_size=4, seed=0)  # fmt: skip
-    agent.save(tmp_path / "agent.zip")
+    _save_prior_agent(q_model_dir, tmp_path / "agent.zip")
     out = tmp_path / "scaling.json"
     common = ["--model", str(q_model_dir), "--env", ENV, "--problems", "2", "--seeds", "0", "--budgets", "1", "2",
               "--mcts-budgets", "--max-tokens", "10", "--n-envs", "2", "--rl-budgets", "1",
@@ -83,10 +86,7 @@ def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Pat
 
 def test_the_script_searches_from_an_rl_agents_policy(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
     script = benchmark_script("search_scaling")
-    agent = PPO(CoLAPriorPolicy, make_sb3_env(ENV, n_envs=2, model=str(q_model_dir), max_episode_steps=10,
-                                            observation="hidden+prior"),
-                n_steps=4, batch_size=4, seed=0)  # fmt: skip
-    agent.save(tmp_path / "agent.zip")
+    _save_prior_agent(q_model_dir, tmp_path / "agent.zip")
     out = tmp_path / "scaling.json"
     common = ["--model", str(q_model_dir), "--env", ENV, "--problems", "2", "--seeds", "0", "--budgets", "1",
               "--mcts-budgets", "2", "--max-tokens", "10", "--n-envs", "2", "--rl-budgets", "1",

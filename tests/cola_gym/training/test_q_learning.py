@@ -54,6 +54,15 @@ def magic(speller) -> tuple[CoLAModel, int]:
     return model, actions[-2]  # the action that says " grape"
 
 
+def _learner(model: CoLAModel) -> CoLAModel:
+    """A copy of ``model``'s heads on its decoder, with a fresh one-block Q-network."""
+    learner = CoLAModel(model.config, model.decoder, model.tokenizer)
+    for name, part in model.heads().items():
+        getattr(learner, name).load_state_dict(part.state_dict())
+    learner.add_q_network(1)
+    return learner
+
+
 def test_collected_episodes_log_actions_and_rewards(magic, tmp_path: Path) -> None:
     model, magic_action = magic
     path = tmp_path / "episodes.jsonl"
@@ -73,10 +82,7 @@ def test_q_learning_learns_which_action_pays(magic, tmp_path: Path, q_targets: s
     path = tmp_path / "episodes.jsonl"
     collect_episodes("Test-MagicWord-v0", [0], path, samples=96, show_progress=False,
                      config=MCTSConfig(leaf_value="oracle", rollout_top_k=64, seed=1), model=model)  # fmt: skip
-    learner = CoLAModel(model.config, model.decoder, model.tokenizer)
-    for name, part in model.heads().items():
-        getattr(learner, name).load_state_dict(part.state_dict())
-    learner.add_q_network(1)
+    learner = _learner(model)
     config = TrainConfig(stage="q", steps=120, batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=5,
                          checkpoint_every=60, target_sync_every=20, log_every=20, q_targets=q_targets)  # fmt: skip
     held_out = tmp_path / "held-out.jsonl"
@@ -107,10 +113,7 @@ def test_ranking_loss_orders_one_prompts_answers(magic, tmp_path: Path) -> None:
     path = tmp_path / "episodes.jsonl"
     collect_episodes("Test-MagicWord-v0", [0], path, samples=96, show_progress=False,
                      config=MCTSConfig(leaf_value="oracle", rollout_top_k=64, seed=1), model=model)  # fmt: skip
-    learner = CoLAModel(model.config, model.decoder, model.tokenizer)
-    for name, part in model.heads().items():
-        getattr(learner, name).load_state_dict(part.state_dict())
-    learner.add_q_network(1)
+    learner = _learner(model)
     # the ranking term dominates: were its sign wrong, the magic word would end up ranked last
     config = TrainConfig(stage="q", steps=60, batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=5,
                          log_every=10, q_targets="monte_carlo", q_ranking_weight=10.0)  # fmt: skip
