@@ -25,7 +25,7 @@ from cola_agents.mcts.env_model import CoLASearchModel, EpisodeHandle
 from cola_agents.mcts.interface import StateView
 from cola_agents.mcts.search import SearchResult, nodes, search
 from cola_gym.envs.vector import LatentActionVectorEnv
-from cola_gym.training.q_records import episode_record, write_episodes
+from cola_gym.training.q_records import episode_record, logged_problems, write_episodes
 
 
 def collect_episodes(
@@ -43,16 +43,20 @@ def collect_episodes(
     Problems are decoded ``batch_problems`` at a time, all samples of a round in one batch.
     Sampling follows ``config`` (the release's top-k 40 at temperature 1 by default; the
     token limit is ``config.rollout_max_tokens``); rewards are the env's (1 right, 0 wrong).
+    A batch's random stream starts from ``config.seed`` and its first problem, and the run
+    resumes: problems ``out`` already holds are skipped (:func:`pending_problems`), so a
+    stopped run, started again, writes what an uninterrupted one would.
 
     Returns:
-        ``{"episodes", "success_rate", "mean_tokens"}``.
+        ``{"episodes", "success_rate", "mean_tokens", "skipped_problems"}``.
     """
     config = config or MCTSConfig(leaf_value="oracle")
-    generator = torch.Generator().manual_seed(config.seed)
+    todo = pending_problems(out, task_indices)
     episodes, successes, tokens = 0, 0.0, 0
-    bar = tqdm(total=len(task_indices) * samples, desc="collecting episodes", unit="episode",
-               disable=not show_progress)  # fmt: skip
-    for chunk, search_model, roots in _problem_batches(env_id, task_indices, batch_problems, env_kwargs):
+    bar = tqdm(total=len(task_indices) * samples, initial=(len(task_indices) - len(todo)) * samples,
+               desc="collecting episodes", unit="episode", disable=not show_progress)  # fmt: skip
+    for chunk, search_model, roots in _problem_batches(env_id, todo, batch_problems, env_kwargs):
+        generator = torch.Generator().manual_seed(_batch_seed(config.seed, chunk[0]))
         handles = [handle for handle, _ in roots]
         records = []
         for _ in range(samples):
@@ -69,6 +73,7 @@ def collect_episodes(
         "episodes": episodes,
         "success_rate": successes / max(episodes, 1),
         "mean_tokens": tokens / max(episodes, 1),
+        "skipped_problems": len(task_indices) - len(todo),
     }
 
 
@@ -87,36 +92,56 @@ def collect_search_episodes(
 
     Single-turn tasks only. With ``config.leaf_value="q_network"`` the env's model needs a
     Q-network and the trees are the ones MCTS-Q grows (the candidates its verifier must rank).
+    Resumes as :func:`collect_episodes` does (a batch's searches are written together).
 
     Returns:
-        ``{"episodes", "success_rate", "mean_tokens", "episodes_per_search", "searches_with_a_right_answer"}``.
+        ``{"episodes", "success_rate", "mean_tokens", "episodes_per_search", "searches_with_a_right_answer",
+        "skipped_problems"}`` (the rates over the searches this call ran).
     """
     if searches < 1:
         raise ValueError(f"searches must be >= 1, got {searches}")
+    todo = pending_problems(out, task_indices)
     records_written, successes, tokens, found = 0, 0.0, 0, 0
-    bar = tqdm(total=len(task_indices) * searches, desc="searching", unit="search", disable=not show_progress)
+    bar = tqdm(total=len(task_indices) * searches, initial=(len(task_indices) - len(todo)) * searches,
+               desc="searching", unit="search", disable=not show_progress)  # fmt: skip
     track_q = config.leaf_value == "q_network"
-    for chunk, search_model, roots in _problem_batches(env_id, task_indices, batch_problems, env_kwargs, track_q):
+    for chunk, search_model, roots in _problem_batches(env_id, todo, batch_problems, env_kwargs, track_q):
+        records = []
         for round_ in range(searches):
             results = search(search_model, roots, replace(config, seed=config.seed + round_))
-            records = []
             for index, result in zip(chunk, results, strict=True):
                 episodes = tree_episodes(index, result)
                 records += episodes
                 successes += sum(record["reward"] for record in episodes)
                 tokens += sum(len(record["actions"]) for record in episodes)
                 found += any(record["reward"] > 0.5 for record in episodes)
-            records_written += write_episodes(out, records)
             bar.update(len(chunk))
+        records_written += write_episodes(out, records)
     bar.close()
-    total_searches = len(task_indices) * searches
+    total_searches = len(todo) * searches
     return {
         "episodes": records_written,
         "success_rate": successes / max(records_written, 1),
         "mean_tokens": tokens / max(records_written, 1),
         "episodes_per_search": records_written / max(total_searches, 1),
         "searches_with_a_right_answer": found / max(total_searches, 1),
+        "skipped_problems": len(task_indices) - len(todo),
     }
+
+
+def pending_problems(out: str | os.PathLike[str], task_indices: Sequence[int]) -> list[int]:
+    """The task indices ``out`` holds no episode of yet, in order (all of them without ``out``).
+
+    A batch's episodes reach the file in one write (:func:`write_episodes`); a last line
+    without its newline (a run killed while writing) is cut off first.
+    """
+    logged = logged_problems(out)
+    return [index for index in task_indices if index not in logged]
+
+
+def _batch_seed(seed: int, first_problem: int) -> int:
+    """The random seed of the batch that starts at ``first_problem``: the same whether a run resumed or not."""
+    return seed * 1_000_003 + first_problem
 
 
 def tree_episodes(problem_index: int, result: SearchResult) -> list[dict[str, Any]]:

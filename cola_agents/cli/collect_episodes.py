@@ -35,7 +35,8 @@ def add_parser(commands: Any) -> None:
     collect.add_argument("--batch-problems", type=int, default=8, help="problems decoded together")
     add_data_dir_option(collect)
     add_decoder_options(collect)
-    collect.add_argument("--out", required=True, help="JSON-lines file (appended to)")
+    collect.add_argument("--out", required=True, help="JSON-lines file, appended to (problems it holds are "
+                         "skipped: a stopped run resumes)")  # fmt: skip
     sampling = collect.add_argument_group("sampling (MCTSConfig)")
     add_config_arguments(sampling, MCTSConfig, aliases={"--rollout-max-tokens": ("--max-tokens",)},
                          fields=_SAMPLING_FIELDS, defaults={"rollout_max_tokens": 512})  # fmt: skip

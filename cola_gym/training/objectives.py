@@ -223,6 +223,9 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
     outcomes, of the last step's AUC among that prompt's episodes (``q/problems_within`` of them;
     ``nan`` when none has both); ``q/auc_within_problem_path_mean`` ranks them by the mean Q over
     all their steps instead (how MCTS-Q and best-of-N score answers with ``leaf_q="path_mean"``).
+    What best-of-N by Q would answer: ``q/top_answer_right`` is the share of prompts whose
+    highest-scored episode (path mean) is right, of the prompts with at least one right episode
+    (``q/prompts_with_a_right_answer``, the share of all prompts: the ceiling a verifier can reach).
     """
     if model.q_network is None:
         raise ValueError("the model has no Q-network to rank episodes with (cola-gym train --stage q)")
@@ -257,9 +260,22 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
         mixed = [auc for auc in within if not math.isnan(auc)]
         metrics[name] = float(np.mean(mixed)) if mixed else math.nan
     metrics["q/problems_within"] = float(len(mixed))
+    groups = [np.asarray(rows) for rows in by_prompt.values()]
+    metrics["q/top_answer_right"] = top_answer_rate(np.asarray(path_means), right, groups)
+    solvable = [right[rows].any() for rows in groups]
+    metrics["q/prompts_with_a_right_answer"] = float(np.mean(solvable)) if solvable else math.nan
     metrics["q/episodes"] = float(len(rewards))
     metrics["q/success_rate"] = float(right.mean()) if len(right) else math.nan
     return metrics
+
+
+def top_answer_rate(scores: np.ndarray, right: np.ndarray, groups: Sequence[np.ndarray]) -> float:
+    """Of the ``groups`` (index arrays, one per prompt) holding a right answer, the share whose
+    top-scored answer is right (the first of equal scores); ``nan`` if none holds one."""
+    solvable = [rows for rows in groups if right[rows].any()]
+    if not solvable:
+        return math.nan
+    return float(np.mean([right[rows[int(np.argmax(scores[rows]))]] for rows in solvable]))
 
 
 def collate(rows: Sequence[tuple[Any, ...]], only_responses: bool) -> Batch:

@@ -37,13 +37,44 @@ def episode_record(
 
 
 def write_episodes(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
-    """Appends records to a JSON-lines file; returns how many were written."""
-    count = 0
-    with open(path, "a", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
-            count += 1
-    return count
+    """Appends records to a JSON-lines file in one write; returns how many were written."""
+    lines = [json.dumps(record) + "\n" for record in records]
+    if lines:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            data = "".join(lines).encode("utf-8")
+            while data:
+                data = data[os.write(descriptor, data) :]
+        finally:
+            os.close(descriptor)
+    return len(lines)
+
+
+def logged_problems(path: str | os.PathLike[str]) -> set[int]:
+    """The problem indices of the episodes in ``path`` (empty if it does not exist).
+
+    A last line without its newline (a writer killed mid-line) is cut off the file first.
+
+    Raises:
+        DataFormatError: for a line that is not an episode record.
+    """
+    file = Path(path)
+    if not file.is_file():
+        return set()
+    with open(file, "rb+") as handle:
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            handle.truncate(end)
+    problems = set()
+    for where, row in jsonl_lines(file):
+        try:
+            if isinstance(row, MalformedLine):
+                raise ValueError(row.reason)
+            problems.add(int(row["problem_index"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataFormatError(f"{where} is not an episode record ({err}); write to a new file") from err
+    return problems
 
 
 def load_episodes(path: str | os.PathLike[str], max_episodes: int | None = None) -> list[TokenizedExample]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,13 @@ from cola_gym.errors import DataFormatError
 from cola_gym.model import CoLAModel
 from cola_gym.registration import ENV_ENTRY_POINT, VECTOR_ENTRY_POINT
 from cola_gym.training import CoLATrainer, TrainConfig
-from cola_gym.training.objectives import RANKING_SCALE, pairwise_ranking_loss, q_ranking_metrics, ranking_auc
+from cola_gym.training.objectives import (
+    RANKING_SCALE,
+    pairwise_ranking_loss,
+    q_ranking_metrics,
+    ranking_auc,
+    top_answer_rate,
+)
 from cola_gym.training.q_records import load_episodes
 from cola_gym.training.stages import stage_objective
 
@@ -98,6 +105,7 @@ def test_q_learning_learns_which_action_pays(magic, tmp_path: Path, q_targets: s
     # one problem: ranking within it is the whole ranking
     assert metrics["q/problems_within"] == 1 and metrics["q/auc_within_problem"] == metrics["q/auc_last_step"]
     assert metrics["q/auc_within_problem_path_mean"] == metrics["q/auc_within_problem"]  # one step: its own mean
+    assert metrics["q/top_answer_right"] == 1.0 and metrics["q/prompts_with_a_right_answer"] == 1.0
     assert "q/auc_first_step" in (tmp_path / "q" / "final" / "README.md").read_text()
     env = gym.make("Test-MagicWord-v0", model=learner, track_policy=True, track_q=True)
     env.reset()
@@ -140,6 +148,20 @@ def test_pairwise_ranking_loss(scores, rewards, groups, pairs, loss) -> None:
     value.backward()  # differentiable with or without pairs
     if pairs:
         assert float(scores_t.grad[0]) <= 0  # raising the right answer's score lowers the loss
+
+
+@pytest.mark.parametrize(
+    ("scores", "right", "groups", "rate"),
+    [
+        ([0.9, 0.1, 0.8, 0.2], [1, 0, 0, 1], [[0, 1], [2, 3]], 0.5),  # first prompt's top is right, second's wrong
+        ([0.5, 0.5], [0, 1], [[0, 1]], 0.0),  # equal scores: the first answer counts
+        ([0.2, 0.9, 0.7], [0, 0, 1], [[0, 1], [2]], 1.0),  # a prompt without a right answer is left out
+        ([0.2, 0.9], [0, 0], [[0, 1]], math.nan),  # no right answer anywhere
+    ],
+)
+def test_top_answer_rate(scores, right, groups, rate) -> None:
+    value = top_answer_rate(np.asarray(scores), np.asarray(right, dtype=bool), [np.asarray(g) for g in groups])
+    assert value == rate or (math.isnan(rate) and math.isnan(value))
 
 
 def test_ranking_batches_keep_each_prompts_episodes_together(tiny_cola: CoLAModel, data_dir: Path,
