@@ -24,7 +24,8 @@ tokens per problem, counted in units of the greedy answer's mean length (1x, 2x,
 The three sampling methods are read off one pool of ``max(budgets) x`` samples per problem
 (the first samples that fit each budget), so they differ only in how they choose. Each MCTS
 point is its own search. Tree statistics (nodes, answers from a finished node vs a rollout,
-tokens spent) are kept for every search.
+tokens spent) are kept for every search. The report is written after every seed, and a run
+started again with the same settings and ``--out`` resumes after the last seed written.
 
     python benchmarks/search_scaling.py --model runs/q/final --env CoLA-Micro-Countdown-Medium-v0
 """
@@ -312,10 +313,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no RL agent at {', '.join(missing)} (a suite writes checkpoints/<run>/agent.zip)")
     rl_agents = [algorithm_class(args.rl_algorithm).load(path) for path in args.rl_agents]
 
+    settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
+    try:
+        per_seed = finished_runs(Path(args.out), settings)
+    except ValueError as err:
+        parser.error(str(err))
+    if per_seed:
+        print(f"{args.out}: seeds {', '.join(str(run['seed']) for run in per_seed)} done; resuming", flush=True)
     sampling = MCTSConfig(leaf_value="q_network", leaf_q=args.leaf_q, rollout_max_tokens=args.max_tokens,
                           rollout_temperature=args.sample_temperature)  # fmt: skip
-    per_seed: list[dict[str, Any]] = []
-    for seed in args.seeds:
+    for seed in args.seeds[len(per_seed) :]:
         greedy = evaluate(PriorAgent(seed=seed), args.env, problem_indices(args), n_envs=args.n_envs,
                           deterministic=True, model=args.model, max_episode_steps=args.max_tokens)  # fmt: skip
         unit = float(greedy.summary()["mean_tokens"])
@@ -355,10 +362,31 @@ def main(argv: list[str] | None = None) -> None:
                 row["budgets"].setdefault(str(budget), {})["rl_mcts_q"] = point
                 print(f"seed {seed} {budget}x rl_mcts_q: {point['accuracy']:.3f}", flush=True)
         per_seed.append(row)
-    write_report({"env": args.env, "model": args.model, "problems": args.problems, "seeds": args.seeds,
-                  "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
-                  "summary": summarize(per_seed, report_budgets(vars(args))), "runs": per_seed},
-                 args.out, _plot)  # fmt: skip
+        write_report({"env": args.env, "model": args.model, "problems": args.problems, "seeds": args.seeds,
+                      "settings": settings, "summary": summarize(per_seed, report_budgets(settings)),
+                      "runs": per_seed}, args.out, _plot)  # fmt: skip
+
+
+def finished_runs(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-seed runs a stopped run of the same settings left in ``out`` (a report is written
+    after every seed), in seed order; none without ``out``.
+
+    Raises:
+        ValueError: ``out`` is not such a report, or one of other settings or seeds.
+    """
+    if not out.is_file():
+        return []
+    try:
+        report = json.loads(out.read_text())
+        saved, runs = report["settings"], report["runs"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{out} exists and is not a search-scaling report ({err}); pass another --out") from err
+    differ = sorted(key for key in {*saved, *settings} - {"seeds", "summarize"} if saved.get(key) != settings.get(key))
+    seeds = [run["seed"] for run in runs]
+    if differ or seeds != settings["seeds"][: len(seeds)]:
+        why = f"other settings ({', '.join(differ)})" if differ else f"seeds {seeds}"
+        raise ValueError(f"{out} holds a report of {why}; pass another --out or remove it to start over")
+    return list(runs)
 
 
 def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, list[dict[str, Any]]]:

@@ -119,3 +119,35 @@ def test_the_ci_resamples_problems_not_seeds(benchmark_script) -> None:
     varied = np.array([answers, answers[::-1], answers])  # seeds that disagree average per problem
     low, high = script.bootstrap_ci(varied)
     assert low < 0.5 < high and high - low < one[1] - one[0]
+
+
+def test_the_script_resumes_after_the_last_seed_it_wrote(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
+    script = benchmark_script("search_scaling")
+    common = ["--model", str(q_model_dir), "--env", ENV, "--problems", "2", "--budgets", "1", "2",
+              "--mcts-budgets", "1", "--max-tokens", "10", "--n-envs", "2", "--rollout-policy", "greedy"]  # fmt: skip
+    whole, resumed = tmp_path / "whole.json", tmp_path / "resumed.json"
+    script.main([*common, "--seeds", "0", "1", "--out", str(whole)])
+    script.main([*common, "--seeds", "0", "--out", str(resumed)])  # a run stopped after its first seed
+    stopped = json.loads(resumed.read_text())
+    script.main([*common, "--seeds", "0", "1", "--out", str(resumed)])
+    report, expected = json.loads(resumed.read_text()), json.loads(whole.read_text())
+    assert report["runs"][0] == stopped["runs"][0]  # seed 0 kept, not redone
+    assert [run["seed"] for run in report["runs"]] == [0, 1]
+    for run, same in zip(report["runs"], expected["runs"], strict=True):
+        for key in ("greedy", "greedy_tokens", "q_auc_within_problem"):
+            assert run[key] == same[key]
+        assert run["budgets"]["1"]["best_of_n_q"] == same["budgets"]["1"]["best_of_n_q"]
+        assert run["budgets"]["1"]["mcts_q"]["successes"] == same["budgets"]["1"]["mcts_q"]["successes"]
+
+    def outcomes(summary: dict) -> dict:  # what was found and at what cost (not how fast)
+        return {method: [(p["budget"], p["accuracy"], p["ci"], p["tokens"]) for p in points]
+                for method, points in summary.items()}  # fmt: skip
+
+    assert outcomes(report["summary"]) == outcomes(expected["summary"])
+    for other in (["--seeds", "1", "0"], ["--seeds", "0", "1", "--max-tokens", "8"]):  # other seeds or settings
+        with pytest.raises(SystemExit):
+            script.main([*common, *other, "--out", str(resumed)])
+    resumed.write_text("not a report")
+    with pytest.raises(SystemExit):
+        script.main([*common, "--seeds", "0", "--out", str(resumed)])
+    assert resumed.read_text() == "not a report"
