@@ -18,6 +18,7 @@ def _load(name: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(BENCHMARKS))

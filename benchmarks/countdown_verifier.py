@@ -1,0 +1,200 @@
+"""Builds the micro Countdown verifier from the shipped micro model: the Q-network MCTS-Q and
+best-of-N rank answers with in ``search_scaling.py``, in one resumable command.
+
+    .venv/bin/python benchmarks/countdown_verifier.py --out runs/countdown-verifier --jobs 2
+
+The recipe (every id a ``-Train-`` one; the held-out ids are never read):
+
+1. policy samples: 4,096 problems x 16 at temperature 0.5, 8,192 more x 4, and the first
+   4,096 x 4 at the release's sampling (temperature 1, top-k 40): 114,688 episodes;
+2. a 4-block Q-network regressed on their outcomes (stage q, Monte Carlo targets, 6,000 steps);
+3. every distinct answer of MCTS-Q trees grown with it on 4,096 fresh problems (16x budget);
+4. 3,000 more steps on samples and tree answers with the pairwise ranking loss (weight 5),
+   so it learns to rank one problem's answers, the tree's near misses included.
+
+Selection sets (128 problems: samples and trees) are evaluated during training. Each step
+resumes: a collection skips the problems its file holds, a training run continues from its
+last checkpoint, and a finished step is skipped. ``--jobs 2`` runs independent collections
+side by side, one thread each. ``--ship`` then writes the verifier into the shipped micro
+Countdown model (its other heads are checked to be unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cola_gym.registration import pretrained_path
+
+ENV = "CoLA-Micro-Countdown-Medium-Train-v0"
+SAMPLING = ["--batch-problems", "32", "--max-tokens", "64"]
+TREES = ["--search", "--token-budget", "320", "--num-simulations", "4096", "--leaf-value", "q_network",
+         "--leaf-q", "path_mean", "--rollout-policy", "greedy", "--max-tokens", "64", "--parallel-expansions", "4",
+         "--no-stop-on-finished-answer", "--batch-problems", "32"]  # fmt: skip
+TRAINING = ["--stage", "q", "--q-targets", "monte_carlo", "--batch-size", "32", "--seq-len", "160",
+            "--warmup-steps", "50", "--eval-every", "1000"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of the recipe: what it writes and what it needs first."""
+
+    name: str
+    output: str
+    args: list[str]
+    needs: tuple[str, ...] = ()
+    concatenate: tuple[str, ...] = ()
+    """Episode files joined into ``--episodes`` before a training step runs."""
+
+    def done(self, out: Path) -> bool:
+        """A training run is done when its final model exists; a collection when its summary does."""
+        target = out / self.output
+        return (target / "final" / "cola_config.json").is_file() if self.is_training else _summary(target).is_file()
+
+    @property
+    def is_training(self) -> bool:
+        return self.args[0] == "train"
+
+
+def recipe(out: Path) -> list[Step]:
+    """The steps, in an order that respects their needs."""
+    model = pretrained_path("micro-countdown")
+    mc = out / "q-mc" / "final"
+
+    def collect(name: str, first: int, problems: int, samples: int, extra: list[str], needs: tuple[str, ...] = ()):
+        args = ["collect-episodes", "--env", ENV, "--first-problem", str(first), "--problems", str(problems),
+                "--samples", str(samples), *extra, "--out", str(out / name)]  # fmt: skip
+        return Step(name, name, args, needs)
+
+    samples = ("samples-t05-16.jsonl", "samples-t05-4.jsonl", "samples-t1-4.jsonl")
+    regress = ["train", *TRAINING, "--model", model, "--q-layers", "4", "--steps", "6000",
+               "--episodes", str(out / "samples.jsonl"), "--eval-episodes", str(out / "select-samples.jsonl"),
+               "--out", str(out / "q-mc")]  # fmt: skip
+    rank = ["train", *TRAINING, "--model", str(mc), "--q-ranking-weight", "5", "--steps", "3000",
+            "--episodes", str(out / "samples-and-trees.jsonl"), "--eval-episodes", str(out / "select-trees.jsonl"),
+            "--out", str(out / "q-ranked")]  # fmt: skip
+    return [
+        collect(samples[0], 0, 4096, 16, ["--rollout-temperature", "0.5", "--seed", "1", *SAMPLING]),
+        collect(samples[1], 16384, 8192, 4, ["--rollout-temperature", "0.5", "--seed", "3", *SAMPLING]),
+        collect(samples[2], 0, 4096, 4, ["--seed", "0", *SAMPLING]),
+        collect("select-samples.jsonl", 8192, 128, 16, ["--rollout-temperature", "0.5", "--seed", "2", *SAMPLING]),
+        Step("q-mc", "q-mc", regress, needs=(*samples, "select-samples.jsonl"), concatenate=samples),
+        collect("trees.jsonl", 24576, 4096, 1, ["--model", str(mc), *TREES], needs=("q-mc",)),
+        collect("select-trees.jsonl", 8192, 128, 1, ["--model", str(mc), *TREES], needs=("q-mc",)),
+        Step(
+            "q-ranked",
+            "q-ranked",
+            rank,
+            needs=("trees.jsonl", "select-trees.jsonl"),
+            concatenate=(*samples, "trees.jsonl"),
+        ),
+    ]
+
+
+def _summary(path: Path) -> Path:
+    return path.with_name(path.name + ".summary.json")
+
+
+def launch(step: Step, out: Path, threads: int) -> subprocess.Popen[bytes]:
+    """Starts one step as a ``cola-gym`` process (its log beside its output)."""
+    if step.concatenate:
+        episodes = Path(step.args[step.args.index("--episodes") + 1])
+        with open(episodes, "wb") as joined:
+            for name in step.concatenate:
+                joined.write((out / name).read_bytes())
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log = open(out / f"{step.name}.log", "ab")  # noqa: SIM115 - closed with the process
+    command = [sys.executable, "-m", "cola_agents.cli", *step.args]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def run(out: Path, jobs: int) -> None:
+    """Runs every step not done yet, ``jobs`` at a time, each once its needs are done."""
+    out.mkdir(parents=True, exist_ok=True)
+    steps = recipe(out)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    running: dict[str, tuple[Step, subprocess.Popen[bytes], float]] = {}
+    while True:
+        pending = [s for s in steps if not s.done(out) and s.name not in running]
+        if not pending and not running:
+            return
+        for step in pending:
+            ready = all(next(s for s in steps if s.name == need).done(out) for need in step.needs)
+            if ready and len(running) < jobs:
+                print(f"[{time.strftime('%H:%M:%S')}] {step.name}: started (log: {out / step.name}.log)", flush=True)
+                running[step.name] = (step, launch(step, out, threads), time.perf_counter())
+        if not running:
+            raise RuntimeError(f"nothing can run: {', '.join(s.name for s in pending)} wait on unfinished steps")
+        time.sleep(2)
+        for name, (step, process, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[name]
+            minutes = (time.perf_counter() - started) / 60
+            if process.returncode != 0:
+                raise RuntimeError(f"{name} failed (exit {process.returncode}); see {out / name}.log; "
+                                   "run the same command again to resume")  # fmt: skip
+            if not step.is_training:
+                _summary(out / step.output).write_text(json.dumps(_last_json(out / f"{name}.log"), indent=2))
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: done in {minutes:.1f} min", flush=True)
+
+
+def _last_json(log: Path) -> dict[str, float]:
+    """The summary ``collect-episodes`` prints last."""
+    text = log.read_text(errors="replace")
+    return json.loads(text[text.rindex("\n{") + 1 :])
+
+
+def ship(final: Path, target: Path) -> None:
+    """Writes the verifier's Q-network into the model at ``target``, whose other heads it must
+    share, at the precision ``target`` stores its heads in (its decoder is left as it is)."""
+    import tempfile
+
+    import torch
+    from safetensors import safe_open
+
+    from cola_gym.model import CoLAModel
+    from cola_gym.model.checkpoint import HEADS_FILE
+
+    shipped, verifier = CoLAModel.from_pretrained(target), CoLAModel.from_pretrained(final)
+    if verifier.q_network is None:
+        raise ValueError(f"{final} has no Q-network")
+    for name, part in shipped.heads().items():
+        theirs = verifier.heads()[name].state_dict()
+        if name != "q_network" and any(not torch.equal(v, theirs[k]) for k, v in part.state_dict().items()):
+            raise ValueError(f"{final}'s {name} differs from {target}'s: it was not trained from this model")
+    with safe_open(str(target / HEADS_FILE), framework="pt") as stored:
+        dtype = stored.get_tensor(next(iter(stored.keys()))).dtype
+    shipped.q_network, shipped.config = verifier.q_network, verifier.config
+    with tempfile.TemporaryDirectory() as scratch:
+        shipped.save_pretrained(scratch, store_decoder=True, dtype=dtype)
+        for name in ("cola_config.json", HEADS_FILE):
+            (target / name).write_bytes((Path(scratch) / name).read_bytes())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/countdown-verifier"), help="working folder")
+    parser.add_argument("--jobs", type=int, default=1, help="steps run side by side (one per core)")
+    parser.add_argument("--ship", action="store_true",
+                        help="then write the verifier into the shipped micro Countdown model")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    run(args.out, args.jobs)
+    final = args.out / "q-ranked" / "final"
+    print(f"verifier: {final}")
+    if args.ship:
+        ship(final, Path(pretrained_path("micro-countdown")))
+        print(f"written into {pretrained_path('micro-countdown')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""``benchmarks/countdown_verifier.py``: the recipe's data sets, and writing the verifier into a model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from cola_gym.model import CoLAModel
+from cola_gym.registration import pretrained_path
+
+
+def _problems(step) -> range:
+    first = int(step.args[step.args.index("--first-problem") + 1])
+    return range(first, first + int(step.args[step.args.index("--problems") + 1]))
+
+
+def test_the_recipe_trains_and_selects_on_disjoint_training_problems(benchmark_script, tmp_path: Path) -> None:
+    script = benchmark_script("countdown_verifier")
+    steps = script.recipe(tmp_path)
+    names = [step.name for step in steps]
+    for number, step in enumerate(steps):  # every step's needs come before it
+        assert all(names.index(need) < number for need in step.needs), step.name
+    collections = [step for step in steps if not step.is_training]
+    assert all(step.args[step.args.index("--env") + 1].endswith("-Train-v0") for step in collections)
+    selection = {p for step in collections if step.name.startswith("select") for p in _problems(step)}
+    training = {p for step in collections if not step.name.startswith("select") for p in _problems(step)}
+    assert selection and training and not selection & training
+    assert not (selection | training) & set(range(32768, 33792))  # the tuning problems stay unseen
+    trees = next(step for step in steps if step.name == "trees.jsonl")
+    assert trees.needs == ("q-mc",) and str(tmp_path / "q-mc" / "final") in trees.args
+
+
+@pytest.fixture
+def micro_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "micro-countdown"
+    shutil.copytree(pretrained_path("micro-countdown"), target)
+    return target
+
+
+def _verifier(path: Path) -> CoLAModel:
+    model = CoLAModel.from_pretrained(pretrained_path("micro-countdown"))
+    model.add_q_network(1, seed=3)
+    model.save_pretrained(path)
+    return model
+
+
+def test_ship_writes_the_q_network_and_leaves_the_rest(benchmark_script, micro_copy: Path, tmp_path: Path) -> None:
+    script = benchmark_script("countdown_verifier")
+    verifier = _verifier(tmp_path / "verifier")
+    before = {p.relative_to(micro_copy): p.read_bytes() for p in (micro_copy / "decoder").iterdir()}
+    original = CoLAModel.from_pretrained(micro_copy)
+    assert original.q_network is None
+    script.ship(tmp_path / "verifier", micro_copy)
+    shipped = CoLAModel.from_pretrained(micro_copy)
+    assert shipped.config.q_network_num_layers == 1
+    for key, value in verifier.q_network.state_dict().items():  # stored at the model's precision (bf16)
+        assert torch.equal(shipped.q_network.state_dict()[key], value.to(torch.bfloat16).to(value.dtype))
+    for name, part in original.heads().items():
+        for key, value in part.state_dict().items():
+            assert torch.equal(shipped.heads()[name].state_dict()[key], value)
+    assert {p.relative_to(micro_copy): p.read_bytes() for p in (micro_copy / "decoder").iterdir()} == before
+    with safe_open(str(micro_copy / "cola_heads.safetensors"), framework="pt") as stored:
+        names = stored.keys()
+        assert {stored.get_tensor(key).dtype for key in names} == {torch.bfloat16}
+
+
+def test_ship_refuses_a_verifier_of_another_model(benchmark_script, micro_copy: Path, tmp_path: Path) -> None:
+    script = benchmark_script("countdown_verifier")
+    verifier = _verifier(tmp_path / "verifier")
+    with torch.no_grad():
+        next(verifier.policy.parameters()).add_(0.01)
+    verifier.save_pretrained(tmp_path / "verifier")
+    heads = (micro_copy / "cola_heads.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="policy differs"):
+        script.ship(tmp_path / "verifier", micro_copy)
+    assert (micro_copy / "cola_heads.safetensors").read_bytes() == heads
+    without_q = tmp_path / "no-q"
+    CoLAModel.from_pretrained(pretrained_path("micro-countdown")).save_pretrained(without_q)
+    with pytest.raises(ValueError, match="no Q-network"):
+        script.ship(without_q, micro_copy)
