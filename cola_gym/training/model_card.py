@@ -21,7 +21,7 @@ _STAGE_NAMES = {
     "1a": "stage 1a: latent action control (IDM + codebook + world model, decoder frozen)",
     "1b": "stage 1b: behaviour cloning of the latent policy on IDM actions",
     "2": "stage 2: fine-tuning under action guidance",
-    "q": "stage q: the Q-network for tree search (Double DQN on logged episodes)",
+    "q": "stage q: the Q-network for tree search (on logged episodes: Double DQN or Monte Carlo targets)",
 }
 
 
