@@ -14,8 +14,8 @@ The recipe (every id a ``-Train-`` one; the held-out ids are never read):
 
 Selection sets (128 problems: samples and trees) are evaluated during training. Each step
 resumes: a collection skips the problems its file holds, a training run continues from its
-last checkpoint, and a finished step is skipped. ``--jobs 2`` runs independent collections
-side by side, one thread each. ``--ship`` then writes the verifier into the shipped micro
+last checkpoint, and a finished step is skipped. ``--jobs 2`` runs independent steps side
+by side, sharing the cores (a step that runs alone gets them all). ``--ship`` then writes the verifier into the shipped micro
 Countdown model (its other heads are checked to be unchanged).
 """
 
@@ -115,24 +115,28 @@ def launch(step: Step, out: Path, threads: int) -> subprocess.Popen[bytes]:
 
 
 def run(out: Path, jobs: int) -> None:
-    """Runs every step not done yet, ``jobs`` at a time, each once its needs are done."""
+    """Runs every step not done yet, up to ``jobs`` at a time, each once its needs are done; the
+    cores are shared among the steps started together (a step that runs alone gets them all)."""
     out.mkdir(parents=True, exist_ok=True)
     steps = recipe(out)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    running: dict[str, tuple[Step, subprocess.Popen[bytes], float]] = {}
+    cores = os.cpu_count() or 1
+    running: dict[str, tuple[Step, subprocess.Popen[bytes], float, int]] = {}
     while True:
         pending = [s for s in steps if not s.done(out) and s.name not in running]
         if not pending and not running:
             return
-        for step in pending:
-            ready = all(next(s for s in steps if s.name == need).done(out) for need in step.needs)
-            if ready and len(running) < jobs:
-                print(f"[{time.strftime('%H:%M:%S')}] {step.name}: started (log: {out / step.name}.log)", flush=True)
-                running[step.name] = (step, launch(step, out, threads), time.perf_counter())
+        ready = [s for s in pending if all(next(d for d in steps if d.name == n).done(out) for n in s.needs)]
+        starting = ready[: max(0, jobs - len(running))]
+        for step in starting:
+            free = cores - sum(threads for *_, threads in running.values())
+            threads = max(1, free // (len(starting) - starting.index(step)))
+            print(f"[{time.strftime('%H:%M:%S')}] {step.name}: started, {threads} thread(s) "
+                  f"(log: {out / step.name}.log)", flush=True)  # fmt: skip
+            running[step.name] = (step, launch(step, out, threads), time.perf_counter(), threads)
         if not running:
             raise RuntimeError(f"nothing can run: {', '.join(s.name for s in pending)} wait on unfinished steps")
         time.sleep(2)
-        for name, (step, process, started) in list(running.items()):
+        for name, (step, process, started, _) in list(running.items()):
             if process.poll() is None:
                 continue
             del running[name]

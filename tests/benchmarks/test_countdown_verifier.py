@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,30 @@ def test_the_recipe_trains_and_selects_on_disjoint_training_problems(benchmark_s
     assert trees.needs == ("q-mc",) and str(tmp_path / "q-mc" / "final") in trees.args
 
 
+def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_path: Path, monkeypatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    script = benchmark_script("countdown_verifier")
+
+    def collect(name: str, first: int, needs: tuple[str, ...] = ()):
+        args = ["collect-episodes", "--env", script.ENV, "--first-problem", str(first), "--problems", "2",
+                "--samples", "1", "--max-tokens", "8", "--out", str(tmp_path / name)]  # fmt: skip
+        return script.Step(name, name, args, needs)
+
+    steps = [collect("a.jsonl", 0), collect("b.jsonl", 2), collect("c.jsonl", 4, needs=("a.jsonl", "b.jsonl"))]
+    monkeypatch.setattr(script, "recipe", lambda out: steps)
+    script.run(tmp_path, jobs=2)
+    log = capsys.readouterr().out
+    assert log.index("c.jsonl: started") > max(log.index("a.jsonl: done"), log.index("b.jsonl: done"))
+    for step in steps:
+        assert len((tmp_path / step.name).read_text().splitlines()) == 2 and step.done(tmp_path)
+    script.run(tmp_path, jobs=2)  # all done: nothing starts
+    assert "started" not in capsys.readouterr().out
+    failing = script.Step("d", "d", ["collect-episodes", "--env", "No-Such-v0", "--out", str(tmp_path / "d")])
+    monkeypatch.setattr(script, "recipe", lambda out: [failing])
+    with pytest.raises(RuntimeError, match="d failed"):
+        script.run(tmp_path, jobs=1)
+
+
 @pytest.fixture
 def micro_copy(tmp_path: Path) -> Path:
     target = tmp_path / "micro-countdown"
@@ -53,13 +78,14 @@ def test_ship_writes_the_q_network_and_leaves_the_rest(benchmark_script, micro_c
     verifier = _verifier(tmp_path / "verifier")
     before = {p.relative_to(micro_copy): p.read_bytes() for p in (micro_copy / "decoder").iterdir()}
     original = CoLAModel.from_pretrained(micro_copy)
-    assert original.q_network is None
     script.ship(tmp_path / "verifier", micro_copy)
     shipped = CoLAModel.from_pretrained(micro_copy)
-    assert shipped.config.q_network_num_layers == 1
+    assert shipped.config.q_network_num_layers == 1  # the verifier's, in place of the one shipped
     for key, value in verifier.q_network.state_dict().items():  # stored at the model's precision (bf16)
         assert torch.equal(shipped.q_network.state_dict()[key], value.to(torch.bfloat16).to(value.dtype))
     for name, part in original.heads().items():
+        if name == "q_network":
+            continue
         for key, value in part.state_dict().items():
             assert torch.equal(shipped.heads()[name].state_dict()[key], value)
     assert {p.relative_to(micro_copy): p.read_bytes() for p in (micro_copy / "decoder").iterdir()} == before
@@ -79,6 +105,8 @@ def test_ship_refuses_a_verifier_of_another_model(benchmark_script, micro_copy: 
         script.ship(tmp_path / "verifier", micro_copy)
     assert (micro_copy / "cola_heads.safetensors").read_bytes() == heads
     without_q = tmp_path / "no-q"
-    CoLAModel.from_pretrained(pretrained_path("micro-countdown")).save_pretrained(without_q)
+    plain = CoLAModel.from_pretrained(pretrained_path("micro-countdown"))
+    plain.q_network, plain.config = None, dataclasses.replace(plain.config, q_network_num_layers=0)
+    plain.save_pretrained(without_q)
     with pytest.raises(ValueError, match="no Q-network"):
         script.ship(without_q, micro_copy)
