@@ -1,7 +1,8 @@
 """Builds the micro Countdown verifier from the shipped micro model: the Q-network MCTS-Q and
 best-of-N rank answers with in ``search_scaling.py``, in one resumable command.
 
-    .venv/bin/python benchmarks/countdown_verifier.py --out runs/countdown-verifier --jobs 2
+    .venv/bin/python benchmarks/countdown_verifier.py --out runs/countdown-verifier --jobs 2 \
+        --ship cola_gym/pretrained/micro-countdown-verifier
 
 The recipe (every id a ``-Train-`` one; the held-out ids are never read):
 
@@ -15,8 +16,10 @@ The recipe (every id a ``-Train-`` one; the held-out ids are never read):
 Selection sets (128 problems: samples and trees) are evaluated during training. Each step
 resumes: a collection skips the problems its file holds, a training run continues from its
 last checkpoint, and a finished step is skipped. ``--jobs 2`` runs independent steps side
-by side, sharing the cores (a step that runs alone gets them all). ``--ship`` then writes the verifier into the shipped micro
-Countdown model (its other heads are checked to be unchanged).
+by side, sharing the cores (a step that runs alone gets them all). ``--ship DIR`` then writes
+the verifier to DIR as a model of its own, referring to the micro model's decoder (the shipped
+one is ``cola_gym/pretrained/micro-countdown-verifier``; the micro model itself keeps its
+10 MB budget).
 """
 
 from __future__ import annotations
@@ -155,39 +158,48 @@ def _last_json(log: Path) -> dict[str, float]:
     return json.loads(text[text.rindex("\n{") + 1 :])
 
 
-def ship(final: Path, target: Path) -> None:
-    """Writes the verifier's Q-network into the model at ``target``, whose other heads it must
-    share, at the precision ``target`` stores its heads in (its decoder is left as it is)."""
+def ship(final: Path, target: Path, base: Path) -> None:
+    """Writes the verifier as a model of its own at ``target``: the heads of the model at ``base``
+    (which they must equal) with the Q-network, at the precision ``base`` stores its heads in,
+    and ``base``'s stored decoder referred to by a relative path (so ``base`` stays as it is)."""
+    import shutil
     import tempfile
 
     import torch
     from safetensors import safe_open
 
     from cola_gym.model import CoLAModel
-    from cola_gym.model.checkpoint import HEADS_FILE
+    from cola_gym.model.checkpoint import CONFIG_FILE, DECODER_DIR, HEADS_FILE
 
-    shipped, verifier = CoLAModel.from_pretrained(target), CoLAModel.from_pretrained(final)
+    shipped, verifier = CoLAModel.from_pretrained(base), CoLAModel.from_pretrained(final)
     if verifier.q_network is None:
         raise ValueError(f"{final} has no Q-network")
     for name, part in shipped.heads().items():
         theirs = verifier.heads()[name].state_dict()
         if name != "q_network" and any(not torch.equal(v, theirs[k]) for k, v in part.state_dict().items()):
-            raise ValueError(f"{final}'s {name} differs from {target}'s: it was not trained from this model")
-    with safe_open(str(target / HEADS_FILE), framework="pt") as stored:
-        dtype = stored.get_tensor(next(iter(stored.keys()))).dtype
-    shipped.q_network, shipped.config = verifier.q_network, verifier.config
+            raise ValueError(f"{final}'s {name} differs from {base}'s: it was not trained from this model")
+    with safe_open(str(base / HEADS_FILE), framework="pt") as stored:
+        names = stored.keys()
+        dtype = stored.get_tensor(names[0]).dtype
+    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        shipped.save_pretrained(scratch, store_decoder=True, dtype=dtype)
-        for name in ("cola_config.json", HEADS_FILE):
-            (target / name).write_bytes((Path(scratch) / name).read_bytes())
+        verifier.save_pretrained(scratch, dtype=dtype)
+        shutil.copy(Path(scratch) / HEADS_FILE, target / HEADS_FILE)
+        config = json.loads((Path(scratch) / CONFIG_FILE).read_text())
+    config["decoder"] = {"name_or_path": os.path.relpath(base / DECODER_DIR, target), "stored": True}
+    (target / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    for card in ("README.md", "training.json"):
+        if (final / card).is_file():
+            shutil.copy(final / card, target / card)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/countdown-verifier"), help="working folder")
     parser.add_argument("--jobs", type=int, default=1, help="steps run side by side (one per core)")
-    parser.add_argument("--ship", action="store_true",
-                        help="then write the verifier into the shipped micro Countdown model")  # fmt: skip
+    parser.add_argument("--ship", type=Path, metavar="DIR",
+                        help="then write the verifier to DIR as a model of its own (the micro Countdown "
+                             "model's heads and decoder, and the Q-network)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
@@ -195,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     final = args.out / "q-ranked" / "final"
     print(f"verifier: {final}")
     if args.ship:
-        ship(final, Path(pretrained_path("micro-countdown")))
-        print(f"written into {pretrained_path('micro-countdown')}")
+        ship(final, args.ship, Path(pretrained_path("micro-countdown")))
+        print(f"written to {args.ship}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -61,9 +61,9 @@ def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_
 
 @pytest.fixture
 def micro_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "micro-countdown"
-    shutil.copytree(pretrained_path("micro-countdown"), target)
-    return target
+    base = tmp_path / "pretrained" / "micro-countdown"
+    shutil.copytree(pretrained_path("micro-countdown"), base)
+    return base
 
 
 def _verifier(path: Path) -> CoLAModel:
@@ -73,23 +73,28 @@ def _verifier(path: Path) -> CoLAModel:
     return model
 
 
-def test_ship_writes_the_q_network_and_leaves_the_rest(benchmark_script, micro_copy: Path, tmp_path: Path) -> None:
+def _files(directory: Path) -> dict[Path, bytes]:
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_ship_writes_a_model_of_its_own_on_the_base_models_decoder(benchmark_script, micro_copy: Path,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
     script = benchmark_script("countdown_verifier")
     verifier = _verifier(tmp_path / "verifier")
-    before = {p.relative_to(micro_copy): p.read_bytes() for p in (micro_copy / "decoder").iterdir()}
-    original = CoLAModel.from_pretrained(micro_copy)
-    script.ship(tmp_path / "verifier", micro_copy)
-    shipped = CoLAModel.from_pretrained(micro_copy)
-    assert shipped.config.q_network_num_layers == 1  # the verifier's, in place of the one shipped
-    for key, value in verifier.q_network.state_dict().items():  # stored at the model's precision (bf16)
+    before = _files(micro_copy)
+    target = micro_copy.parent / "micro-countdown-verifier"
+    script.ship(tmp_path / "verifier", target, micro_copy)
+    assert _files(micro_copy) == before  # the base model is left as it was
+    config = json.loads((target / "cola_config.json").read_text())
+    assert config["decoder"] == {"name_or_path": "../micro-countdown/decoder", "stored": True}
+    shipped, base = CoLAModel.from_pretrained(target), CoLAModel.from_pretrained(micro_copy)
+    assert shipped.config.q_network_num_layers == 1 and base.q_network is None
+    for key, value in verifier.q_network.state_dict().items():  # stored at the base's precision (bf16)
         assert torch.equal(shipped.q_network.state_dict()[key], value.to(torch.bfloat16).to(value.dtype))
-    for name, part in original.heads().items():
-        if name == "q_network":
-            continue
+    for name, part in base.heads().items():
         for key, value in part.state_dict().items():
             assert torch.equal(shipped.heads()[name].state_dict()[key], value)
-    assert {p.relative_to(micro_copy): p.read_bytes() for p in (micro_copy / "decoder").iterdir()} == before
-    with safe_open(str(micro_copy / "cola_heads.safetensors"), framework="pt") as stored:
+    with safe_open(str(target / "cola_heads.safetensors"), framework="pt") as stored:
         names = stored.keys()
         assert {stored.get_tensor(key).dtype for key in names} == {torch.bfloat16}
 
@@ -100,13 +105,20 @@ def test_ship_refuses_a_verifier_of_another_model(benchmark_script, micro_copy: 
     with torch.no_grad():
         next(verifier.policy.parameters()).add_(0.01)
     verifier.save_pretrained(tmp_path / "verifier")
-    heads = (micro_copy / "cola_heads.safetensors").read_bytes()
     with pytest.raises(ValueError, match="policy differs"):
-        script.ship(tmp_path / "verifier", micro_copy)
-    assert (micro_copy / "cola_heads.safetensors").read_bytes() == heads
-    without_q = tmp_path / "no-q"
-    plain = CoLAModel.from_pretrained(pretrained_path("micro-countdown"))
-    plain.q_network, plain.config = None, dataclasses.replace(plain.config, q_network_num_layers=0)
-    plain.save_pretrained(without_q)
+        script.ship(tmp_path / "verifier", tmp_path / "out", micro_copy)
     with pytest.raises(ValueError, match="no Q-network"):
-        script.ship(without_q, micro_copy)
+        script.ship(micro_copy, tmp_path / "out", micro_copy)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_verifier_is_the_micro_model_with_a_q_network() -> None:
+    shipped = CoLAModel.from_pretrained(pretrained_path("micro-countdown-verifier"))
+    base = CoLAModel.from_pretrained(pretrained_path("micro-countdown"))
+    assert shipped.q_network is not None and base.q_network is None
+    assert shipped.config.q_network_num_layers == 4
+    for name, part in base.heads().items():
+        for key, value in part.state_dict().items():
+            assert torch.equal(shipped.heads()[name].state_dict()[key], value)
+    for key, value in base.decoder.state_dict().items():
+        assert torch.equal(shipped.decoder.state_dict()[key], value)
