@@ -46,10 +46,9 @@ TRAINING = ["--stage", "q", "--q-targets", "monte_carlo", "--batch-size", "32", 
 
 @dataclass(frozen=True)
 class Step:
-    """One command of the recipe: what it writes and what it needs first."""
+    """One command of the recipe: what it writes (``name``, in the working folder) and what it needs first."""
 
     name: str
-    output: str
     args: list[str]
     needs: tuple[str, ...] = ()
     concatenate: tuple[str, ...] = ()
@@ -57,7 +56,7 @@ class Step:
 
     def done(self, out: Path) -> bool:
         """A training run is done when its final model exists; a collection when its summary does."""
-        target = out / self.output
+        target = out / self.name
         return (target / "final" / "cola_config.json").is_file() if self.is_training else _summary(target).is_file()
 
     @property
@@ -73,7 +72,7 @@ def recipe(out: Path) -> list[Step]:
     def collect(name: str, first: int, problems: int, samples: int, extra: list[str], needs: tuple[str, ...] = ()):
         args = ["collect-episodes", "--env", ENV, "--first-problem", str(first), "--problems", str(problems),
                 "--samples", str(samples), *extra, "--out", str(out / name)]  # fmt: skip
-        return Step(name, name, args, needs)
+        return Step(name, args, needs)
 
     samples = ("samples-t05-16.jsonl", "samples-t05-4.jsonl", "samples-t1-4.jsonl")
     regress = ["train", *TRAINING, "--model", model, "--q-layers", "4", "--steps", "6000",
@@ -87,11 +86,10 @@ def recipe(out: Path) -> list[Step]:
         collect(samples[1], 16384, 8192, 4, ["--rollout-temperature", "0.5", "--seed", "3", *SAMPLING]),
         collect(samples[2], 0, 4096, 4, ["--seed", "0", *SAMPLING]),
         collect("select-samples.jsonl", 8192, 128, 16, ["--rollout-temperature", "0.5", "--seed", "2", *SAMPLING]),
-        Step("q-mc", "q-mc", regress, needs=(*samples, "select-samples.jsonl"), concatenate=samples),
+        Step("q-mc", regress, needs=(*samples, "select-samples.jsonl"), concatenate=samples),
         collect("trees.jsonl", 24576, 4096, 1, ["--model", str(mc), *TREES], needs=("q-mc",)),
         collect("select-trees.jsonl", 8192, 128, 1, ["--model", str(mc), *TREES], needs=("q-mc",)),
         Step(
-            "q-ranked",
             "q-ranked",
             rank,
             needs=("trees.jsonl", "select-trees.jsonl"),
@@ -148,7 +146,7 @@ def run(out: Path, jobs: int) -> None:
                 raise RuntimeError(f"{name} failed (exit {process.returncode}); see {out / name}.log; "
                                    "run the same command again to resume")  # fmt: skip
             if not step.is_training:
-                _summary(out / step.output).write_text(json.dumps(_last_json(out / f"{name}.log"), indent=2))
+                _summary(out / step.name).write_text(json.dumps(_last_json(out / f"{name}.log"), indent=2))
             print(f"[{time.strftime('%H:%M:%S')}] {name}: done in {minutes:.1f} min", flush=True)
 
 
@@ -161,7 +159,8 @@ def _last_json(log: Path) -> dict[str, float]:
 def ship(final: Path, target: Path, base: Path) -> None:
     """Writes the verifier as a model of its own at ``target``: the heads of the model at ``base``
     (which they must equal) with the Q-network, at the precision ``base`` stores its heads in,
-    and ``base``'s stored decoder referred to by a relative path (so ``base`` stays as it is)."""
+    and ``base``'s stored decoder referred to by a relative path (so ``base`` stays as it is); the
+    verifier's model card is copied unless ``target`` has one."""
     import shutil
     import tempfile
 
@@ -188,8 +187,8 @@ def ship(final: Path, target: Path, base: Path) -> None:
         config = json.loads((Path(scratch) / CONFIG_FILE).read_text())
     config["decoder"] = {"name_or_path": os.path.relpath(base / DECODER_DIR, target), "stored": True}
     (target / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    for card in ("README.md", "training.json"):
-        if (final / card).is_file():
+    for card in ("README.md", "training.json"):  # a card already there (written by hand) is kept
+        if (final / card).is_file() and not (target / card).is_file():
             shutil.copy(final / card, target / card)
 
 

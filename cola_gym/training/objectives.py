@@ -255,12 +255,12 @@ def q_ranking_metrics(model: CoLAModel, episodes: Sequence[TokenizedExample], ba
     right = np.asarray(rewards) > 0.5
     metrics = {f"q/auc_{name}": ranking_auc(values, right) for name, values in where.items()}
     last = np.asarray(where["last_step"])
+    groups = [np.asarray(rows) for rows in by_prompt.values()]
     for name, scores in (("q/auc_within_problem", last), ("q/auc_within_problem_path_mean", np.asarray(path_means))):
-        within = [ranking_auc(scores[rows], right[rows]) for rows in map(np.asarray, by_prompt.values())]
+        within = [ranking_auc(scores[rows], right[rows]) for rows in groups]
         mixed = [auc for auc in within if not math.isnan(auc)]
         metrics[name] = float(np.mean(mixed)) if mixed else math.nan
     metrics["q/problems_within"] = float(len(mixed))
-    groups = [np.asarray(rows) for rows in by_prompt.values()]
     metrics["q/top_answer_right"] = top_answer_rate(np.asarray(path_means), right, groups)
     solvable = [right[rows].any() for rows in groups]
     metrics["q/prompts_with_a_right_answer"] = float(np.mean(solvable)) if solvable else math.nan

@@ -42,7 +42,7 @@ def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_
     def collect(name: str, first: int, needs: tuple[str, ...] = ()):
         args = ["collect-episodes", "--env", script.ENV, "--first-problem", str(first), "--problems", "2",
                 "--samples", "1", "--max-tokens", "8", "--out", str(tmp_path / name)]  # fmt: skip
-        return script.Step(name, name, args, needs)
+        return script.Step(name, args, needs)
 
     steps = [collect("a.jsonl", 0), collect("b.jsonl", 2), collect("c.jsonl", 4, needs=("a.jsonl", "b.jsonl"))]
     monkeypatch.setattr(script, "recipe", lambda out: steps)
@@ -53,7 +53,7 @@ def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_
         assert len((tmp_path / step.name).read_text().splitlines()) == 2 and step.done(tmp_path)
     script.run(tmp_path, jobs=2)  # all done: nothing starts
     assert "started" not in capsys.readouterr().out
-    failing = script.Step("d", "d", ["collect-episodes", "--env", "No-Such-v0", "--out", str(tmp_path / "d")])
+    failing = script.Step("d", ["collect-episodes", "--env", "No-Such-v0", "--out", str(tmp_path / "d")])
     monkeypatch.setattr(script, "recipe", lambda out: [failing])
     with pytest.raises(RuntimeError, match="d failed"):
         script.run(tmp_path, jobs=1)
@@ -83,7 +83,11 @@ def test_ship_writes_a_model_of_its_own_on_the_base_models_decoder(benchmark_scr
     verifier = _verifier(tmp_path / "verifier")
     before = _files(micro_copy)
     target = micro_copy.parent / "micro-countdown-verifier"
+    (tmp_path / "verifier" / "README.md").write_text("generated card")
+    target.mkdir()
+    (target / "README.md").write_text("card written by hand")
     script.ship(tmp_path / "verifier", target, micro_copy)
+    assert (target / "README.md").read_text() == "card written by hand"  # shipping again keeps it
     assert _files(micro_copy) == before  # the base model is left as it was
     config = json.loads((target / "cola_config.json").read_text())
     assert config["decoder"] == {"name_or_path": "../micro-countdown/decoder", "stored": True}
