@@ -200,19 +200,34 @@ def within_problem_auc(pool: list[list[dict[str, Any]]]) -> dict[str, float]:
     return {"mean": statistics.mean(mixed) if mixed else math.nan, "problems": len(mixed)}
 
 
+TREE_SHAPE = ("exploration_constant", "root_width", "node_width", "macro_td_threshold")
+
+
+def tree_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """The tree-shape options given on the command line (an option left out keeps
+    ``MCTSConfig``'s default, so reports written before the options existed still resume)."""
+    return {name: getattr(args, name) for name in TREE_SHAPE if getattr(args, name, None) is not None}
+
+
+def mcts_config(args: argparse.Namespace, seed: int, budget: int, leaf_value: LeafValue) -> MCTSConfig:
+    """The search one MCTS point runs: the command line's options under a ``budget`` of tokens."""
+    return MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
+                      macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
+                      leaf_q=args.leaf_q, merge_aliases=args.merge_aliases,
+                      reuse_greedy_rollouts=args.reuse_rollouts,
+                      stop_on_finished_answer=args.stop_on_finished_answer,
+                      parallel_expansions=args.parallel_expansions, seed=seed,
+                      rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature,
+                      **tree_shape(args))  # fmt: skip
+
+
 def mcts_point(
     args: argparse.Namespace, seed: int, budget: int, leaf_value: LeafValue, prior_agent: Agent | None = None
 ) -> dict[str, Any]:
     """MCTS with ``budget`` decoder tokens per problem (from ``prior_agent``'s policy if given, else
     the CoLA prior's): accuracy, tokens spent and tree statistics."""
     model = shared_model(args.model)
-    config = MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
-                        macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
-                        leaf_q=args.leaf_q, merge_aliases=args.merge_aliases,
-                        stop_on_finished_answer=args.stop_on_finished_answer,
-                        parallel_expansions=args.parallel_expansions, seed=seed,
-                        rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature)  # fmt: skip
-    agent = MCTSAgent(model, config, prior_agent)
+    agent = MCTSAgent(model, mcts_config(args, seed, budget, leaf_value), prior_agent)
     started = time.perf_counter()
     result = evaluate(agent, args.env, problem_indices(args), n_envs=args.n_envs, model=args.model,
                       max_episode_steps=args.max_tokens)  # fmt: skip
@@ -282,9 +297,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
     parser.add_argument("--merge-aliases", action=argparse.BooleanOptionalAction, default=True,
                         help="MCTS: one child per token (--no-merge-aliases: the release's search)")  # fmt: skip
+    parser.add_argument("--reuse-rollouts", action=argparse.BooleanOptionalAction, default=True,
+                        help="MCTS with greedy rollouts: a node on its parent's rollout takes the rest of it "
+                             "(--no-reuse-rollouts: every node decodes its own rollout and pays for it)")  # fmt: skip
     parser.add_argument("--leaf-q", choices=("last", "path_mean"), default="last",
                         help="how Q scores an answer, for best-of-N and MCTS-Q alike: Q of its last action or "
                              "the mean Q of all its actions")  # fmt: skip
+    shape = parser.add_argument_group("MCTS tree shape (left out: the MCTSConfig defaults)")
+    shape.add_argument("--exploration-constant", type=float, help="c of PUCT (0.7)")
+    shape.add_argument("--root-width", type=int, help="children of the root (16)")
+    shape.add_argument("--node-width", type=int, help="children of every other node (2)")
+    shape.add_argument("--macro-td-threshold", type=float,
+                       help="Q change under which a new node extends greedily as a macro step (0.01; 0 turns "
+                            "macro steps off)")  # fmt: skip
     parser.add_argument("--n-envs", type=int, default=32, help="problems decoded together")
     parser.add_argument("--rl-agents", nargs="*", default=[], metavar="AGENT_ZIP",
                         help="RL-trained agents (a suite's checkpoints/<run>/agent.zip), one per seed")  # fmt: skip
@@ -306,6 +331,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model is required (or --summarize REPORT ...)")
     if args.rl_search and not args.rl_agents:
         parser.error("--rl-search searches from the RL agents' policies: give them with --rl-agents")
+    try:
+        MCTSConfig(**tree_shape(args))
+    except ValueError as err:
+        parser.error(f"MCTS tree shape: {err}")
     if shared_model(args.model).q_network is None:
         parser.error(f"{args.model} has no Q-network: train one with cola-gym train --stage q")
     missing = [path for path in args.rl_agents if not Path(path).is_file()]

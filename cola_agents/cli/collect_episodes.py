@@ -14,7 +14,7 @@ _SAMPLING_FIELDS = ("rollout_max_tokens", "rollout_policy", "rollout_top_k", "ro
 """The :class:`~cola_agents.mcts.MCTSConfig` fields an episode's sampling reads."""
 _SEARCH_FIELDS = ("token_budget", "num_simulations", "leaf_value", "leaf_q", "merge_aliases", "root_width",
                   "node_width", "exploration_constant", "parallel_expansions", "macro_max_tokens",
-                  "stop_on_finished_answer")  # fmt: skip
+                  "macro_td_threshold", "reuse_greedy_rollouts", "stop_on_finished_answer")  # fmt: skip
 """The fields a ``--search`` run reads too."""
 _SEARCH_DEFAULTS = {"leaf_value": "oracle"}
 """The command's own defaults of those fields (training data is scored by the env's reward)."""

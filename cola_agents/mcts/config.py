@@ -41,6 +41,11 @@ class MCTSConfig:
             at a prompt, so 16 root children are mostly copies of the same few subtrees); the
             child's P(n) is then the probability of its token (its action's and its aliases').
             ``False`` is the release's search.
+        reuse_greedy_rollouts: with greedy rollouts, a new node on the path of its parent's
+            finished rollout takes the rest of that rollout as its own instead of decoding it
+            again (greedy decoding from the same state writes the same tokens): the same tree,
+            with the rollout's tokens spent once. With ``False`` each node rolls out afresh and
+            pays for it (the release's accounting).
         stop_on_finished_answer: end a search as soon as an expansion finishes an answer.
         parallel_expansions: nodes one tree expands per wave, batched in one decoder step
             (1 = the paper's sequential search; more uses virtual visits to diversify). Under a
@@ -65,6 +70,7 @@ class MCTSConfig:
     rollout_top_k: int = 40
     rollout_temperature: float = 1.0
     merge_aliases: bool = True
+    reuse_greedy_rollouts: bool = True
     stop_on_finished_answer: bool = True
     parallel_expansions: int = 1
     token_budget: int | None = None

@@ -17,7 +17,9 @@ One *simulation* creates one node:
    with its aliases').
 3. **Evaluation**: a policy rollout from the new node, scored by the Q-network (honest: Q
    of its last action, or with ``leaf_q="path_mean"`` the mean Q of every action from the
-   root) or by the env's reward (oracle): ``R``.
+   root) or by the env's reward (oracle): ``R``. With greedy rollouts, a node on its parent's
+   finished rollout (its actions are that rollout's first ones) takes the rest of the rollout
+   as its own: decoding it again would write the same tokens (``reuse_greedy_rollouts``).
 4. **Backup**: from the new node up, ``N += 1``; a leaf's ``V = R``; an inner node's
    ``Q(n, a) = (R_child - R_n) + gamma * V_child`` and ``V(n)`` is the visit-weighted mean.
 
@@ -250,10 +252,13 @@ def search(model: SearchModel, roots: Sequence[tuple[Any, StateView]], config: M
         if not selected:
             break
         children = _expand(model, selected, config, generator)
-        rollouts = model.rollout([child.handle for child in children], config, generator)
-        for (tree, _), child, rollout in zip(selected, children, rollouts, strict=True):
+        inherited = [_inherited_rollout(child, config) for child in children]
+        fresh = [child.handle for child, rollout in zip(children, inherited, strict=True) if rollout is None]
+        rolled = iter(model.rollout(fresh, config, generator) if fresh else [])
+        for (tree, _), child, reused in zip(selected, children, inherited, strict=True):
+            rollout = reused if reused is not None else next(rolled)
             child.leaf_score, child.rollout = rollout.score, rollout
-            tree.tokens += len(child.actions) + len(rollout.actions)
+            tree.tokens += len(child.actions) + (0 if reused is not None else len(rollout.actions))
             tree.simulations += 1
             _backup(child, config.discount)
             if child.finished and config.stop_on_finished_answer:
@@ -295,6 +300,23 @@ def _expand(
         if id(child) in probability_sums:
             child.prior = probability_sums[id(child)] / len(child.actions)
     return children
+
+
+def _inherited_rollout(child: Node, config: MCTSConfig) -> Rollout | None:
+    """The rest of the parent's finished greedy rollout if ``child`` lies on its path (what a
+    greedy rollout from ``child`` would write again), else ``None``."""
+    parent = child.parent
+    if not config.reuse_greedy_rollouts or config.rollout_policy != "greedy" or parent is None:
+        return None
+    taken = len(child.actions)
+    rollout = parent.rollout
+    if rollout is None or not rollout.finished or rollout.actions[:taken] != child.actions:
+        return None
+    if taken >= len(rollout.actions) or child.finished:
+        return None  # the child ends where the rollout did: its own (empty) rollout scores it
+    start = rollout.positions[taken] if rollout.positions else 0
+    return Rollout(score=rollout.score, actions=rollout.actions[taken:], finished=True, reward=rollout.reward,
+                   tokens=rollout.tokens[start:], positions=[p - start for p in rollout.positions[taken:]])  # fmt: skip
 
 
 def _group_aliases(node: Node, tokens: np.ndarray) -> None:

@@ -151,3 +151,36 @@ def test_the_script_resumes_after_the_last_seed_it_wrote(benchmark_script, q_mod
     with pytest.raises(SystemExit):
         script.main([*common, "--seeds", "0", "--out", str(resumed)])
     assert resumed.read_text() == "not a report"
+
+
+def test_the_tree_shape_options_reach_the_search(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
+    """``--exploration-constant``, ``--root-width``, ``--node-width`` and ``--macro-td-threshold`` set
+    the searches' ``MCTSConfig``; left out, its defaults hold; a bad value is an error before any work."""
+    script = benchmark_script("search_scaling")
+    parser_args = ["--model", str(q_model_dir), "--env", ENV, "--problems", "2", "--budgets", "1",
+                   "--mcts-budgets", "1", "--max-tokens", "10", "--n-envs", "2", "--seeds", "0"]  # fmt: skip
+    args = _args(q_model_dir)
+    for name in script.TREE_SHAPE:
+        setattr(args, name, None)
+    args.simulations, args.parallel_expansions, args.stop_on_finished_answer = 64, 4, False
+    args.merge_aliases, args.rollout_policy, args.rollout_temperature = True, "greedy", 1.0
+    args.reuse_rollouts = False
+    defaults = MCTSConfig()
+    plain = script.mcts_config(args, seed=0, budget=20, leaf_value="q_network")
+    assert [getattr(plain, name) for name in script.TREE_SHAPE] == [getattr(defaults, n) for n in script.TREE_SHAPE]
+    shape = {"exploration_constant": 2.0, "root_width": 3, "node_width": 4, "macro_td_threshold": 0.0}
+    for name, value in shape.items():
+        setattr(args, name, value)
+    shaped = script.mcts_config(args, seed=0, budget=20, leaf_value="q_network")
+    assert {name: getattr(shaped, name) for name in script.TREE_SHAPE} == shape
+    assert shaped.token_budget == 20 and shaped.leaf_q == "last" and not shaped.reuse_greedy_rollouts
+
+    out = tmp_path / "shaped.json"
+    script.main([*parser_args, "--node-width", "4", "--macro-td-threshold", "0", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["settings"]["node_width"] == 4 and report["settings"]["root_width"] is None
+    assert report["runs"][0]["budgets"]["1"]["mcts_q"]["nodes_per_search"] >= 1
+    for bad in (["--node-width", "0"], ["--exploration-constant", "-1"], ["--macro-td-threshold", "-0.5"]):
+        with pytest.raises(SystemExit):
+            script.main([*parser_args, *bad, "--out", str(tmp_path / "bad.json")])
+    assert not (tmp_path / "bad.json").exists()

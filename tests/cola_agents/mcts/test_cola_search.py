@@ -30,6 +30,7 @@ from cola_agents.policies import CoLAPriorPolicy, CoLARecurrentPriorPolicy
 from cola_agents.sb3 import make_sb3_env
 from cola_gym.envs.stepper import EpisodeStepper
 from cola_gym.model import CoLAConfig, CoLAModel
+from cola_gym.registration import pretrained_path
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,33 @@ def test_the_micro_countdown_models_aliases_share_a_node() -> None:
     assert len(set(copies)) < len(copies) and set(copies) <= set(tokens)
     answers = {tuple(n.path_actions + n.rollout_actions) for n in nodes(merged.root)}
     assert merged.tokens <= copied.tokens and len(answers) > 1
+
+
+def test_a_node_on_its_parents_greedy_rollout_reads_the_tokens_a_rollout_would() -> None:
+    """The shipped micro verifier, greedy rollouts, Q leaf values: a node on its parent's rollout
+    takes the rest of it; every node's rollout equals, token for token and in score, what the
+    search that decodes every rollout afresh gets, and the tree is the same with fewer tokens."""
+    env = gym.make("CoLA-Micro-Countdown-Medium-Train-v0", model=pretrained_path("micro-countdown-verifier"),
+                   track_policy=True, track_q=True)  # fmt: skip
+    env.reset(options={"task_index": 8200})
+    base = env.unwrapped
+    search_model = CoLASearchModel.for_env(env)
+    config = MCTSConfig(num_simulations=24, leaf_q="path_mean", rollout_policy="greedy", rollout_max_tokens=64,
+                        parallel_expansions=4, stop_on_finished_answer=False)  # fmt: skip
+    reused, fresh = (search(search_model, [search_model.root(base.episode, base.decoding_state)],
+                            dataclasses.replace(config, reuse_greedy_rollouts=reuse))[0]
+                     for reuse in (True, False))  # fmt: skip
+    pairs = list(zip(nodes(reused.root), nodes(fresh.root), strict=True))[1:]
+    for ours, theirs in pairs:
+        assert ours.path_actions == theirs.path_actions and ours.visits == theirs.visits
+        assert ours.rollout is not None and theirs.rollout is not None
+        mine, other = ours.rollout, theirs.rollout
+        assert (mine.actions, mine.tokens, mine.positions, mine.reward, mine.finished) == (
+            other.actions, other.tokens, other.positions, other.reward, other.finished)  # fmt: skip
+        assert mine.score == pytest.approx(other.score, abs=1e-5)
+    inherited = [node for node, _ in pairs if node.parent.rollout_actions[: len(node.actions)] == node.actions
+                 and len(node.parent.rollout_actions) > len(node.actions)]  # fmt: skip
+    assert inherited and reused.actions == fresh.actions and reused.tokens < fresh.tokens
 
 
 @pytest.mark.parametrize("leaf_q", ["last", "path_mean"])

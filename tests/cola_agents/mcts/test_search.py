@@ -209,3 +209,41 @@ def test_a_wave_spends_no_more_of_the_budget_than_the_sequential_search(parallel
     assert 10 <= result.tokens < 10 + 4 and result.simulations == 3  # under one simulation past the budget
     [unbounded] = search(bandit, [bandit.root()], replace(config, token_budget=None, num_simulations=8))
     assert unbounded.tokens > 12 and unbounded.simulations == 8
+
+
+def _tree(result) -> list[tuple]:
+    return [(tuple(n.path_actions), n.visits, round(n.value, 6), n.leaf_score, tuple(n.rollout_actions))
+            for n in nodes(result.root)]  # fmt: skip
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_node_on_its_parents_greedy_rollout_takes_the_rest_of_it(parallel: int) -> None:
+    """Greedy rollouts: the node that follows its parent's rollout would decode the same tokens
+    again; it takes them from the parent instead. Same tree, each rollout's tokens paid once."""
+    rewards = {(a, b, c, d): 0.1 * (a + b + c + d) for a in range(3) for b in range(3) for c in range(3)
+               for d in range(3)}  # fmt: skip
+    bandit = TreeBandit(3, 4, rewards, np.array([0.0, -0.5, -1.0]))  # greedy: action 0 everywhere
+    config = MCTSConfig(num_simulations=12, root_width=3, node_width=2, leaf_value="oracle",
+                        rollout_policy="greedy", macro_td_threshold=0.0, parallel_expansions=parallel,
+                        stop_on_finished_answer=False)  # fmt: skip
+    [reused] = search(bandit, [bandit.root()], config)
+    [fresh] = search(bandit, [bandit.root()], replace(config, reuse_greedy_rollouts=False))
+    assert _tree(reused) == _tree(fresh) and reused.actions == fresh.actions
+    paid = 0
+    for node in list(nodes(reused.root))[1:]:
+        parent_rollout = node.parent.rollout_actions if node.parent.rollout is not None else []
+        follows = bool(parent_rollout) and parent_rollout[: len(node.actions)] == node.actions
+        on_path = follows and len(parent_rollout) > len(node.actions)
+        paid += len(node.actions) + (0 if on_path else len(node.rollout_actions))
+    assert reused.tokens == paid < fresh.tokens
+    assert fresh.tokens == sum(len(n.actions) + len(n.rollout_actions) for n in list(nodes(fresh.root))[1:])
+
+
+def test_sampled_rollouts_are_never_taken_from_the_parent() -> None:
+    """A sampled rollout is a fresh draw: the option changes nothing without greedy rollouts."""
+    bandit = TreeBandit(3, 4, {(0, 1, 2, 0): 1.0}, np.zeros(3))
+    config = MCTSConfig(num_simulations=10, root_width=3, node_width=2, leaf_value="oracle", rollout_policy="sample",
+                        macro_td_threshold=0.0, stop_on_finished_answer=False, seed=3)  # fmt: skip
+    [reused] = search(bandit, [bandit.root()], config)
+    [fresh] = search(bandit, [bandit.root()], replace(config, reuse_greedy_rollouts=False))
+    assert _tree(reused) == _tree(fresh) and reused.tokens == fresh.tokens
