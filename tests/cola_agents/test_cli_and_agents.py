@@ -202,7 +202,8 @@ def _shown(default: object) -> str:
         (["collect-episodes"], MCTSConfig, {f.name for f in dataclasses.fields(MCTSConfig)} - {
             "rollout_max_tokens", "rollout_policy", "rollout_top_k", "rollout_temperature", "seed", "token_budget",
             "num_simulations", "leaf_value", "leaf_q", "merge_aliases", "root_width", "node_width",
-            "exploration_constant", "parallel_expansions", "macro_max_tokens", "stop_on_finished_answer"},
+            "exploration_constant", "parallel_expansions", "macro_max_tokens", "macro_td_threshold",
+            "reuse_greedy_rollouts", "stop_on_finished_answer"},
          {"rollout_max_tokens": 512, "leaf_value": "oracle"}),
         (["benchmark", "run"], Suite, {"tasks", "algorithms", "env_kwargs"}, {}),
         (["init-decoder"], MicroShape, set(), {}),
