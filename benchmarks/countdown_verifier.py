@@ -9,7 +9,8 @@ The recipe (every id a ``-Train-`` one; the held-out ids are never read):
 1. policy samples: 4,096 problems x 16 at temperature 0.5, 8,192 more x 4, and the first
    4,096 x 4 at the release's sampling (temperature 1, top-k 40): 114,688 episodes;
 2. a 4-block Q-network regressed on their outcomes (stage q, Monte Carlo targets, 6,000 steps);
-3. every distinct answer of MCTS-Q trees grown with it on 4,096 fresh problems (16x budget);
+3. every distinct answer of MCTS-Q trees grown with it on 4,096 fresh problems (16x budget,
+   every rollout decoded and paid for, as when the shipped verifier was built);
 4. 3,000 more steps on samples and tree answers with the pairwise ranking loss (weight 5),
    so it learns to rank one problem's answers, the tree's near misses included.
 
@@ -39,7 +40,7 @@ ENV = "CoLA-Micro-Countdown-Medium-Train-v0"
 SAMPLING = ["--batch-problems", "32", "--max-tokens", "64"]
 TREES = ["--search", "--token-budget", "320", "--num-simulations", "4096", "--leaf-value", "q_network",
          "--leaf-q", "path_mean", "--rollout-policy", "greedy", "--max-tokens", "64", "--parallel-expansions", "4",
-         "--no-stop-on-finished-answer", "--batch-problems", "32"]  # fmt: skip
+         "--no-stop-on-finished-answer", "--no-reuse-greedy-rollouts", "--batch-problems", "32"]  # fmt: skip
 TRAINING = ["--stage", "q", "--q-targets", "monte_carlo", "--batch-size", "32", "--seq-len", "160",
             "--warmup-steps", "50", "--eval-every", "1000"]  # fmt: skip
 
