@@ -214,7 +214,7 @@ def mcts_config(args: argparse.Namespace, seed: int, budget: int, leaf_value: Le
     return MCTSConfig(num_simulations=args.simulations, rollout_max_tokens=args.max_tokens,
                       macro_max_tokens=min(64, args.max_tokens), token_budget=budget, leaf_value=leaf_value,
                       leaf_q=args.leaf_q, merge_aliases=args.merge_aliases,
-                      reuse_greedy_rollouts=args.reuse_rollouts,
+                      reuse_greedy_rollouts=args.reuse_greedy_rollouts,
                       stop_on_finished_answer=args.stop_on_finished_answer,
                       parallel_expansions=args.parallel_expansions, seed=seed,
                       rollout_policy=args.rollout_policy, rollout_temperature=args.rollout_temperature,
@@ -297,9 +297,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="best-of-N and majority vote: temperature of the policy samples")  # fmt: skip
     parser.add_argument("--merge-aliases", action=argparse.BooleanOptionalAction, default=True,
                         help="MCTS: one child per token (--no-merge-aliases: the release's search)")  # fmt: skip
-    parser.add_argument("--reuse-rollouts", action=argparse.BooleanOptionalAction, default=True,
-                        help="MCTS with greedy rollouts: a node on its parent's rollout takes the rest of it "
-                             "(--no-reuse-rollouts: every node decodes its own rollout and pays for it)")  # fmt: skip
+    parser.add_argument("--reuse-greedy-rollouts", action=argparse.BooleanOptionalAction, default=True,
+                        help="MCTS with greedy rollouts: a node on its parent's rollout takes the rest of "
+                             "it (--no-reuse-greedy-rollouts: every node decodes its own rollout and pays for "
+                             "it)")  # fmt: skip
     parser.add_argument("--leaf-q", choices=("last", "path_mean"), default="last",
                         help="how Q scores an answer, for best-of-N and MCTS-Q alike: Q of its last action or "
                              "the mean Q of all its actions")  # fmt: skip

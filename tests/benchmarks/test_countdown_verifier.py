@@ -10,6 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from cola_agents.cli import build_parser
+from cola_agents.config_args import config_values
+from cola_agents.mcts import MCTSConfig
 from cola_gym.model import CoLAModel
 from cola_gym.registration import pretrained_path
 
@@ -33,6 +36,11 @@ def test_the_recipe_trains_and_selects_on_disjoint_training_problems(benchmark_s
     assert not (selection | training) & set(range(32768, 33792))  # the tuning problems stay unseen
     trees = next(step for step in steps if step.name == "trees.jsonl")
     assert trees.needs == ("q-mc",) and str(tmp_path / "q-mc" / "final") in trees.args
+    for step in collections:  # every command parses; trees grow as when the shipped verifier was built
+        config = MCTSConfig(**config_values(build_parser().parse_args(step.args), MCTSConfig))
+        if "--search" in step.args:
+            assert config.rollout_policy == "greedy" and not config.reuse_greedy_rollouts
+            assert config.token_budget == 320 and config.macro_td_threshold == MCTSConfig().macro_td_threshold
 
 
 def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_path: Path, monkeypatch,

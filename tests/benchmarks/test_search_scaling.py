@@ -164,7 +164,7 @@ def test_the_tree_shape_options_reach_the_search(benchmark_script, q_model_dir: 
         setattr(args, name, None)
     args.simulations, args.parallel_expansions, args.stop_on_finished_answer = 64, 4, False
     args.merge_aliases, args.rollout_policy, args.rollout_temperature = True, "greedy", 1.0
-    args.reuse_rollouts = False
+    args.reuse_greedy_rollouts = False
     defaults = MCTSConfig()
     plain = script.mcts_config(args, seed=0, budget=20, leaf_value="q_network")
     assert [getattr(plain, name) for name in script.TREE_SHAPE] == [getattr(defaults, n) for n in script.TREE_SHAPE]
