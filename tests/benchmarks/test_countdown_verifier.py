@@ -24,8 +24,12 @@ def _problems(step) -> range:
 
 def test_the_recipe_trains_and_selects_on_disjoint_training_problems(benchmark_script, tmp_path: Path) -> None:
     script = benchmark_script("countdown_verifier")
-    steps = script.recipe(tmp_path)
+    assert [step.name for step in script.recipe(tmp_path)][-1] == script.VERIFIER[1] == "q-ranked"
+    with pytest.raises(ValueError, match="rounds must be 1 or 2"):
+        script.recipe(tmp_path, rounds=3)
+    steps = script.recipe(tmp_path, rounds=2)
     names = [step.name for step in steps]
+    assert names[: len(script.recipe(tmp_path))] == [step.name for step in script.recipe(tmp_path)]
     for number, step in enumerate(steps):  # every step's needs come before it
         assert all(names.index(need) < number for need in step.needs), step.name
     collections = [step for step in steps if not step.is_training]
@@ -36,11 +40,23 @@ def test_the_recipe_trains_and_selects_on_disjoint_training_problems(benchmark_s
     assert not (selection | training) & set(range(32768, 33792))  # the tuning problems stay unseen
     trees = next(step for step in steps if step.name == "trees.jsonl")
     assert trees.needs == ("q-mc",) and str(tmp_path / "q-mc" / "final") in trees.args
-    for step in collections:  # every command parses; trees grow as when the shipped verifier was built
+    second = next(step for step in steps if step.name == "trees-2.jsonl")
+    assert second.needs == ("q-ranked",) and str(tmp_path / "q-ranked" / "final") in second.args
+    final = next(step for step in steps if step.name == script.VERIFIER[2])
+    assert "--q-ranking-weight" in final.args and str(tmp_path / "q-ranked" / "final") in final.args
+    assert final.concatenate[-2:] == ("trees.jsonl", "trees-2.jsonl") and names[-1] == script.VERIFIER[2]
+    searches = 0
+    for step in collections:  # every command parses; each tree set grows as when its verifier was built
         config = MCTSConfig(**config_values(build_parser().parse_args(step.args), MCTSConfig))
         if "--search" in step.args:
-            assert config.rollout_policy == "greedy" and not config.reuse_greedy_rollouts
-            assert config.token_budget == 320 and config.macro_td_threshold == MCTSConfig().macro_td_threshold
+            searches += 1
+            assert config.rollout_policy == "greedy" and config.token_budget == 320
+            if step.name.startswith(("trees-2", "select-trees-2")):  # the tuned search
+                assert config.reuse_greedy_rollouts and config.macro_td_threshold == 0.0
+            else:  # the first verifier's trees: every rollout decoded, macro steps on
+                assert not config.reuse_greedy_rollouts
+                assert config.macro_td_threshold == MCTSConfig().macro_td_threshold
+    assert searches == 4
 
 
 def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_path: Path, monkeypatch,
@@ -53,7 +69,7 @@ def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_
         return script.Step(name, args, needs)
 
     steps = [collect("a.jsonl", 0), collect("b.jsonl", 2), collect("c.jsonl", 4, needs=("a.jsonl", "b.jsonl"))]
-    monkeypatch.setattr(script, "recipe", lambda out: steps)
+    monkeypatch.setattr(script, "recipe", lambda out, rounds: steps)
     script.run(tmp_path, jobs=2)
     log = capsys.readouterr().out
     assert log.index("c.jsonl: started") > max(log.index("a.jsonl: done"), log.index("b.jsonl: done"))
@@ -62,7 +78,7 @@ def test_run_orders_the_steps_and_skips_the_finished_ones(benchmark_script, tmp_
     script.run(tmp_path, jobs=2)  # all done: nothing starts
     assert "started" not in capsys.readouterr().out
     failing = script.Step("d", ["collect-episodes", "--env", "No-Such-v0", "--out", str(tmp_path / "d")])
-    monkeypatch.setattr(script, "recipe", lambda out: [failing])
+    monkeypatch.setattr(script, "recipe", lambda out, rounds: [failing])
     with pytest.raises(RuntimeError, match="d failed"):
         script.run(tmp_path, jobs=1)
 
