@@ -27,7 +27,13 @@ point is its own search. Tree statistics (nodes, answers from a finished node vs
 tokens spent) are kept for every search. The report is written after every seed, and a run
 started again with the same settings and ``--out`` resumes after the last seed written.
 
+Every row's point also holds ``paired``: its accuracy minus best-of-N's, majority vote's and
+the RL agent's best-of-N at that budget, with a CI over the same problems (the problems'
+difficulty cancels, so it is narrower than either row's own); ``--compare`` pairs rows of two
+reports of the same problems.
+
     python benchmarks/search_scaling.py --model runs/q/final --env CoLA-Micro-Countdown-Medium-v0
+    python benchmarks/search_scaling.py --compare A.json:mcts_q B.json:best_of_n_q
 """
 
 from __future__ import annotations
@@ -257,6 +263,21 @@ def bootstrap_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[fl
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+PAIRED_BASELINES = ("best_of_n_q", "majority_vote", "rl_best_of_n_q")
+"""The rows every other row at the same budget is compared with, problem by problem."""
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Accuracy of ``a`` minus ``b`` (each ``[seeds, problems]``, the same problems in the same
+    order) with the 95 % bootstrap CI of the difference, resampling problems: both methods meet
+    the same problems, so the problems' difficulty cancels and the CI is narrower than either
+    method's own."""
+    a, b = (np.asarray(x, dtype=float).reshape(len(x), -1).mean(axis=0) for x in (a, b))
+    if a.shape != b.shape:
+        raise ValueError(f"paired rows need the same problems: {a.size} against {b.size}")
+    return {"difference": float((a - b).mean()), "ci": bootstrap_ci((a - b)[None])}
+
+
 def report_budgets(settings: dict[str, Any]) -> list[int]:
     """Every budget a report has points at: the sampling methods', the RL agent's and, with
     ``--rl-search``, its searches'."""
@@ -275,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summarize", nargs="+", type=Path, metavar="REPORT",
                         help="only recompute saved reports' summaries and figures from their runs")  # fmt: skip
+    parser.add_argument("--compare", nargs=2, metavar="REPORT:METHOD",
+                        help="only print the first row's accuracy minus the second's at every budget both "
+                             "have, with the paired CI over problems (A.json:mcts_q B.json:best_of_n_q)")  # fmt: skip
     parser.add_argument("--model", help="CoLA checkpoint with a Q-network (cola-gym train --stage q)")
     parser.add_argument("--env", default="CoLA-Micro-Countdown-Medium-v0", help="held-out id")
     parser.add_argument("--problems", type=int, default=128)
@@ -327,6 +351,17 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"no report at {', '.join(missing)}")
         for path in args.summarize:
             resummarize(path)
+        return
+    if args.compare:
+        try:
+            differences = compare(*args.compare)
+        except ValueError as err:
+            parser.error(str(err))
+        if not differences:
+            parser.error("the two rows share no budget")
+        for row in differences:
+            low, high = (100 * x for x in row["ci"])
+            print(f"{row['budget']}x: {100 * row['difference']:+.1f} points [{low:+.1f}, {high:+.1f}]")
         return
     if args.model is None:
         parser.error("--model is required (or --summarize REPORT ...)")
@@ -420,7 +455,8 @@ def finished_runs(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, list[dict[str, Any]]]:
-    """Per method, per budget: accuracy over problems x seeds with its 95 % bootstrap CI, and tokens."""
+    """Per method, per budget: accuracy over problems x seeds with its 95 % bootstrap CI, tokens, and
+    (``paired``) its difference from each of :data:`PAIRED_BASELINES` at that budget, problem by problem."""
     summary: dict[str, list[dict[str, Any]]] = {}
     greedy = np.array([run["greedy"] for run in per_seed], dtype=float)
     unit = statistics.mean(run["greedy_tokens"] for run in per_seed)
@@ -435,18 +471,19 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
                                      run["rl_q_auc_within_problem"]["mean"] for run in per_seed)}]  # fmt: skip
     for budget in budgets:
         points = [run["budgets"].get(str(budget), {}) for run in per_seed]
+        answers: dict[str, np.ndarray] = {}
         for prefix, tokens_key in (("", "tokens_per_problem"), ("rl_", "rl_tokens_per_problem")):
             if not all(tokens_key in p for p in points):
                 continue
             tokens = statistics.mean(p[tokens_key] for p in points)
             for method in SAMPLING:
-                scores = np.array([p[prefix + method] for p in points], dtype=float)
+                scores = answers[prefix + method] = np.array([p[prefix + method] for p in points], dtype=float)
                 summary.setdefault(prefix + method, []).append(
                     {"budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores), "tokens": tokens}
                 )
         for method in ("mcts_q", "mcts_oracle", "rl_mcts_q"):
             if all(method in p for p in points):
-                scores = np.array([p[method]["successes"] for p in points], dtype=float)
+                scores = answers[method] = np.array([p[method]["successes"] for p in points], dtype=float)
                 summary.setdefault(method, []).append({
                     "budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores),
                     "tokens": statistics.mean(p[method]["tokens_per_problem"] for p in points),
@@ -454,7 +491,38 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
                     "nodes_per_search": statistics.mean(p[method]["nodes_per_search"] for p in points),
                     "nodes_per_s": statistics.mean(p[method]["nodes_per_s"] for p in points),
                 })  # fmt: skip
+        for method, scores in answers.items():
+            row = summary[method][-1]
+            paired = {base: paired_difference(scores, answers[base]) for base in PAIRED_BASELINES
+                      if base in answers and base != method}  # fmt: skip
+            if paired:
+                row["paired"] = paired
     return summary
+
+
+def compare(first: str, second: str) -> list[dict[str, Any]]:
+    """``REPORT:METHOD`` against ``REPORT:METHOD`` at every budget both have, problem by problem
+    (``--compare``): two reports of the same env and problems, e.g. a search run on one seed
+    against the sampling rows of a three-seed run."""
+    rows = []
+    for spec in (first, second):
+        path, _, method = spec.rpartition(":")
+        if not path or not Path(path).is_file():
+            raise ValueError(f"{spec!r}: expected REPORT:METHOD with an existing report")
+        report = json.loads(Path(path).read_text())
+        answers = {}
+        for budget in {b for run in report["runs"] for b in run["budgets"]}:
+            found = [run["budgets"].get(budget, {}).get(method) for run in report["runs"]]
+            if all(f is not None for f in found):
+                rows_found = [f["successes"] if isinstance(f, dict) else f for f in found]
+                answers[int(budget)] = np.array(rows_found, dtype=float)
+        if not answers:
+            raise ValueError(f"{path} has no {method!r} rows")
+        rows.append(((report["env"], report["problems"], report["settings"].get("first_problem", 0)), answers))
+    (problems_a, a), (problems_b, b) = rows
+    if problems_a != problems_b:
+        raise ValueError("the reports pose different problems: compare runs of the same env and problems")
+    return [{"budget": budget, **paired_difference(a[budget], b[budget])} for budget in sorted(a.keys() & b.keys())]
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:

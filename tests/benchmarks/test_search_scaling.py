@@ -73,6 +73,23 @@ def test_the_script_reports_an_rl_agents_rows(benchmark_script, q_model_dir: Pat
     assert [p["budget"] for p in summary["rl_best_of_n_q"]] == [1]  # only the RL agent's budgets
     assert 0.0 <= summary["rl_greedy"][0]["accuracy"] <= 1.0 and summary["rl_greedy"][0]["tokens"] > 0
     assert report["runs"][0]["rl_agent"].endswith("agent.zip") and out.with_suffix(".png").is_file()
+    for point in summary["best_of_n_q"]:  # each row against the baselines at its budget, problem by problem
+        paired = point["paired"]
+        assert "best_of_n_q" not in paired and set(paired) <= {"majority_vote", "rl_best_of_n_q"}
+        vote = next(p for p in summary["majority_vote"] if p["budget"] == point["budget"])
+        assert paired["majority_vote"]["difference"] == pytest.approx(point["accuracy"] - vote["accuracy"])
+    assert "rl_best_of_n_q" in summary["best_of_n_q"][0]["paired"]  # the RL agent's budget only
+    assert "rl_best_of_n_q" not in summary["best_of_n_q"][1]["paired"]
+    assert script.compare(f"{out}:best_of_n_q", f"{out}:majority_vote") == [
+        {"budget": p["budget"], **p["paired"]["majority_vote"]} for p in summary["best_of_n_q"]
+    ]
+    with pytest.raises(ValueError, match="no 'mcts_q' rows"):
+        script.compare(f"{out}:mcts_q", f"{out}:majority_vote")
+    other = json.loads(out.read_text())
+    other["problems"] = 3
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="different problems"):
+        script.compare(f"{out}:best_of_n_q", f"{tmp_path / 'other.json'}:best_of_n_q")
     with pytest.raises(SystemExit):  # a missing agent file is an error before any work
         script.main([*common, "--rl-agents", str(tmp_path / "missing.zip")])
     # --summarize recomputes the summary from the runs alone: the same report comes back
@@ -119,6 +136,21 @@ def test_the_ci_resamples_problems_not_seeds(benchmark_script) -> None:
     varied = np.array([answers, answers[::-1], answers])  # seeds that disagree average per problem
     low, high = script.bootstrap_ci(varied)
     assert low < 0.5 < high and high - low < one[1] - one[0]
+
+
+def test_a_paired_difference_cancels_what_both_methods_share(benchmark_script) -> None:
+    """Right on the same 32 of 64 problems, one method also on 6 more: +9.4 points, and a CI that
+    excludes 0 although each method's own CI (+-12 points) contains the other's mean."""
+    script = benchmark_script("search_scaling")
+    base = np.array([[True] * 32 + [False] * 32])
+    better = base.copy()
+    better[0, 32:38] = True
+    paired = script.paired_difference(np.repeat(better, 3, axis=0), base)  # three seeds repeating one
+    assert paired["difference"] == pytest.approx(6 / 64) and 0 < paired["ci"][0] < 6 / 64 < paired["ci"][1]
+    assert script.bootstrap_ci(better)[0] < base.mean()
+    assert script.paired_difference(base, base) == {"difference": 0.0, "ci": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="same problems"):
+        script.paired_difference(base, base[:, :10])
 
 
 def test_the_script_resumes_after_the_last_seed_it_wrote(benchmark_script, q_model_dir: Path, tmp_path: Path) -> None:
