@@ -68,6 +68,8 @@ from cola_gym.model import shared_model
 from cola_gym.training.objectives import ranking_auc
 
 SAMPLING = ("best_of_n_q", "majority_vote", "best_of_n_oracle", "greedy_then_best_of_n_q")
+SEARCHES = ("mcts_q", "mcts_oracle", "rl_mcts_q")
+"""The search rows (each budget's own search), beside the sampling methods read off one pool."""
 
 
 def problem_indices(args: argparse.Namespace) -> list[int]:
@@ -471,19 +473,19 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
                                      run["rl_q_auc_within_problem"]["mean"] for run in per_seed)}]  # fmt: skip
     for budget in budgets:
         points = [run["budgets"].get(str(budget), {}) for run in per_seed]
-        answers: dict[str, np.ndarray] = {}
+        answers = budget_answers(per_seed, budget)
         for prefix, tokens_key in (("", "tokens_per_problem"), ("rl_", "rl_tokens_per_problem")):
-            if not all(tokens_key in p for p in points):
+            if prefix + SAMPLING[0] not in answers:
                 continue
             tokens = statistics.mean(p[tokens_key] for p in points)
             for method in SAMPLING:
-                scores = answers[prefix + method] = np.array([p[prefix + method] for p in points], dtype=float)
+                scores = answers[prefix + method]
                 summary.setdefault(prefix + method, []).append(
                     {"budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores), "tokens": tokens}
                 )
-        for method in ("mcts_q", "mcts_oracle", "rl_mcts_q"):
-            if all(method in p for p in points):
-                scores = answers[method] = np.array([p[method]["successes"] for p in points], dtype=float)
+        for method in SEARCHES:
+            if method in answers:
+                scores = answers[method]
                 summary.setdefault(method, []).append({
                     "budget": budget, "accuracy": float(scores.mean()), "ci": bootstrap_ci(scores),
                     "tokens": statistics.mean(p[method]["tokens_per_problem"] for p in points),
@@ -500,6 +502,21 @@ def summarize(per_seed: list[dict[str, Any]], budgets: list[int]) -> dict[str, l
     return summary
 
 
+def budget_answers(per_seed: list[dict[str, Any]], budget: int) -> dict[str, np.ndarray]:
+    """Every method's answers at ``budget`` that all seeds have: right or not, ``[seeds, problems]``
+    (the sampling methods', also the RL agent's, where their tokens were counted; the searches')."""
+    points = [run["budgets"].get(str(budget), {}) for run in per_seed]
+    answers = {}
+    for prefix, tokens_key in (("", "tokens_per_problem"), ("rl_", "rl_tokens_per_problem")):
+        if all(tokens_key in p for p in points):
+            for method in SAMPLING:
+                answers[prefix + method] = np.array([p[prefix + method] for p in points], dtype=float)
+    for method in SEARCHES:
+        if all(method in p for p in points):
+            answers[method] = np.array([p[method]["successes"] for p in points], dtype=float)
+    return answers
+
+
 def compare(first: str, second: str) -> list[dict[str, Any]]:
     """``REPORT:METHOD`` against ``REPORT:METHOD`` at every budget both have, problem by problem
     (``--compare``): two reports of the same env and problems, e.g. a search run on one seed
@@ -510,12 +527,8 @@ def compare(first: str, second: str) -> list[dict[str, Any]]:
         if not path or not Path(path).is_file():
             raise ValueError(f"{spec!r}: expected REPORT:METHOD with an existing report")
         report = json.loads(Path(path).read_text())
-        answers = {}
-        for budget in {b for run in report["runs"] for b in run["budgets"]}:
-            found = [run["budgets"].get(budget, {}).get(method) for run in report["runs"]]
-            if all(f is not None for f in found):
-                rows_found = [f["successes"] if isinstance(f, dict) else f for f in found]
-                answers[int(budget)] = np.array(rows_found, dtype=float)
+        budgets = sorted({int(b) for run in report["runs"] for b in run["budgets"]})
+        answers = {b: found[method] for b in budgets if method in (found := budget_answers(report["runs"], b))}
         if not answers:
             raise ValueError(f"{path} has no {method!r} rows")
         rows.append(((report["env"], report["problems"], report["settings"].get("first_problem", 0)), answers))
